@@ -1,0 +1,115 @@
+"""Run settings: one flat dataclass, loadable from YAML and overridable with
+``key=value`` strings. Every name is checked before any work starts."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or has a bad value."""
+
+
+@dataclass
+class Config:
+    # data
+    data: str = "fashion-mnist"
+    val_size: float = 0.1
+    limit: int | None = None            # keep only this many training examples (quick runs)
+    # network
+    arch: str = "mlp:256x5"
+    activation: str = "tanh"
+    # rule
+    rule: str = "dtp"
+    target_step: float = 0.1            # η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L
+    feedback_noise: float = 0.1         # σ of the feedback objectives
+    feedback_reg: float = 0.0           # λ of the DRL damping term
+    # schedule
+    epochs: int = 3
+    batch_size: int = 128
+    feedback_schedule: str = "interleaved"   # or "alternating": a feedback epoch before each forward epoch
+    feedback_iterations: int = 1        # feedback steps per batch when interleaved
+    feedback_pretrain_epochs: int = 0   # feedback-only epochs before training starts
+    # optimisation: any torch.optim optimizer / lr_scheduler by (case-insensitive) class name
+    forward_optimizer: str = "adam"
+    forward_lr: float = 1e-3
+    forward_optimizer_args: dict = field(default_factory=dict)
+    forward_scheduler: str = "none"
+    forward_scheduler_args: dict = field(default_factory=dict)
+    feedback_optimizer: str = "adam"
+    feedback_lr: float = 1e-3
+    feedback_optimizer_args: dict = field(default_factory=dict)
+    feedback_scheduler: str = "none"
+    feedback_scheduler_args: dict = field(default_factory=dict)
+    # machinery
+    seed: int = 0
+    device: str = "auto"                # auto, cpu, cuda, cuda:N
+    dtype: str = "float32"              # float32 or float64
+    probe_size: int = 512               # examples in the fixed diagnostics batch
+    progress: bool = True
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def update(self, values: dict[str, Any]) -> "Config":
+        """A copy with ``values`` applied; unknown keys are an error listing the valid ones."""
+        unknown = sorted(set(values) - set(self.keys()))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(map(repr, unknown))}; "
+                              f"valid settings: {', '.join(self.keys())}")
+        merged = self.to_dict() | {k: _coerce(k, v, getattr(self, k)) for k, v in values.items()}
+        return Config(**merged)
+
+    def with_overrides(self, overrides: list[str]) -> "Config":
+        """Apply ``key=value`` strings; values are parsed as YAML (``3``, ``1e-3``,
+        ``true``, ``{momentum: 0.9}``)."""
+        values = {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        return self.update(values)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Accept ints for floats and check the type of everything else."""
+    if value is None and key == "limit":
+        return None
+    kind = type(default) if default is not None else int
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"setting {key!r} needs a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                **values: Any) -> Config:
+    """Defaults, then the YAML file, then keyword values, then ``key=value`` overrides."""
+    config = Config()
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of settings")
+        config = config.update(loaded)
+    config = config.update({k: v for k, v in values.items() if v is not None})
+    return config.with_overrides(overrides or [])

@@ -1,0 +1,97 @@
+"""Feedback objectives: losses that teach a feedback map g_l to invert its
+forward map f_l. Each takes the layer, its input h_{l-1} and output h_l (both
+detached) and returns a scalar averaged over the batch whose gradient reaches
+only g_l's parameters, because every forward-map evaluation runs under
+``no_grad``.
+
+Noise is drawn from the global torch generator in float32 and cast, so a run
+in float64 sees the same noise as one in float32.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from .networks import TPLayer
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "gaussian_like", "noisy_reconstruction_loss", "difference_reconstruction_loss",
+    "local_difference_reconstruction_loss", "FEEDBACK_OBJECTIVES",
+]
+
+
+class FeedbackObjective(Protocol):
+    def __call__(self, layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
+                 regularization: float) -> Tensor: ...
+
+
+def gaussian_like(t: Tensor) -> Tensor:
+    return torch.randn(t.shape, device=t.device).to(t.dtype)
+
+
+def _batch_mean_sq(t: Tensor) -> Tensor:
+    return t.pow(2).sum() / t.shape[0]
+
+
+def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
+                              regularization: float = 0.0) -> Tensor:
+    """DTP's denoising inverse loss (Lee et al. 2015, Eq. 16):
+
+        L_g = ½ ‖g_l(f_l(h_{l-1} + ε)) − (h_{l-1} + ε)‖²,   ε ~ N(0, σ² I)
+    """
+    noisy = h_below + sigma * gaussian_like(h_below)
+    with torch.no_grad():
+        up = layer(noisy)
+    return 0.5 * _batch_mean_sq(layer.feedback(up) - noisy)
+
+
+def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
+                                   regularization: float = 0.0) -> Tensor:
+    """Difference reconstruction loss, layer-wise form (Meulemans et al. 2020, §4):
+
+        L = 1/σ² ( ‖g(f(h_{l-1} + σε)) − g(h_l) − σε‖² + λ ‖g(h_l + ση) − g(h_l)‖² )
+
+    ε, η ~ N(0, I). It reconstructs the *difference* that DTP propagates, so
+    for small σ it drives J_g J_f → I, and the λ term damps J_g; its minimiser
+    is the damped pseudo-inverse J_g = J_fᵀ(J_f J_fᵀ + λI)⁻¹, which makes the
+    propagated targets Gauss-Newton targets.
+    """
+    eps = gaussian_like(h_below)
+    with torch.no_grad():
+        up = layer(h_below + sigma * eps)
+    inputs = [up, h]
+    if regularization > 0:
+        inputs.append(h + sigma * gaussian_like(h))
+    out = layer.feedback(torch.cat(inputs)).split(h.shape[0])
+    loss = _batch_mean_sq(out[0] - out[1] - sigma * eps)
+    if regularization > 0:
+        loss = loss + regularization * _batch_mean_sq(out[2] - out[1])
+    return loss / sigma ** 2
+
+
+def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
+                                         regularization: float = 0.0) -> Tensor:
+    """Local difference reconstruction loss, L-DRL (Ernoult et al. 2022, §3):
+
+        L = 1/σ² ( −σ εᵀ[g(f(h_{l-1} + σε)) − g(h_l)] + ½ ‖g(h_l + ση) − g(h_l)‖² )
+
+    For small σ its expectation is −tr(J_g J_f) + ½‖J_g‖²_F, minimised by
+    J_g = J_fᵀ (the Jacobian matching condition): difference targets then
+    carry exactly the back-prop error down the chain.
+    """
+    eps, eta = gaussian_like(h_below), gaussian_like(h)
+    with torch.no_grad():
+        up = layer(h_below + sigma * eps)
+    noisy_up, clean, noisy_h = layer.feedback(torch.cat([up, h, h + sigma * eta])).split(h.shape[0])
+    alignment = -(sigma * eps * (noisy_up - clean)).sum() / h.shape[0]
+    return (alignment + 0.5 * _batch_mean_sq(noisy_h - clean)) / sigma ** 2
+
+
+FEEDBACK_OBJECTIVES: dict[str, FeedbackObjective] = {
+    "noisy-reconstruction": noisy_reconstruction_loss,
+    "drl": difference_reconstruction_loss,
+    "ldrl": local_difference_reconstruction_loss,
+}

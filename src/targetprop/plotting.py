@@ -1,0 +1,74 @@
+"""PNG figures of one or several runs: learning curves and per-layer angles."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+__all__ = ["read_metrics", "plot_runs"]
+
+
+def read_metrics(run: str | Path) -> list[dict[str, float]]:
+    path = Path(run) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} is not a run directory (no metrics.csv)")
+    with path.open() as handle:
+        rows = [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+    return [r for r in rows if r["epoch"] > 0]
+
+
+def _label(run: Path) -> str:
+    summary = run / "summary.json"
+    if summary.is_file():
+        info = json.loads(summary.read_text())
+        return f"{run.name} ({info.get('rule')})"
+    return run.name
+
+
+def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
+    """Write ``curves.png`` (train loss, validation and test accuracy per epoch)
+    and ``angles.png`` (one panel per hidden layer) for all runs together."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = [(Path(r), read_metrics(r)) for r in runs]
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for run, rows in data:
+        epochs = [r["epoch"] for r in rows]
+        for ax, key in zip(axes, ("train_loss", "val_acc", "test_acc")):
+            ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", ms=3, label=_label(run))
+    for ax, title in zip(axes, ("training loss", "validation accuracy", "test accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    curves = out_dir / "curves.png"
+    fig.savefig(curves, dpi=120)
+    plt.close(fig)
+
+    layers = sorted({int(k.split("_")[1]) for _, rows in data for r in rows for k in r
+                     if k.startswith("angle_")})
+    fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.2 * max(len(layers), 1), 3.4),
+                             squeeze=False, sharey=True)
+    for ax, layer in zip(axes[0], layers):
+        for run, rows in data:
+            ax.plot([r["epoch"] for r in rows], [r.get(f"angle_{layer}", math.nan) for r in rows],
+                    marker="o", ms=3, label=_label(run))
+        ax.set_title(f"layer {layer}")
+        ax.set_xlabel("epoch")
+        ax.axhline(90, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("angle to back-prop update (°)")
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    angles = out_dir / "angles.png"
+    fig.savefig(angles, dpi=120)
+    plt.close(fig)
+    return [curves, angles]

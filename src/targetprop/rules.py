@@ -1,0 +1,168 @@
+"""Training rules and their registry.
+
+A rule answers three questions for one batch:
+
+* ``record(net, x)``: the forward pass, keeping what the rule needs;
+* ``feedback_loss(net, record)``: the loss that trains the feedback maps g_l;
+* ``forward_loss(net, record, y)``: the loss whose gradient is the rule's
+  update of the forward weights.
+
+The target-propagation family is one class composed of four pieces (DESIGN.md):
+a top target, a propagation rule, a feedback objective and a local update; the
+named recipes at the bottom of this file wire them together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import feedback as fb
+from . import targets as tg
+from .networks import TPNetwork
+from .updates import local_target_loss
+
+Tensor = torch.Tensor
+
+__all__ = ["ForwardRecord", "ForwardLoss", "Rule", "BackProp", "TargetPropagation",
+           "RULES", "make_rule"]
+
+
+@dataclass
+class ForwardRecord:
+    """One forward pass. ``hs`` holds detached h_0..h_L; ``outputs`` holds
+    h_1..h_L again with a graph back to each layer's own (detached) input;
+    ``top`` is h_L as a leaf, so ∂loss/∂h_L can be read off; ``logits`` hangs
+    from ``top`` (local rules) or from the whole chain (back-prop)."""
+    hs: list[Tensor]
+    outputs: list[Tensor]
+    top: Tensor
+    logits: Tensor
+
+
+@dataclass
+class ForwardLoss:
+    loss: Tensor                     # its gradient is the forward-weight update
+    output_loss: Tensor              # cross-entropy of the logits
+    targets: list[Tensor] | None = None   # ĥ_1..ĥ_L where the rule has them
+
+
+class Rule:
+    """Base class of all rules; subclasses override the three methods."""
+
+    name = "rule"
+    uses_feedback = False
+
+    def record(self, net: TPNetwork, x: Tensor) -> ForwardRecord:
+        hs, outputs, h = [x], [], x
+        for layer in net.layers:
+            out = layer(h.detach())
+            outputs.append(out)
+            hs.append(out.detach())
+            h = out
+        top = hs[-1].requires_grad_()
+        return ForwardRecord(hs, outputs, top, net.output(top))
+
+    def feedback_loss(self, net: TPNetwork, record: ForwardRecord) -> Tensor | None:
+        return None
+
+    def forward_loss(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        return {}
+
+
+class BackProp(Rule):
+    """Back-propagation of the cross-entropy through the whole chain: the
+    baseline every other rule is compared with."""
+
+    name = "bp"
+
+    def record(self, net: TPNetwork, x: Tensor) -> ForwardRecord:
+        hs, h = [x], x
+        for layer in net.layers:
+            h = layer(h)
+            hs.append(h)
+        return ForwardRecord([t.detach() for t in hs], hs[1:], h, net.output(h))
+
+    def forward_loss(self, net, record, y):
+        loss = F.cross_entropy(record.logits, y)
+        return ForwardLoss(loss, loss)
+
+
+@dataclass(kw_only=True)
+class TargetPropagation(Rule):
+    """The difference-target-propagation family.
+
+    1. top target:   ĥ_L = h_L − η ∂ℓ/∂h_L, ℓ the per-example cross-entropy;
+    2. propagation:  ĥ_{l-1} = P(g_l, h_{l-1}, h_l, ĥ_l) for l = L..2;
+    3. feedback:     an objective that teaches g_l to invert f_l, layers 2..L;
+    4. local update: Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² for the hidden layers, plus
+       the cross-entropy for the read-out layer (a single layer, so its
+       gradient is local too).
+    """
+
+    name: str
+    propagate: tg.PropagationRule
+    feedback_objective: fb.FeedbackObjective
+    target_step: float = 0.1
+    feedback_noise: float = 0.1
+    feedback_reg: float = 0.0
+    uses_feedback: bool = field(default=True, init=False)
+
+    def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+        per_example = F.cross_entropy(record.logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
+        return tg.gradient_top_target(record.hs[-1], grad, self.target_step), per_example / len(y)
+
+    def targets(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        top, output_loss = self.top_target(record, y)
+        feedbacks = [None] + [layer.feedback if layer.g is not None else None for layer in net.layers]
+        return tg.propagate_targets(feedbacks, record.hs, top, self.propagate), output_loss
+
+    def forward_loss(self, net, record, y):
+        targets, output_loss = self.targets(net, record, y)
+        loss = output_loss + local_target_loss(record.outputs, targets)
+        return ForwardLoss(loss, output_loss.detach(), targets)
+
+    def feedback_loss(self, net, record):
+        hs = record.hs
+        losses = [self.feedback_objective(layer, hs[l], hs[l + 1], self.feedback_noise, self.feedback_reg)
+                  for l, layer in enumerate(net.layers) if layer.g is not None]
+        return torch.stack(losses).sum() if losses else None
+
+    def settings(self) -> dict:
+        return {"target_step": self.target_step, "feedback_noise": self.feedback_noise,
+                "feedback_reg": self.feedback_reg}
+
+
+# -- recipes -----------------------------------------------------------------
+
+def _recipe(name: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjective):
+    return lambda **settings: TargetPropagation(name=name, propagate=propagate,
+                                                feedback_objective=objective, **settings)
+
+
+RULES: dict[str, Callable[..., Rule]] = {
+    # Back-propagation baseline.
+    "bp": lambda **_: BackProp(),
+    # Vanilla TP, ĥ_{l-1} = g_l(ĥ_l), denoising inverses (Lee et al. 2015 §2.2).
+    "tp": _recipe("tp", tg.tp_propagate, fb.noisy_reconstruction_loss),
+    # Difference TP with denoising inverses (Lee et al. 2015 §2.3).
+    "dtp": _recipe("dtp", tg.difference_propagate, fb.noisy_reconstruction_loss),
+    # Difference targets, feedback by the difference reconstruction loss (Meulemans et al. 2020).
+    "drl": _recipe("drl", tg.difference_propagate, fb.difference_reconstruction_loss),
+    # Difference targets, feedback by the local DRL (Ernoult et al. 2022).
+    "ldrl": _recipe("ldrl", tg.difference_propagate, fb.local_difference_reconstruction_loss),
+}
+
+
+def make_rule(name: str, **settings) -> Rule:
+    """Build a registered rule; ``settings`` (target_step, feedback_noise,
+    feedback_reg) are ignored by rules that have no such knob."""
+    if name not in RULES:
+        raise ValueError(f"unknown rule {name!r}; choose one of: {', '.join(RULES)}")
+    return RULES[name](**settings)

@@ -1,0 +1,67 @@
+"""Pure tensor functions that compute targets: the top target and the rules
+that carry a target from layer l down to layer l-1 through the feedback map.
+
+All functions take plain tensors and callables, hold no state and never build
+an autograd graph for the forward weights, so they can be called and tested
+on their own.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+Feedback = Callable[[Tensor], Tensor]
+PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
+
+__all__ = [
+    "gradient_top_target", "tp_propagate", "difference_propagate",
+    "propagate_targets", "PROPAGATION_RULES",
+]
+
+
+def gradient_top_target(h_top: Tensor, loss_grad: Tensor, step: float) -> Tensor:
+    """ĥ_L = h_L − η ∂loss/∂h_L: a small gradient step on the output loss taken
+    in the space of the last hidden layer (Lee et al. 2015, Eq. 13)."""
+    return h_top - step * loss_grad
+
+
+def tp_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
+    """Vanilla target propagation: ĥ_{l-1} = g_l(ĥ_l) (Bengio 2014 §2.2.6;
+    Lee et al. 2015, Eq. 11)."""
+    return g(h_hat)
+
+
+def difference_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
+    """Difference target propagation (Lee et al. 2015, Eq. 15):
+
+        ĥ_{l-1} = h_{l-1} + g_l(ĥ_l) − g_l(h_l)
+
+    The correction term cancels the reconstruction error of an imperfect
+    inverse, so ĥ_l = h_l gives ĥ_{l-1} = h_{l-1} exactly.
+    """
+    both = g(torch.cat([h_hat, h]))  # one batched call for both arguments
+    g_hat, g_h = both.split(h.shape[0])
+    return h_below + g_hat - g_h
+
+
+PROPAGATION_RULES: dict[str, PropagationRule] = {
+    "tp": tp_propagate,
+    "difference": difference_propagate,
+}
+
+
+def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor],
+                      top_target: Tensor, rule: PropagationRule, first: int = 1) -> list[Tensor]:
+    """Carry ``top_target`` (for hs[-1]) down the chain.
+
+    ``hs[l]`` is h_l (``hs[0]`` the input), ``feedbacks[l]`` is g_l (index 0
+    unused). Returns targets ĥ_first..ĥ_L, ĥ_l at position l − first.
+    """
+    top = len(hs) - 1
+    targets = [top_target]
+    with torch.no_grad():
+        for l in range(top, first, -1):
+            targets.append(rule(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
+    return targets[::-1]
