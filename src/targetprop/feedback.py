@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .networks import TPLayer
 
@@ -32,8 +33,9 @@ def gaussian_like(t: Tensor) -> Tensor:
     return torch.randn(t.shape, device=t.device).to(t.dtype)
 
 
-def _batch_mean_sq(t: Tensor) -> Tensor:
-    return t.pow(2).sum() / t.shape[0]
+def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:
+    """‖t − target‖² summed over units, averaged over the batch (one fused kernel)."""
+    return F.mse_loss(t, target, reduction="sum") / t.shape[0]
 
 
 def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
@@ -45,7 +47,7 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     noisy = h_below + sigma * gaussian_like(h_below)
     with torch.no_grad():
         up = layer(noisy)
-    return 0.5 * _batch_mean_sq(layer.feedback(up) - noisy)
+    return 0.5 * _batch_mean_sq(layer.feedback(up), noisy)
 
 
 def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
@@ -66,9 +68,9 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     if regularization > 0:
         inputs.append(h + sigma * gaussian_like(h))
     out = layer.feedback(torch.cat(inputs)).split(h.shape[0])
-    loss = _batch_mean_sq(out[0] - out[1] - sigma * eps)
+    loss = _batch_mean_sq(out[0] - out[1], sigma * eps)
     if regularization > 0:
-        loss = loss + regularization * _batch_mean_sq(out[2] - out[1])
+        loss = loss + regularization * _batch_mean_sq(out[2], out[1])
     return loss / sigma ** 2
 
 
@@ -86,8 +88,8 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     with torch.no_grad():
         up = layer(h_below + sigma * eps)
     noisy_up, clean, noisy_h = layer.feedback(torch.cat([up, h, h + sigma * eta])).split(h.shape[0])
-    alignment = -(sigma * eps * (noisy_up - clean)).sum() / h.shape[0]
-    return (alignment + 0.5 * _batch_mean_sq(noisy_h - clean)) / sigma ** 2
+    alignment = -sigma * torch.sum(eps * (noisy_up - clean)) / h.shape[0]
+    return (alignment + 0.5 * _batch_mean_sq(noisy_h, clean)) / sigma ** 2
 
 
 FEEDBACK_OBJECTIVES: dict[str, FeedbackObjective] = {

@@ -52,7 +52,14 @@ def check_scheduler(name: str) -> type | None:
 def make_optimizer(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
     """``make_optimizer("adam", params, 1e-3, betas=(0.9, 0.99))``; names are
     torch.optim class names, case-insensitive."""
-    return check_optimizer(name)(params, lr=lr, **kwargs)
+    cls = check_optimizer(name)
+    params = list(params)
+    # The fused kernels (Adam, AdamW, SGD, Adagrad) run one op for all tensors instead
+    # of several per tensor: on a small MLP that is a third of a training step.
+    if "fused" in inspect.signature(cls).parameters and "foreach" not in kwargs:
+        kwargs.setdefault("fused", all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                       for p in params))
+    return cls(params, lr=lr, **kwargs)
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["local_target_loss"]
 
@@ -16,5 +17,6 @@ def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.T
     term l reaches only layer l's parameters: minimising the sum with any
     ``torch.optim`` optimizer is one local step per layer.
     """
-    batch = outputs[0].shape[0]
-    return sum(0.5 * (out - target).pow(2).sum() for out, target in zip(outputs, targets)) / batch
+    # mse_loss is one fused kernel forward and backward: cheaper than sub/pow/sum.
+    total = sum(F.mse_loss(out, target, reduction="sum") for out, target in zip(outputs, targets))
+    return total * (0.5 / outputs[0].shape[0])

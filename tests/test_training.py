@@ -1,0 +1,214 @@
+"""End-to-end runs on the small digits dataset: files, resume, faults, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+
+from targetprop.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from targetprop.cli import main  # noqa: E402
+from targetprop.config import Config, ConfigError, load_config  # noqa: E402
+from targetprop.training import Trainer, TrainingDiverged, TrainingInterrupted  # noqa: E402
+
+QUICK = dict(data="digits", arch="mlp:32x3", batch_size=64, forward_lr=5e-3, progress=False,
+             probe_size=64)
+
+
+def quick_config(**values) -> Config:
+    return Config().update(QUICK | values)
+
+
+def rows(run) -> list[dict]:
+    with (run / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def params(trainer: Trainer) -> dict:
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+def assert_same_params(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("rule", ["bp", "dtp"])
+def test_run_writes_its_files(tmp_path, rule):
+    summary = Trainer(quick_config(rule=rule, epochs=2), tmp_path / "run").run()
+    run = tmp_path / "run"
+    assert {"config.yaml", "metrics.csv", "summary.json", "checkpoint.pt"} <= {p.name for p in run.iterdir()}
+    table = rows(run)
+    assert [r["epoch"] for r in table] == ["1", "2"]
+    for column in ("train_loss", "train_acc", "val_acc", "test_acc", "angle_1", "seconds"):
+        assert column in table[0]
+    stored = json.loads((run / "summary.json").read_text())
+    assert stored["rule"] == rule and stored["data"] == "digits" and stored["epochs"] == 2
+    assert 0.5 < stored["test_accuracy"] <= 1.0  # digits is easy: two epochs learn a lot
+    assert stored["test_accuracy"] == summary["test_accuracy"]
+    assert load_config(run / "config.yaml").rule == rule
+
+
+def test_resume_after_finished_epochs_equals_one_long_run(tmp_path):
+    config = quick_config(rule="dtp", epochs=3)
+    straight = Trainer(config, tmp_path / "a")
+    straight.run()
+    Trainer(config.update({"epochs": 1}), tmp_path / "b").run()
+    resumed = Trainer(config, tmp_path / "b", resume=True)
+    resumed.run()
+    assert_same_params(params(straight), params(resumed))
+    drop = ("epoch_seconds", "seconds")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows(tmp_path / "a")] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in rows(tmp_path / "b")]
+
+
+@pytest.mark.parametrize("schedule", ["interleaved", "alternating"])
+def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, schedule):
+    config = quick_config(rule="ldrl", epochs=2, feedback_schedule=schedule, feedback_pretrain_epochs=1)
+    straight = Trainer(config, tmp_path / "a")
+    straight.run()
+
+    def stop_at_step_30(trainer):
+        stop_at_step_30.calls += 1
+        if stop_at_step_30.calls == 30:
+            trainer.stop_requested = True
+    stop_at_step_30.calls = 0
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        Trainer(config, tmp_path / "b", callback=stop_at_step_30).run()
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert state["batch_index"] > 0  # it really stopped inside an epoch
+    resumed = Trainer(config, tmp_path / "b", resume=True)
+    resumed.run()
+    assert_same_params(params(straight), params(resumed))
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = quick_config(rule="dtp", epochs=3)
+
+    def poison_in_epoch_2(trainer):
+        if trainer.epoch == 2 and trainer.batch_index == 3:
+            with torch.no_grad():
+                trainer.net.layers[0].f[0].weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        Trainer(config, tmp_path / "run", callback=poison_in_epoch_2).run()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["batch_index"] == 0
+    weights = state["learner"]["net"]["layers.0.f.0.weight"]
+    assert torch.isfinite(weights).all()
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    config = quick_config(epochs=1)
+    Trainer(config, tmp_path / "run").run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(config, tmp_path / "run")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    config = quick_config(epochs=1)
+    Trainer(config, tmp_path / "run").run()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        Trainer(config, tmp_path / "run", resume=True)
+
+
+def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
+    Trainer(quick_config(epochs=1), tmp_path / "run").run()
+    with pytest.raises(CheckpointError, match="arch"):
+        Trainer(quick_config(epochs=2, arch="mlp:16x2"), tmp_path / "run", resume=True)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint intact."""
+    trainer = Trainer(quick_config(epochs=1), tmp_path / "run")
+    trainer.run()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        trainer.save()
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".tmp"] == []
+
+
+# -- configuration -------------------------------------------------------------
+
+def test_config_overrides_parse_types(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("rule: drl\nepochs: 4\n")
+    config = load_config(path, ["forward_lr=3e-4", "forward_optimizer_args={weight_decay: 0.01}"],
+                         epochs=7)
+    assert (config.rule, config.epochs, config.forward_lr) == ("drl", 7, 3e-4)
+    assert config.forward_optimizer_args == {"weight_decay": 0.01}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("learning_rate=1", "unknown setting.*'learning_rate'.*valid settings:.*forward_lr"),
+    ("epochs=many", "'epochs' needs a int"),
+    ("epochs", "key=value"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+# -- command line ----------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value, listed", [
+    ("--rule", "magic", "bp, tp, dtp, drl, ldrl"),
+    ("--data", "cifar", "fashion-mnist"),
+    ("--arch", "cnn:3", "mlp:"),
+])
+def test_cli_rejects_unknown_names_before_work(tmp_path, capsys, flag, value, listed):
+    code = main(["train", "--data", "digits", flag, value, "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert repr(value) in err and listed in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_unknown_setting(tmp_path, capsys):
+    assert main(["train", "--set", "colour=red", "--out", str(tmp_path / "r")]) == 2
+    assert "'colour'" in capsys.readouterr().err
+
+
+def test_cli_train_resume_plot(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["train", "--data", "digits", "--rule", "dtp", "--arch", "mlp:32x3", "--epochs", "1",
+            "--no-progress", "--out", out]
+    assert main(args) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["train", "--resume", "--epochs", "2", "--no-progress", "--out", out]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 2
+    assert main(["train", "--resume", "--epochs", "2", "--out", out, "--set", "rule=bp"]) == 2
+    assert "only 'epochs' may change" in capsys.readouterr().err
+
+    assert main(["train"] + args[1:-1] + [str(tmp_path / "other"), "--set", "rule=bp"]) == 0
+    assert main(["plot", out, str(tmp_path / "other"), "--out", str(tmp_path / "fig")]) == 0
+    for name in ("curves.png", "angles.png"):
+        assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot_of_a_missing_run(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_cli_bench_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--data", "digits", "--arch", "mlp:32x2", "--rules", "bp,dtp",
+                 "--repeats", "6", "--json", str(path)])
+    assert code == 0
+    result = json.loads(path.read_text())
+    assert set(result) == {"bp", "dtp"}
+    assert result["bp"]["ratio_to_bp"] == 1.0
+    assert result["dtp"]["step_ms"] > 0 and result["dtp"]["ratio_to_bp"] > 0
+    assert "dtp" in capsys.readouterr().out
