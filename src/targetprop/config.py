@@ -52,6 +52,7 @@ class Config:
     device: str = "auto"                # auto, cpu, cuda, cuda:N
     dtype: str = "float32"              # float32 or float64
     probe_size: int = 512               # examples in the fixed diagnostics batch
+    threads: int = 0                    # CPU threads for torch (0: torch's default)
     progress: bool = True
 
     @classmethod

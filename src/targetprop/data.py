@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 __all__ = [
     "DATASETS",
@@ -388,8 +388,8 @@ def make_loaders(
     """Return ``{"train", "val", "test"}`` DataLoaders.
 
     The train loader shuffles with its own ``torch.Generator`` seeded by ``seed``
-    (reproducible, independent of the global RNG); ``drop_last`` applies to it
-    only. Val/test loaders keep order and use ``eval_batch_size``.
+    (reproducible, independent of the global RNG; it is ``loader.generator``);
+    ``drop_last`` applies to it only. Val/test loaders keep order and use ``eval_batch_size``.
     """
     if batch_size < 1 or eval_batch_size < 1:
         raise ValueError(
@@ -397,15 +397,12 @@ def make_loaders(
             f"eval_batch_size={eval_batch_size}"
         )
     generator = torch.Generator().manual_seed(seed)
+    # A BatchSampler as the sampler hands the dataset a whole list of indices, so
+    # each batch is one tensor gather instead of batch_size lookups and a stack.
+    shuffled = BatchSampler(RandomSampler(splits.train, generator=generator), batch_size, drop_last)
     return {
-        "train": DataLoader(
-            splits.train,
-            batch_size=batch_size,
-            shuffle=True,
-            generator=generator,
-            drop_last=drop_last,
-            num_workers=0,
-        ),
+        "train": DataLoader(splits.train, sampler=shuffled, batch_size=None, generator=generator,
+                            num_workers=0),
         "val": DataLoader(splits.val, batch_size=eval_batch_size, shuffle=False, num_workers=0),
         "test": DataLoader(splits.test, batch_size=eval_batch_size, shuffle=False, num_workers=0),
     }

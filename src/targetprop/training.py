@@ -69,7 +69,7 @@ def validate_config(config: Config) -> None:
         resolve_device(config.device)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    for key in ("epochs", "feedback_iterations", "feedback_pretrain_epochs"):
+    for key in ("epochs", "feedback_iterations", "feedback_pretrain_epochs", "threads"):
         if getattr(config, key) < 0:
             raise ConfigError(f"setting {key!r} must be >= 0")
     for key in ("batch_size", "probe_size"):
@@ -154,12 +154,14 @@ class Trainer:
         self.stop_requested = False
         self.device = resolve_device(config.device)
         dtype = DTYPES[config.dtype]
+        if config.threads:
+            torch.set_num_threads(config.threads)
 
         torch.manual_seed(config.seed)
         self.splits = splits or load_dataset(config.data, val_size=_val_size(config.val_size),
                                              seed=config.seed, dtype=dtype, limit=config.limit)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
-        self.shuffle_generator = self.loaders["train"].sampler.generator
+        self.shuffle_generator = self.loaders["train"].generator
         self.net = build_network(config.arch, self.splits.num_features, self.splits.num_classes,
                                  config.activation).to(self.device, dtype)
         self.rule = make_rule(config.rule, target_step=config.target_step,
