@@ -39,6 +39,8 @@ __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train", "valid
 
 FEEDBACK_SCHEDULES = ("interleaved", "alternating")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Settings a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device")
 
 
 class TrainingDiverged(RuntimeError):
@@ -216,12 +218,13 @@ class Trainer:
         }
 
     def _restore(self, state: dict) -> None:
-        saved = {k: v for k, v in state.get("config", {}).items() if k not in ("epochs", "progress")}
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_CHANGES}
         mine = {k: v for k, v in self.config.to_dict().items() if k in saved}
         if saved != mine:
             changed = sorted(k for k in saved if saved[k] != mine.get(k))
             raise CheckpointError(f"checkpoint in {self.out_dir} was made with other settings "
-                                  f"({', '.join(changed)}); only 'epochs' may change on resume")
+                                  f"({', '.join(changed)}); only {', '.join(RESUMABLE_CHANGES)} "
+                                  "may change on resume")
         try:
             self.learner.load_state_dict(state["learner"])
             for key, scheduler in self.schedulers.items():
@@ -272,8 +275,8 @@ class Trainer:
         self.shuffle_generator.set_state(self.pass_generator_state)
         loader = self.loaders["train"]
         batches = islice(loader, self.batch_index, None)
-        label = f"pretrain {self.epoch - 1 + self.config.feedback_pretrain_epochs + 1}" \
-            if self.epoch <= 0 else f"epoch {self.epoch}/{self.config.epochs}"
+        label = (f"pretrain {self.epoch + self.config.feedback_pretrain_epochs}" if self.epoch <= 0
+                 else f"epoch {self.epoch}/{self.config.epochs}")
         bar = tqdm(batches, total=len(loader), initial=self.batch_index, leave=False,
                    desc=f"{label} {kind}", disable=not self.config.progress, dynamic_ncols=True)
         for x, y in bar:
