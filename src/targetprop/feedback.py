@@ -4,12 +4,13 @@ detached) and returns a scalar averaged over the batch whose gradient reaches
 only g_l's parameters, because every forward-map evaluation runs under
 ``no_grad``.
 
-Noise is drawn from the global torch generator in float32 and cast, so a run
-in float64 sees the same noise as one in float32.
+``noise(t)`` returns an N(0, I) sample shaped like ``t``; by default a fresh
+one from the global torch generator, drawn in float32 and cast, so a run in
+float64 sees the same noise as one in float32.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,13 +25,37 @@ __all__ = [
 ]
 
 
+Noise = Callable[[Tensor], Tensor]
+
+
 class FeedbackObjective(Protocol):
     def __call__(self, layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
-                 regularization: float) -> Tensor: ...
+                 regularization: float = 0.0, noise: Noise = ...) -> Tensor: ...
 
 
 def gaussian_like(t: Tensor) -> Tensor:
+    """A fresh N(0, I) sample shaped like ``t``."""
     return torch.randn(t.shape, device=t.device).to(t.dtype)
+
+
+class SharedNoise:
+    """N(0, I) samples drawn once per shape and handed to every caller.
+
+    Within one training step, layers of the same width then share a noise
+    sample. Each layer's objective still sees exact N(0, I) noise, so every
+    layer's expected gradient is unchanged (the layers' parameters are
+    disjoint); what is saved is the random-number generation, the largest
+    non-matmul cost of a CPU step.
+    """
+
+    def __init__(self) -> None:
+        self._drawn: dict[tuple, Tensor] = {}
+
+    def __call__(self, like: Tensor) -> Tensor:
+        key = (like.shape, like.dtype, like.device)
+        if key not in self._drawn:
+            self._drawn[key] = gaussian_like(like)
+        return self._drawn[key]
 
 
 def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:
@@ -39,19 +64,19 @@ def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:
 
 
 def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
-                              regularization: float = 0.0) -> Tensor:
+                              regularization: float = 0.0, noise: Noise = gaussian_like) -> Tensor:
     """DTP's denoising inverse loss (Lee et al. 2015, Eq. 16):
 
         L_g = ½ ‖g_l(f_l(h_{l-1} + ε)) − (h_{l-1} + ε)‖²,   ε ~ N(0, σ² I)
     """
-    noisy = h_below + sigma * gaussian_like(h_below)
+    noisy = h_below + sigma * noise(h_below)
     with torch.no_grad():
         up = layer(noisy)
-    return 0.5 * _batch_mean_sq(layer.feedback(up), noisy)
+    return F.mse_loss(layer.feedback(up), noisy, reduction="sum") * (0.5 / h.shape[0])
 
 
 def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
-                                   regularization: float = 0.0) -> Tensor:
+                                   regularization: float = 0.0, noise: Noise = gaussian_like) -> Tensor:
     """Difference reconstruction loss, layer-wise form (Meulemans et al. 2020, §4):
 
         L = 1/σ² ( ‖g(f(h_{l-1} + σε)) − g(h_l) − σε‖² + λ ‖g(h_l + ση) − g(h_l)‖² )
@@ -61,12 +86,12 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     is the damped pseudo-inverse J_g = J_fᵀ(J_f J_fᵀ + λI)⁻¹, which makes the
     propagated targets Gauss-Newton targets.
     """
-    eps = gaussian_like(h_below)
+    eps = noise(h_below)
     with torch.no_grad():
         up = layer(h_below + sigma * eps)
     inputs = [up, h]
     if regularization > 0:
-        inputs.append(h + sigma * gaussian_like(h))
+        inputs.append(h + sigma * noise(h))
     out = layer.feedback(torch.cat(inputs)).split(h.shape[0])
     loss = _batch_mean_sq(out[0] - out[1], sigma * eps)
     if regularization > 0:
@@ -75,7 +100,8 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
 
 
 def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
-                                         regularization: float = 0.0) -> Tensor:
+                                         regularization: float = 0.0,
+                                         noise: Noise = gaussian_like) -> Tensor:
     """Local difference reconstruction loss, L-DRL (Ernoult et al. 2022, §3):
 
         L = 1/σ² ( −σ εᵀ[g(f(h_{l-1} + σε)) − g(h_l)] + ½ ‖g(h_l + ση) − g(h_l)‖² )
@@ -84,7 +110,7 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     J_g = J_fᵀ (the Jacobian matching condition): difference targets then
     carry exactly the back-prop error down the chain.
     """
-    eps, eta = gaussian_like(h_below), gaussian_like(h)
+    eps, eta = noise(h_below), noise(h)
     with torch.no_grad():
         up = layer(h_below + sigma * eps)
     noisy_up, clean, noisy_h = layer.feedback(torch.cat([up, h, h + sigma * eta])).split(h.shape[0])

@@ -23,13 +23,16 @@ class StepResult:
 
 
 class Learner:
-    """One training step (DESIGN.md, "the canonical loop"):
+    """One training step, in the order of Lee et al. (2015), Algorithm 1:
 
     1. forward pass, recording every h_l;
-    2. ``feedback_iterations`` steps of the feedback optimizer on the rule's
-       feedback loss (interleaved schedule; 0 skips it);
-    3. targets under ``no_grad`` with the updated feedback maps, local losses,
-       one step of the forward optimizer.
+    2. targets from the current feedback maps (under ``no_grad``) and the local
+       losses Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖²;
+    3. ``feedback_iterations`` steps of the feedback optimizer (0 skips them);
+    4. one step of the forward optimizer toward the targets of step 2.
+
+    The targets are constants and the feedback losses never reach f, so the
+    last feedback loss and the local losses share one backward pass.
     """
 
     def __init__(self, net: TPNetwork, rule: Rule, forward_optimizer: torch.optim.Optimizer,
@@ -39,16 +42,17 @@ class Learner:
             raise ValueError(f"rule {rule.name!r} trains feedback maps: give a feedback optimizer")
         self.net, self.rule = net, rule
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
-        self.feedback_iterations = feedback_iterations
+        self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
 
-    def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
-        """One step of the feedback optimizer; returns the loss before it."""
-        if not self.rule.uses_feedback:
-            return None
+    def _feedback_loss(self, x: Tensor, record) -> Tensor | None:
         if record is None:
             with torch.no_grad():
                 record = self.rule.record(self.net, x)
-        loss = self.rule.feedback_loss(self.net, record)
+        return self.rule.feedback_loss(self.net, record)
+
+    def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
+        """One step of the feedback optimizer alone; returns the loss before it."""
+        loss = self._feedback_loss(x, record) if self.feedback_optimizer is not None else None
         if loss is None:
             return None
         self.feedback_optimizer.zero_grad(set_to_none=True)
@@ -56,22 +60,30 @@ class Learner:
         self.feedback_optimizer.step()
         return loss.detach()
 
-    def forward_step(self, x: Tensor, y: Tensor, record=None) -> StepResult:
-        record = record if record is not None else self.rule.record(self.net, x)
-        result = self.rule.forward_loss(self.net, record, y)
-        self.forward_optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
-        self.forward_optimizer.step()
-        return StepResult(result.output_loss.detach(), record.logits.detach(), None)
+    def forward_step(self, x: Tensor, y: Tensor) -> StepResult:
+        """One step of the forward optimizer alone (no feedback training)."""
+        return self.train_step(x, y, feedback_iterations=0)
 
-    def train_step(self, x: Tensor, y: Tensor) -> StepResult:
+    def train_step(self, x: Tensor, y: Tensor, feedback_iterations: int | None = None) -> StepResult:
+        iterations = self.feedback_iterations if feedback_iterations is None else feedback_iterations
         record = self.rule.record(self.net, x)
+        result = self.rule.forward_loss(self.net, record, y)
         feedback_loss = None
-        for _ in range(self.feedback_iterations):
+        for _ in range(iterations - 1):
             feedback_loss = self.feedback_step(x, record)
-        result = self.forward_step(x, y, record)
-        result.feedback_loss = feedback_loss
-        return result
+        total = result.loss
+        if iterations > 0:
+            feedback_loss = self._feedback_loss(x, record)
+        self.forward_optimizer.zero_grad(set_to_none=True)
+        if feedback_loss is not None:
+            self.feedback_optimizer.zero_grad(set_to_none=True)
+            total = total + feedback_loss
+        total.backward()
+        if feedback_loss is not None:
+            self.feedback_optimizer.step()
+            feedback_loss = feedback_loss.detach()
+        self.forward_optimizer.step()
+        return StepResult(result.output_loss.detach(), record.logits.detach(), feedback_loss)
 
     def state_dict(self) -> dict:
         return {

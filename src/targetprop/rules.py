@@ -71,8 +71,6 @@ class Rule:
     def forward_loss(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
         raise NotImplementedError
 
-    def settings(self) -> dict:
-        return {}
 
 
 class BackProp(Rule):
@@ -99,7 +97,9 @@ class TargetPropagation(Rule):
 
     1. top target:   ĥ_L = h_L − η ∂ℓ/∂h_L, ℓ the per-example cross-entropy;
     2. propagation:  ĥ_{l-1} = P(g_l, h_{l-1}, h_l, ĥ_l) for l = L..2;
-    3. feedback:     an objective that teaches g_l to invert f_l, layers 2..L;
+    3. feedback:     an objective that teaches g_l to invert f_l, layers 2..L
+                     (with ``shared_noise``, layers of equal width share the
+                     step's noise sample: see :class:`feedback.SharedNoise`);
     4. local update: Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² for the hidden layers, plus
        the cross-entropy for the read-out layer (a single layer, so its
        gradient is local too).
@@ -111,6 +111,7 @@ class TargetPropagation(Rule):
     target_step: float = 0.1
     feedback_noise: float = 0.1
     feedback_reg: float = 0.0
+    shared_noise: bool = True
     uses_feedback: bool = field(default=True, init=False)
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -130,13 +131,12 @@ class TargetPropagation(Rule):
 
     def feedback_loss(self, net, record):
         hs = record.hs
-        losses = [self.feedback_objective(layer, hs[l], hs[l + 1], self.feedback_noise, self.feedback_reg)
+        noise = fb.SharedNoise() if self.shared_noise else fb.gaussian_like
+        losses = [self.feedback_objective(layer, hs[l], hs[l + 1], self.feedback_noise,
+                                          self.feedback_reg, noise)
                   for l, layer in enumerate(net.layers) if layer.g is not None]
-        return torch.stack(losses).sum() if losses else None
+        return sum(losses[1:], losses[0]) if losses else None
 
-    def settings(self) -> dict:
-        return {"target_step": self.target_step, "feedback_noise": self.feedback_noise,
-                "feedback_reg": self.feedback_reg}
 
 
 # -- recipes -----------------------------------------------------------------

@@ -24,7 +24,7 @@ __all__ = [
 def gradient_top_target(h_top: Tensor, loss_grad: Tensor, step: float) -> Tensor:
     """ĥ_L = h_L − η ∂loss/∂h_L: a small gradient step on the output loss taken
     in the space of the last hidden layer (Lee et al. 2015, Eq. 13)."""
-    return h_top - step * loss_grad
+    return torch.add(h_top, loss_grad, alpha=-step)
 
 
 def tp_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
@@ -43,7 +43,7 @@ def difference_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor)
     """
     both = g(torch.cat([h_hat, h]))  # one batched call for both arguments
     g_hat, g_h = both.split(h.shape[0])
-    return h_below + g_hat - g_h
+    return torch.sub(g_hat, g_h).add_(h_below)
 
 
 PROPAGATION_RULES: dict[str, PropagationRule] = {
