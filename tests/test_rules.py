@@ -162,3 +162,34 @@ def test_angle_degrees():
     assert angle_degrees(a, torch.tensor([0.0, 2.0])) == pytest.approx(90)
     assert angle_degrees(a, -a) == pytest.approx(180)
     assert angle_degrees(a, torch.zeros(2)) != angle_degrees(a, torch.zeros(2))  # nan
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_feedback_iterations_per_step(iterations):
+    net, x, y = small_problem()
+    rule = make_rule("dtp")
+    feedback = make_optimizer("adam", net.feedback_parameters(), 1e-3)
+    forward = make_optimizer("adam", net.forward_parameters(), 1e-3)
+    learner = Learner(net, rule, forward, feedback, feedback_iterations=iterations)
+    result = learner.train_step(x, y)
+    steps = [int(s["step"]) for s in feedback.state.values()]
+    assert steps == ([iterations] * len(net.feedback_parameters()) if iterations else [])
+    assert all(int(s["step"]) == 1 for s in forward.state.values())
+    assert (result.feedback_loss is None) == (iterations == 0)
+
+
+def test_targets_come_from_the_feedback_maps_before_their_update():
+    """Lee et al. (2015), Alg. 1: targets first, then the feedback update, then
+    the forward update toward those targets."""
+    net, x, y = small_problem()
+    rule = make_rule("dtp")
+    reference = copy.deepcopy(net)
+    expected = rule.forward_loss(reference, rule.record(reference, x), y).loss
+    (want,) = torch.autograd.grad(expected, reference.layers[0].weight)
+    # forward lr 0 keeps f (its gradient stays readable); a large feedback step
+    # changes g, so targets taken after the feedback update would differ
+    learner = Learner(net, rule, make_optimizer("sgd", net.forward_parameters(), 0.0),
+                      make_optimizer("adam", net.feedback_parameters(), 0.5))
+    learner.train_step(x, y)
+    assert not torch.equal(net.layers[1].g[0].weight, reference.layers[1].g[0].weight)
+    torch.testing.assert_close(net.layers[0].weight.grad, want)

@@ -30,6 +30,7 @@ class Config:
     target_step: float = 0.1            # η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L
     feedback_noise: float = 0.1         # σ of the feedback objectives
     feedback_reg: float = 0.0           # λ of the DRL damping term
+    shared_noise: bool = True           # layers of equal width share a step's noise sample
     # schedule
     epochs: int = 3
     batch_size: int = 128

@@ -167,7 +167,8 @@ class Trainer:
         self.net = build_network(config.arch, self.splits.num_features, self.splits.num_classes,
                                  config.activation).to(self.device, dtype)
         self.rule = make_rule(config.rule, target_step=config.target_step,
-                              feedback_noise=config.feedback_noise, feedback_reg=config.feedback_reg)
+                              feedback_noise=config.feedback_noise, feedback_reg=config.feedback_reg,
+                              shared_noise=config.shared_noise)
         forward_opt = optim.make_optimizer(config.forward_optimizer, self.net.forward_parameters(),
                                            config.forward_lr, **config.forward_optimizer_args)
         feedback_opt = None
