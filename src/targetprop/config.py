@@ -25,6 +25,7 @@ class Config:
     # network
     arch: str = "mlp:256x5"
     activation: str = "tanh"
+    dropout: float = 0.0                # on every hidden layer's output, training mode only
     # rule
     rule: str = "dtp"
     target_step: float = 0.1            # η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L

@@ -45,15 +45,18 @@ class TPLayer(nn.Module):
 
     ``act_g`` is the activation of the layer below, so that g_l produces values
     in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
-    optional: the first layer of a classifier never needs one.
+    optional: the first layer of a classifier never needs one. With
+    ``dropout`` > 0, f ends in dropout, active in training mode only.
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
-                 feedback_activation: str | None = "linear"):
+                 feedback_activation: str | None = "linear", dropout: float = 0.0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
         self.f = nn.Sequential(nn.Linear(in_features, out_features), make_activation(activation))
+        if dropout > 0:
+            self.f.append(nn.Dropout(dropout))
         self.g: nn.Module | None = None
         if feedback_activation is not None:
             self.g = nn.Sequential(nn.Linear(out_features, in_features),
@@ -121,14 +124,16 @@ class TPNetwork(nn.Module):
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh"):
+                 activation: str = "tanh", dropout: float = 0.0):
         super().__init__()
         if not widths:
             raise ValueError("a network needs at least one hidden layer")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         sizes = [in_features, *widths]
         self.layers = nn.ModuleList(
             TPLayer(sizes[i], sizes[i + 1], activation,
-                    feedback_activation=None if i == 0 else activation)
+                    feedback_activation=None if i == 0 else activation, dropout=dropout)
             for i in range(len(widths)))
         self.output = nn.Linear(widths[-1], num_classes)
 
@@ -164,6 +169,7 @@ def parse_arch(spec: str) -> list[int]:
     return widths
 
 
-def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh") -> TPNetwork:
+def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+                  dropout: float = 0.0) -> TPNetwork:
     make_activation(activation)  # validates the name before any allocation
-    return TPNetwork(in_features, parse_arch(arch), num_classes, activation)
+    return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout)

@@ -79,6 +79,8 @@ def validate_config(config: Config) -> None:
             raise ConfigError(f"setting {key!r} must be >= 1")
     if config.feedback_noise <= 0:
         raise ConfigError("setting 'feedback_noise' must be > 0")
+    if not 0 <= config.dropout < 1:
+        raise ConfigError("setting 'dropout' must lie in [0, 1)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,7 +167,7 @@ class Trainer:
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
         self.shuffle_generator = self.loaders["train"].generator
         self.net = build_network(config.arch, self.splits.num_features, self.splits.num_classes,
-                                 config.activation).to(self.device, dtype)
+                                 config.activation, config.dropout).to(self.device, dtype)
         self.rule = make_rule(config.rule, target_step=config.target_step,
                               feedback_noise=config.feedback_noise, feedback_reg=config.feedback_reg,
                               shared_noise=config.shared_noise)

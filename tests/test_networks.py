@@ -1,0 +1,73 @@
+"""Network construction, specs and exact inverses."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from targetprop import InverseAffine, TPLayer, build_network, parse_arch
+
+
+@pytest.mark.parametrize("spec, widths", [
+    ("mlp:256x5", [256] * 5), ("mlp:7x1", [7]), ("mlp:512-256-128", [512, 256, 128]), ("mlp:3", [3]),
+])
+def test_parse_arch(spec, widths):
+    assert parse_arch(spec) == widths
+
+
+@pytest.mark.parametrize("spec", ["cnn:3", "mlp:", "mlp:0x3", "mlp:256x", "256x5", "mlp:4-0"])
+def test_bad_arch_names_the_valid_forms(spec):
+    with pytest.raises(ValueError, match=r"mlp:WIDTHxDEPTH|positive width"):
+        parse_arch(spec)
+
+
+def test_unknown_activation_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown activation 'swish'.*tanh.*leaky-relu"):
+        build_network("mlp:4x2", 3, 2, activation="swish")
+
+
+def test_network_shapes_and_feedback_maps():
+    net = build_network("mlp:6-5-4", 8, 3)
+    assert net(torch.randn(2, 8)).shape == (2, 3)
+    assert net.layers[0].g is None  # nothing below h_1 needs a target in a classifier
+    for layer in net.layers[1:]:
+        h = torch.randn(2, layer.out_features)
+        assert layer.feedback(h).shape == (2, layer.in_features)
+    n_forward = sum(p.numel() for p in net.forward_parameters())
+    assert n_forward == (8 * 6 + 6) + (6 * 5 + 5) + (5 * 4 + 4) + (4 * 3 + 3)
+    assert len(net.feedback_parameters()) == 4
+
+
+def test_float64_and_state_dict_round_trip():
+    net = build_network("mlp:5x3", 4, 2).double()
+    clone = build_network("mlp:5x3", 4, 2).double()
+    clone.load_state_dict(net.state_dict())
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.equal(net(x), clone(x))
+
+
+def test_dropout_only_in_training_mode():
+    torch.manual_seed(0)
+    net = build_network("mlp:64x2", 4, 2, dropout=0.5)
+    x = torch.randn(8, 4)
+    assert (net.layers[0](x) == 0).float().mean() > 0.3
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    assert (net.layers[0](x) == 0).sum() == 0
+    with pytest.raises(ValueError, match="dropout"):
+        build_network("mlp:4x2", 3, 2, dropout=1.0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "leaky-relu", "sigmoid", "linear"])
+def test_inverse_affine_inverts_in_float64(activation):
+    torch.manual_seed(0)
+    layer = TPLayer(5, 5, activation).double()
+    inverse = InverseAffine(layer)
+    h = torch.rand(7, 5, dtype=torch.float64) * 0.5
+    torch.testing.assert_close(inverse(layer(h)), h, atol=1e-9, rtol=0)
+
+
+def test_inverse_affine_needs_square_invertible_layer():
+    with pytest.raises(ValueError, match="square"):
+        InverseAffine(TPLayer(5, 4, "tanh"))
+    with pytest.raises(ValueError, match="no inverse"):
+        InverseAffine(TPLayer(4, 4, "relu"))
