@@ -71,7 +71,7 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     """
     noisy = h_below + sigma * noise(h_below)
     with torch.no_grad():
-        up = layer(noisy)
+        up = layer.f(noisy)
     return F.mse_loss(layer.feedback(up), noisy, reduction="sum") * (0.5 / h.shape[0])
 
 
@@ -88,7 +88,7 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     """
     eps = noise(h_below)
     with torch.no_grad():
-        up = layer(h_below + sigma * eps)
+        up = layer.f(h_below + sigma * eps)
     inputs = [up, h]
     if regularization > 0:
         inputs.append(h + sigma * noise(h))
@@ -112,7 +112,7 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     """
     eps, eta = noise(h_below), noise(h)
     with torch.no_grad():
-        up = layer(h_below + sigma * eps)
+        up = layer.f(h_below + sigma * eps)
     noisy_up, clean, noisy_h = layer.feedback(torch.cat([up, h, h + sigma * eta])).split(h.shape[0])
     alignment = -sigma * torch.sum(eps * (noisy_up - clean)) / h.shape[0]
     return (alignment + 0.5 * _batch_mean_sq(noisy_h, clean)) / sigma ** 2

@@ -45,8 +45,12 @@ class TPLayer(nn.Module):
 
     ``act_g`` is the activation of the layer below, so that g_l produces values
     in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
-    optional: the first layer of a classifier never needs one. With
-    ``dropout`` > 0, f ends in dropout, active in training mode only.
+    optional: the first layer of a classifier never needs one.
+
+    With ``dropout`` > 0 the layer drops units of its *input* in training mode:
+    the layer computes f(drop(h_{l-1})) while f itself stays deterministic, so
+    feedback objectives, which evaluate ``layer.f``, invert f and not the
+    random mask.
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
@@ -55,8 +59,7 @@ class TPLayer(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
         self.f = nn.Sequential(nn.Linear(in_features, out_features), make_activation(activation))
-        if dropout > 0:
-            self.f.append(nn.Dropout(dropout))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.g: nn.Module | None = None
         if feedback_activation is not None:
             self.g = nn.Sequential(nn.Linear(out_features, in_features),
@@ -68,7 +71,12 @@ class TPLayer(nn.Module):
         return self.f[0].weight
 
     def forward(self, h_below: torch.Tensor) -> torch.Tensor:
-        return self.f(h_below)
+        return self.f(self.dropout(h_below))
+
+    @property
+    def drops_input(self) -> bool:
+        """Whether ``forward`` differs from ``f`` right now (dropout in training mode)."""
+        return self.training and isinstance(self.dropout, nn.Dropout)
 
     def feedback(self, h: torch.Tensor) -> torch.Tensor:
         if self.g is None:
@@ -121,6 +129,8 @@ class TPNetwork(nn.Module):
     """Hidden layers h_1..h_L (each a :class:`TPLayer`) and a linear read-out.
 
     ``layers[0]`` has no feedback map; layer l > 1 has g_l: h_l -> h_{l-1}.
+    ``dropout`` drops hidden units on their way into the next layer and the
+    read-out (never the input pixels).
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
@@ -133,9 +143,12 @@ class TPNetwork(nn.Module):
         sizes = [in_features, *widths]
         self.layers = nn.ModuleList(
             TPLayer(sizes[i], sizes[i + 1], activation,
-                    feedback_activation=None if i == 0 else activation, dropout=dropout)
+                    feedback_activation=None if i == 0 else activation,
+                    dropout=0.0 if i == 0 else dropout)
             for i in range(len(widths)))
         self.output = nn.Linear(widths[-1], num_classes)
+        if dropout > 0:
+            self.output = nn.Sequential(nn.Dropout(dropout), self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x

@@ -132,9 +132,16 @@ class TargetPropagation(Rule):
     def feedback_loss(self, net, record):
         hs = record.hs
         noise = fb.SharedNoise() if self.shared_noise else fb.gaussian_like
-        losses = [self.feedback_objective(layer, hs[l], hs[l + 1], self.feedback_noise,
-                                          self.feedback_reg, noise)
-                  for l, layer in enumerate(net.layers) if layer.g is not None]
+        losses = []
+        for l, layer in enumerate(net.layers):
+            if layer.g is None:
+                continue
+            h = hs[l + 1]
+            if layer.drops_input:  # the objectives invert the deterministic f, without the mask
+                with torch.no_grad():
+                    h = layer.f(hs[l])
+            losses.append(self.feedback_objective(layer, hs[l], h, self.feedback_noise,
+                                                  self.feedback_reg, noise))
         return sum(losses[1:], losses[0]) if losses else None
 
 
