@@ -193,3 +193,16 @@ def test_targets_come_from_the_feedback_maps_before_their_update():
     learner.train_step(x, y)
     assert not torch.equal(net.layers[1].g[0].weight, reference.layers[1].g[0].weight)
     torch.testing.assert_close(net.layers[0].weight.grad, want)
+
+
+def test_feedback_objectives_see_the_deterministic_forward_map_under_dropout():
+    torch.manual_seed(0)
+    net = build_network("mlp:16x3", 8, 3, dropout=0.5)
+    seen = []
+    rule = make_rule("ldrl")
+    rule.feedback_objective = lambda layer, h_below, h, *args: seen.append((layer, h_below, h)) or h.sum()
+    record = rule.record(net, torch.randn(32, 8))
+    rule.feedback_loss(net, record)
+    assert len(seen) == 2
+    for layer, h_below, h in seen:
+        torch.testing.assert_close(h, layer.f(h_below))

@@ -62,7 +62,7 @@ class Rule:
             outputs.append(out)
             hs.append(out.detach())
             h = out
-        top = hs[-1].requires_grad_()
+        top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
         return ForwardRecord(hs, outputs, top, net.output(top))
 
     def feedback_loss(self, net: TPNetwork, record: ForwardRecord) -> Tensor | None:
@@ -70,7 +70,6 @@ class Rule:
 
     def forward_loss(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
         raise NotImplementedError
-
 
 
 class BackProp(Rule):
