@@ -22,7 +22,7 @@ def _sync(device: torch.device) -> None:
 
 def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
                activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
-               feedback_iterations: int = 1, rounds: int = 3) -> dict[str, dict[str, float]]:
+               feedback_iterations: int = 1, rounds: int = 5) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Learner.train_step`` for each rule and its ratio
     to ``bp`` (when ``bp`` is among the rules). Rules are timed in turn for
     ``rounds`` rounds so that drifts in machine load hit every rule alike."""
