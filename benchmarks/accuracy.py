@@ -33,13 +33,15 @@ def run_name(rule: str, overrides: dict) -> str:
     return "_".join(parts).replace(" ", "").replace("/", "-").replace(":", "") or rule
 
 
-def train(rule: str, overrides: dict, epochs: int, runs: Path, threads: int, data: str,
-          final: bool = False) -> dict:
-    overrides = overrides | ({"val_size": 0} if final else {})
+def train(rule: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
+          data: str, final: bool = False) -> dict:
+    """Train one setting (or reuse its finished run); returns its summary."""
     out = runs / ("final_" * final + run_name(rule, overrides))
+    overrides = common | overrides | ({"val_size": 0} if final else {})
     summary = out / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("completed"):
-        return json.loads(summary.read_text()) | {"run": str(out), "settings": overrides}
+        return json.loads(summary.read_text())
+
     command = [sys.executable, "-m", "targetprop.cli", "train", "--data", data, "--rule", rule,
                "--epochs", str(epochs), "--out", str(out), "--no-progress",
                "--set", f"threads={threads}"]
@@ -47,12 +49,12 @@ def train(rule: str, overrides: dict, epochs: int, runs: Path, threads: int, dat
         command.append("--resume")
     for key, value in overrides.items():
         command += ["--set", f"{key}={json.dumps(value)}"]
-    log = out.with_suffix(".log")
+    log = out.parent / f"{out.name}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT,
                        env=os.environ | {"OMP_NUM_THREADS": str(threads)})
-    return json.loads(summary.read_text()) | {"run": str(out), "settings": overrides}
+    return json.loads(summary.read_text())
 
 
 def main() -> None:
@@ -69,17 +71,18 @@ def main() -> None:
 
     space = yaml.safe_load(Path(args.space).read_text())
     rules = args.rules.split(",")
-    jobs = [(rule, {**space["common"], **overrides}) for rule in rules
-            for overrides in space["rules"][rule]]
+    common, runs = space["common"], Path(args.runs)
+    jobs = [(rule, overrides) for rule in rules for overrides in space["rules"][rule]]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: train(*job, args.epochs, Path(args.runs), args.threads,
-                                                  args.data), jobs))
+        results = list(pool.map(
+            lambda job: train(*job, common, args.epochs, runs, args.threads, args.data) | {
+                "own_settings": job[1]}, jobs))
 
     chosen = {rule: max((r for r in results if r["rule"] == rule), key=lambda r: r["val_accuracy"])
               for rule in rules}
     with ThreadPoolExecutor(args.jobs) as pool:
         finals = dict(zip(rules, pool.map(
-            lambda rule: train(rule, chosen[rule]["settings"], args.epochs, Path(args.runs),
+            lambda rule: train(rule, chosen[rule]["own_settings"], common, args.epochs, runs,
                                args.threads, args.data, final=True), rules)))
 
     table = {}
@@ -87,9 +90,9 @@ def main() -> None:
         mine = [r for r in results if r["rule"] == rule]
         best, final = chosen[rule], finals[rule]
         table[rule] = {"test_accuracy": final["test_accuracy"], "val_accuracy": best["val_accuracy"],
-                       "settings": best["settings"], "epochs": final["epochs"],
+                       "settings": best["own_settings"], "epochs": final["epochs"],
                        "seconds": round(final["seconds"], 1), "searched": len(mine),
-                       "all": [{"settings": r["settings"], "val_accuracy": r["val_accuracy"],
+                       "all": [{"settings": r["own_settings"], "val_accuracy": r["val_accuracy"],
                                 "test_accuracy": r["test_accuracy"]} for r in mine]}
     results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -99,8 +102,7 @@ def main() -> None:
              "| settings tried | seconds |",
              "|---|---|---|---|---|---|"]
     for rule, entry in table.items():
-        settings = ", ".join(f"{k}={v}" for k, v in entry["settings"].items()
-                             if k not in space["common"]) or "defaults"
+        settings = ", ".join(f"{k}={v}" for k, v in entry["settings"].items()) or "defaults"
         lines.append(f"| `{rule}` | {100 * entry['test_accuracy']:.2f} % | "
                      f"{100 * entry['val_accuracy']:.2f} % | {settings} | {entry['searched']} | "
                      f"{entry['seconds']:.0f} |")
