@@ -44,15 +44,14 @@ class Learner:
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
 
-    def _feedback_loss(self, x: Tensor, record) -> Tensor | None:
+    def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
+        """One step of the feedback optimizer alone; returns the loss before it."""
+        if self.feedback_optimizer is None:
+            return None
         if record is None:
             with torch.no_grad():
                 record = self.rule.record(self.net, x)
-        return self.rule.feedback_loss(self.net, record)
-
-    def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
-        """One step of the feedback optimizer alone; returns the loss before it."""
-        loss = self._feedback_loss(x, record) if self.feedback_optimizer is not None else None
+        loss = self.rule.feedback_loss(self.net, record)
         if loss is None:
             return None
         self.feedback_optimizer.zero_grad(set_to_none=True)
@@ -66,18 +65,17 @@ class Learner:
 
     def train_step(self, x: Tensor, y: Tensor, feedback_iterations: int | None = None) -> StepResult:
         iterations = self.feedback_iterations if feedback_iterations is None else feedback_iterations
+        if self.feedback_optimizer is None:
+            iterations = 0
         record = self.rule.record(self.net, x)
         result = self.rule.forward_loss(self.net, record, y)
-        feedback_loss = None
         for _ in range(iterations - 1):
-            feedback_loss = self.feedback_step(x, record)
-        total = result.loss
-        if iterations > 0:
-            feedback_loss = self._feedback_loss(x, record)
+            self.feedback_step(x, record)
+        feedback_loss = self.rule.feedback_loss(self.net, record) if iterations > 0 else None
+        total = result.loss if feedback_loss is None else result.loss + feedback_loss
         self.forward_optimizer.zero_grad(set_to_none=True)
         if feedback_loss is not None:
             self.feedback_optimizer.zero_grad(set_to_none=True)
-            total = total + feedback_loss
         total.backward()
         if feedback_loss is not None:
             self.feedback_optimizer.step()
