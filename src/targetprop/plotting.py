@@ -23,8 +23,18 @@ def _label(run: Path) -> str:
     summary = run / "summary.json"
     if summary.is_file():
         info = json.loads(summary.read_text())
-        return f"{run.name} ({info.get('rule')})"
+        return f"{info.get('rule')}: {run.name}"
     return run.name
+
+
+def _finish(fig, axes, path: Path) -> None:
+    """One legend for the whole figure, below the panels, then save."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows = (len(labels) + 1) // 2
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize="small",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
+    fig.savefig(path, dpi=120)
 
 
 def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
@@ -38,7 +48,7 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = [(Path(r), read_metrics(r)) for r in runs]
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for run, rows in data:
         epochs = [r["epoch"] for r in rows]
         for ax, key in zip(axes, ("train_loss", "val_acc", "test_acc")):
@@ -47,15 +57,13 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
     curves = out_dir / "curves.png"
-    fig.savefig(curves, dpi=120)
+    _finish(fig, axes, curves)
     plt.close(fig)
 
     layers = sorted({int(k.split("_")[1]) for _, rows in data for r in rows for k in r
                      if k.startswith("angle_")})
-    fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.2 * max(len(layers), 1), 3.4),
+    fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.2 * max(len(layers), 1), 4.2),
                              squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         for run, rows in data:
@@ -66,9 +74,7 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
         ax.axhline(90, color="grey", lw=0.8, ls="--")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("angle to back-prop update (°)")
-    axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
     angles = out_dir / "angles.png"
-    fig.savefig(angles, dpi=120)
+    _finish(fig, axes[0], angles)
     plt.close(fig)
     return [curves, angles]

@@ -280,8 +280,10 @@ class Trainer:
         batches = islice(loader, self.batch_index, None)
         label = (f"pretrain {self.epoch + self.config.feedback_pretrain_epochs}" if self.epoch <= 0
                  else f"epoch {self.epoch}/{self.config.epochs}")
+        # disable=None: a live bar on a terminal, none in logs and pipes
         bar = tqdm(batches, total=len(loader), initial=self.batch_index, leave=False,
-                   desc=f"{label} {kind}", disable=not self.config.progress, dynamic_ncols=True)
+                   desc=f"{label} {kind}", disable=None if self.config.progress else True,
+                   dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self._step(kind, x, y)
