@@ -20,7 +20,7 @@ from .networks import TPLayer
 Tensor = torch.Tensor
 
 __all__ = [
-    "gaussian_like", "noisy_reconstruction_loss", "difference_reconstruction_loss",
+    "gaussian_like", "SharedNoise", "noisy_reconstruction_loss", "difference_reconstruction_loss",
     "local_difference_reconstruction_loss", "FEEDBACK_OBJECTIVES",
 ]
 
@@ -42,10 +42,11 @@ class SharedNoise:
     """N(0, I) samples drawn once per shape and handed to every caller.
 
     Within one training step, layers of the same width then share a noise
-    sample. Each layer's objective still sees exact N(0, I) noise, so every
-    layer's expected gradient is unchanged (the layers' parameters are
-    disjoint); what is saved is the random-number generation, the largest
-    non-matmul cost of a CPU step.
+    sample (and so do the ε and η of one layer's DRL or L-DRL when its widths
+    match). Every term of every objective still sees exact N(0, I) noise, so
+    each expected loss and gradient is unchanged; only the estimators'
+    errors become correlated. What is saved is the random-number generation,
+    the largest non-matmul cost of a CPU step.
     """
 
     def __init__(self) -> None:
