@@ -9,7 +9,6 @@ import torch
 
 from . import optim
 from .learner import Learner
-from .networks import build_network
 from .rules import make_rule
 
 __all__ = ["time_rules"]
@@ -29,8 +28,8 @@ def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str,
     learners = {}
     for name in rules:
         torch.manual_seed(seed)
-        net = build_network(arch, x.shape[1], num_classes, activation).to(x.device, x.dtype)
         rule = make_rule(name)
+        net = rule.build_network(arch, x.shape[1], num_classes, activation).to(x.device, x.dtype)
         feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
                     if rule.uses_feedback else None)
         learners[name] = Learner(net, rule, optim.make_optimizer("adam", net.forward_parameters(), 1e-4),

@@ -73,14 +73,18 @@ class Learner:
             self.feedback_step(x, record)
         feedback_loss = self.rule.feedback_loss(self.net, record) if iterations > 0 else None
         total = result.loss if feedback_loss is None else result.loss + feedback_loss
-        self.forward_optimizer.zero_grad(set_to_none=True)
-        if feedback_loss is not None:
-            self.feedback_optimizer.zero_grad(set_to_none=True)
+        optimizers = [self.forward_optimizer]
+        if iterations > 0:
+            # Rules may also put decoder terms into result.loss (bengio2014); an
+            # optimizer whose parameters got no gradient leaves them untouched.
+            optimizers.append(self.feedback_optimizer)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         total.backward()
+        for optimizer in optimizers:
+            optimizer.step()
         if feedback_loss is not None:
-            self.feedback_optimizer.step()
             feedback_loss = feedback_loss.detach()
-        self.forward_optimizer.step()
         return StepResult(result.output_loss.detach(), record.logits.detach(), feedback_loss)
 
     def state_dict(self) -> dict:

@@ -128,13 +128,14 @@ class InverseAffine(nn.Module):
 class TPNetwork(nn.Module):
     """Hidden layers h_1..h_L (each a :class:`TPLayer`) and a linear read-out.
 
-    ``layers[0]`` has no feedback map; layer l > 1 has g_l: h_l -> h_{l-1}.
-    ``dropout`` drops hidden units on their way into the next layer and the
-    read-out (never the input pixels).
+    Layer l > 1 has g_l: h_l -> h_{l-1}; ``layers[0]`` has one (a linear
+    decoder back to the input) only with ``first_feedback``, since a
+    classifier never needs a target for x. ``dropout`` drops hidden units on
+    their way into the next layer and the read-out (never the input pixels).
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh", dropout: float = 0.0):
+                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False):
         super().__init__()
         if not widths:
             raise ValueError("a network needs at least one hidden layer")
@@ -143,7 +144,7 @@ class TPNetwork(nn.Module):
         sizes = [in_features, *widths]
         self.layers = nn.ModuleList(
             TPLayer(sizes[i], sizes[i + 1], activation,
-                    feedback_activation=None if i == 0 else activation,
+                    feedback_activation=activation if i else ("linear" if first_feedback else None),
                     dropout=0.0 if i == 0 else dropout)
             for i in range(len(widths)))
         self.output = nn.Linear(widths[-1], num_classes)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import feedback as fb
 from . import targets as tg
-from .networks import TPNetwork
+from .networks import TPNetwork, build_network
 from .updates import local_target_loss
 
 Tensor = torch.Tensor
@@ -50,10 +50,15 @@ class ForwardLoss:
 
 
 class Rule:
-    """Base class of all rules; subclasses override the three methods."""
+    """Base class of all rules; subclasses override the three methods, and
+    ``build_network`` when they need another architecture."""
 
     name = "rule"
     uses_feedback = False
+
+    def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+                      dropout: float = 0.0) -> TPNetwork:
+        return build_network(arch, in_features, num_classes, activation, dropout)
 
     def record(self, net: TPNetwork, x: Tensor) -> ForwardRecord:
         hs, outputs, h = [x], [], x

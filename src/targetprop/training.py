@@ -31,7 +31,7 @@ from .config import Config, ConfigError
 from .data import DATASETS, DataSplits, load_dataset, make_loaders
 from .diagnostics import layer_diagnostics
 from .learner import Learner
-from .networks import build_network, make_activation, parse_arch
+from .networks import make_activation, parse_arch
 from .rules import RULES, make_rule
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train", "validate_config",
@@ -166,11 +166,12 @@ class Trainer:
                                              seed=config.seed, dtype=dtype, limit=config.limit)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
         self.shuffle_generator = self.loaders["train"].generator
-        self.net = build_network(config.arch, self.splits.num_features, self.splits.num_classes,
-                                 config.activation, config.dropout).to(self.device, dtype)
         self.rule = make_rule(config.rule, target_step=config.target_step,
                               feedback_noise=config.feedback_noise, feedback_reg=config.feedback_reg,
                               shared_noise=config.shared_noise)
+        self.net = self.rule.build_network(config.arch, self.splits.num_features,
+                                           self.splits.num_classes, config.activation,
+                                           config.dropout).to(self.device, dtype)
         forward_opt = optim.make_optimizer(config.forward_optimizer, self.net.forward_parameters(),
                                            config.forward_lr, **config.forward_optimizer_args)
         feedback_opt = None
