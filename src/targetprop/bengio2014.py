@@ -1,0 +1,134 @@
+"""Auto-encoder-mediated target propagation: Bengio (2014), Algorithm 5
+(training) and Algorithm 4 (prediction), for supervised and semi-supervised
+classification.
+
+Labels travel with the batch: y = −1 marks an unlabelled example (m = 0).
+
+Departures from the paper's text, and why:
+
+* α follows Eq. 19 (weight α on the joint likelihood): α = 1 gives the joint
+  target ĥ_{L-1}, α = 0 the fully discriminant target of Eq. 18,
+  ĥ_{L-1} − h̃_{L-1} + h_{L-1}. Algorithm 5's caption states the opposite
+  direction; Eqs. 17–19 fix the one used here.
+* The top auto-encoder (f_L, g_L) is one layer in the sense of §6: its
+  reconstruction losses are back-propagated inside it (into f_L as well as
+  g_L), never below it in strict mode.
+* Observed labels are hidden at the top input with probability
+  ``label_hide`` while remaining reconstruction targets (the modality-level
+  masking of §4): without it, the m = 0 path that Algorithm 4 predicts with
+  would never be trained to produce y.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .conditional import ConditionalNetwork
+from .corruption import Corruption
+from .networks import parse_arch
+from .recirculation import short_loop_loss
+from .rules import ForwardLoss, ForwardRecord, Rule
+from .updates import local_target_loss
+
+Tensor = torch.Tensor
+
+__all__ = ["Bengio2014", "hybrid_target", "MODES"]
+
+MODES = ("strict", "hybrid")
+
+
+def hybrid_target(joint: Tensor, unsupervised: Tensor, h: Tensor, alpha: float) -> Tensor:
+    """Eq. 19: ĥ + (1 − α)(h − h̃), with ĥ the reconstruction of h with y given
+    (``joint``) and h̃ without (``unsupervised``). α = 1: ĥ (Eq. 16, the joint
+    of x and y); α = 0: ĥ − h̃ + h (Eq. 18, the discriminant target)."""
+    return joint + (1.0 - alpha) * (h - unsupervised)
+
+
+def _half_sq(prediction: Tensor, target: Tensor) -> Tensor:
+    return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
+
+
+@dataclass(kw_only=True)
+class Bengio2014(Rule):
+    """Algorithm 5, one batch:
+
+    1. short loops (Algorithm 2) at layers 1..L-1: h_{l-1} is a target for
+       g_l(corrupt(h_l)), h_l a target for f_l(g_l(corrupt(h_l)));
+    2. top: h_L = f_L(h_{L-1}, m·y, m); the top auto-encoder learns to
+       reconstruct y (labelled examples) and h_{L-1} from corrupt(h_L);
+    3. noise-free long loop: ĥ_{L-1} = g_L^h(h_L), made discriminant by
+       Eq. 19 where y is given; ĥ_{l-1} = g_l(ĥ_l) down the stack;
+    4. ĥ_l is a target for h_l (updates f_l) and h_{l-1} a target for
+       g_l(corrupt(ĥ_l)) (updates g_l).
+
+    ``mode="strict"``: every input is detached at layer boundaries, so each
+    target updates only the layer it belongs to. ``mode="hybrid"``: the same
+    targets are back-propagated through the stack below them (§9, q. 1).
+    """
+
+    name: str = "bengio2014"
+    alpha: float = 0.0
+    mode: str = "strict"
+    # σ from the nearest-neighbour distance (§2.2.5): a fixed σ larger than
+    # the spread of a representation makes the best denoiser a constant, and
+    # the long-loop targets then collapse the stack onto it.
+    corruption: Corruption = field(default_factory=lambda: Corruption(sigma="nn"))
+    label_hide: float = 0.5
+    corrupt_encoder_input: bool = False
+    uses_feedback: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if not 0 <= self.label_hide <= 1:
+            raise ValueError(f"label_hide must lie in [0, 1], got {self.label_hide}")
+
+    def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0):
+        return ConditionalNetwork(in_features, parse_arch(arch), num_classes, activation, dropout)
+
+    def record(self, net: ConditionalNetwork, x: Tensor) -> ForwardRecord:
+        strict = self.mode == "strict"
+        hs, outputs, h = [x], [], x
+        for layer in net.layers:
+            out = layer(h.detach() if strict else h)
+            outputs.append(out)
+            hs.append(out.detach())
+            h = out
+        return ForwardRecord(hs, outputs, hs[-1], net.output(hs[-1]))  # logits: Algorithm 4
+
+    def forward_loss(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
+        top, hs, corrupt = net.output, record.hs, self.corruption
+        labelled = y >= 0
+        shown = labelled & (torch.rand(y.shape, device=y.device) >= self.label_hide)
+        h_below = hs[-1]
+
+        # the top auto-encoder, trained as a denoising auto-encoder inside itself
+        h_top = top.encode(h_below, y, shown)
+        code = corrupt(h_top)
+        loss = _half_sq(top.g_h(code), h_below)
+        if labelled.any():
+            loss = loss + F.cross_entropy(top.g_y(code)[labelled], y[labelled],
+                                          reduction="sum") / len(y)
+
+        with torch.no_grad():  # the noise-free long loop: targets
+            target = top.g_h(h_top)
+            if self.alpha < 1 and shown.any():
+                unsupervised = top.g_h(top.encode(h_below, y, torch.zeros_like(shown)))
+                target = torch.where(shown.unsqueeze(1),
+                                     hybrid_target(target, unsupervised, h_below, self.alpha), target)
+            targets = [target]
+            for layer in reversed(net.layers[1:]):
+                targets.append(layer.feedback(targets[-1]))
+            targets.reverse()  # ĥ_1..ĥ_{L-1}
+
+        loss = loss + local_target_loss(record.outputs, targets)
+        for l, (layer, target) in enumerate(zip(net.layers, targets)):
+            loss = loss + short_loop_loss(layer, hs[l], hs[l + 1], corrupt, self.corrupt_encoder_input)
+            loss = loss + _half_sq(layer.feedback(corrupt(target)), hs[l])  # long-loop decoder
+        output_loss = (F.cross_entropy(record.logits[labelled], y[labelled]) if labelled.any()
+                       else record.logits.new_zeros(()))
+        return ForwardLoss(loss, output_loss.detach(), targets)

@@ -1,0 +1,93 @@
+"""Properties of the bengio2014 pieces that the paper states (§3.1, §3.3, Fig. 3)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from targetprop import InverseAffine, TPLayer
+from targetprop.bengio2014 import Bengio2014, hybrid_target
+from targetprop.conditional import ConditionalNetwork
+
+
+def small(mode="strict", seed=0):
+    torch.manual_seed(seed)
+    rule = Bengio2014(mode=mode)
+    net = rule.build_network("mlp:12x3", 8, 4)
+    return rule, net, torch.randn(16, 8), torch.randint(0, 4, (16,))
+
+
+def test_alpha_end_points_give_the_joint_and_the_discriminant_target():
+    joint, unsupervised, h = torch.randn(3, 5), torch.randn(3, 5), torch.randn(3, 5)
+    torch.testing.assert_close(hybrid_target(joint, unsupervised, h, 1.0), joint)         # Eq. 16
+    torch.testing.assert_close(hybrid_target(joint, unsupervised, h, 0.0),
+                               joint - unsupervised + h)                                  # Eq. 18
+    middle = hybrid_target(joint, unsupervised, h, 0.25)
+    torch.testing.assert_close(middle - h, 0.25 * (joint - h) + 0.75 * (joint - unsupervised))
+
+
+def test_label_mask_really_hides_y():
+    _, net, x, _ = small()
+    top, h = net.output, torch.tanh(torch.randn(16, 12))
+    missing = torch.zeros(16, dtype=torch.bool)
+    codes = [top.encode(h, torch.full((16,), c), missing) for c in range(4)]
+    for code in codes[1:]:
+        assert torch.equal(code, codes[0])
+    shown = torch.ones(16, dtype=torch.bool)
+    assert not torch.equal(top.encode(h, torch.zeros(16, dtype=torch.long), shown),
+                           top.encode(h, torch.ones(16, dtype=torch.long), shown))
+    # Algorithm 4's prediction is the m = 0 path
+    torch.testing.assert_close(top(h), top.g_y(codes[0]))
+
+
+def test_conditional_network_parameter_groups():
+    _, net, x, _ = small()
+    assert isinstance(net, ConditionalNetwork) and len(net.layers) == 2
+    assert net.layers[0].g is not None  # g_1 decodes back to x
+    forward = {id(p) for p in net.forward_parameters()}
+    feedback = {id(p) for p in net.feedback_parameters()}
+    assert not forward & feedback
+    assert forward | feedback == {id(p) for p in net.parameters()}
+    assert net(x).shape == (16, 4)
+
+
+@pytest.mark.parametrize("mode", ["strict", "hybrid"])
+def test_strict_mode_keeps_each_target_inside_its_layer(mode):
+    rule, net, x, _ = small(mode)
+    record = rule.record(net, x)
+    for l, out in enumerate(record.outputs):
+        for k, layer in enumerate(net.layers):
+            grads = torch.autograd.grad(out.sum(), list(layer.f.parameters()), retain_graph=True,
+                                        allow_unused=True)
+            reaches = any(g is not None and g.abs().sum() > 0 for g in grads)
+            assert reaches == (k == l or (mode == "hybrid" and k < l)), (l, k)
+
+
+def test_perfect_auto_encoder_makes_the_propagated_target_reachable():
+    """Figure 3: with g_l = f_l^{-1}, ĥ_{l-1} = g_l(ĥ_l) gives f_l(ĥ_{l-1}) = ĥ_l."""
+    torch.manual_seed(0)
+    layer = TPLayer(6, 6, "tanh").double()
+    layer.g = InverseAffine(layer)
+    h_hat = torch.tanh(torch.randn(5, 6, dtype=torch.float64)) * 0.8
+    torch.testing.assert_close(layer(layer.feedback(h_hat)), h_hat, atol=1e-10, rtol=0)
+
+
+def test_training_step_updates_encoders_and_decoders():
+    from targetprop.learner import Learner
+    from targetprop.optim import make_optimizer
+    rule, net, x, y = small()
+    y[::2] = -1  # half the batch unlabelled
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    learner = Learner(net, rule, make_optimizer("adam", net.forward_parameters(), 1e-2),
+                      make_optimizer("adam", net.feedback_parameters(), 1e-2))
+    result = learner.train_step(x, y)
+    assert torch.isfinite(result.output_loss)
+    assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="mode"):
+        Bengio2014(mode="loose")
+    with pytest.raises(ValueError, match="alpha"):
+        Bengio2014(alpha=1.5)
+    with pytest.raises(ValueError, match="two layers"):
+        Bengio2014().build_network("mlp:8x1", 4, 2)
