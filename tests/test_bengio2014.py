@@ -11,7 +11,7 @@ from targetprop.conditional import ConditionalNetwork
 
 def small(mode="strict", seed=0):
     torch.manual_seed(seed)
-    rule = Bengio2014(mode=mode)
+    rule = Bengio2014(credit_assignment=mode)
     net = rule.build_network("mlp:12x3", 8, 4)
     return rule, net, torch.randn(16, 8), torch.randint(0, 4, (16,))
 
@@ -85,8 +85,8 @@ def test_training_step_updates_encoders_and_decoders():
 
 
 def test_bad_settings():
-    with pytest.raises(ValueError, match="mode"):
-        Bengio2014(mode="loose")
+    with pytest.raises(ValueError, match="credit_assignment 'loose'.*strict, hybrid"):
+        Bengio2014(credit_assignment="loose")
     with pytest.raises(ValueError, match="alpha"):
         Bengio2014(alpha=1.5)
     with pytest.raises(ValueError, match="two layers"):

@@ -20,13 +20,13 @@ Departures from the paper's text, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 
 from .conditional import ConditionalNetwork
-from .corruption import Corruption
+from .corruption import Corruption, gaussian_like
 from .networks import parse_arch
 from .recirculation import short_loop_loss
 from .rules import ForwardLoss, ForwardRecord, Rule
@@ -34,9 +34,9 @@ from .updates import local_target_loss
 
 Tensor = torch.Tensor
 
-__all__ = ["Bengio2014", "hybrid_target", "MODES"]
+__all__ = ["Bengio2014", "hybrid_target", "make_bengio2014", "CREDIT_ASSIGNMENT"]
 
-MODES = ("strict", "hybrid")
+CREDIT_ASSIGNMENT = ("strict", "hybrid")
 
 
 def hybrid_target(joint: Tensor, unsupervised: Tensor, h: Tensor, alpha: float) -> Tensor:
@@ -63,25 +63,33 @@ class Bengio2014(Rule):
     4. ĥ_l is a target for h_l (updates f_l) and h_{l-1} a target for
        g_l(corrupt(ĥ_l)) (updates g_l).
 
-    ``mode="strict"``: every input is detached at layer boundaries, so each
-    target updates only the layer it belongs to. ``mode="hybrid"``: the same
-    targets are back-propagated through the stack below them (§9, q. 1).
+    ``credit_assignment="strict"``: every input is detached at layer
+    boundaries, so each target updates only the layer it belongs to;
+    ``"hybrid"``: the same targets are back-propagated through the stack below
+    them (§9, question 1).
+
+    ``top_input_noise`` (σ of Gaussian noise on h_{L-1} at the top encoder's
+    input while the top auto-encoder trains) makes the reconstruction of
+    h_{L-1} depend on y, and so gives the discriminant target ĥ − h̃ its
+    strength; the paper corrupts only the code h_L.
     """
 
     name: str = "bengio2014"
     alpha: float = 0.0
-    mode: str = "strict"
+    credit_assignment: str = "strict"
     # σ from the nearest-neighbour distance (§2.2.5): a fixed σ larger than
     # the spread of a representation makes the best denoiser a constant, and
     # the long-loop targets then collapse the stack onto it.
     corruption: Corruption = field(default_factory=lambda: Corruption(sigma="nn"))
-    label_hide: float = 0.5
+    label_hide: float = 0.2
     corrupt_encoder_input: bool = False
+    top_input_noise: float = 0.3
     uses_feedback: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.credit_assignment not in CREDIT_ASSIGNMENT:
+            raise ValueError(f"unknown credit_assignment {self.credit_assignment!r}; "
+                             f"choose one of: {', '.join(CREDIT_ASSIGNMENT)}")
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0 <= self.label_hide <= 1:
@@ -91,7 +99,7 @@ class Bengio2014(Rule):
         return ConditionalNetwork(in_features, parse_arch(arch), num_classes, activation, dropout)
 
     def record(self, net: ConditionalNetwork, x: Tensor) -> ForwardRecord:
-        strict = self.mode == "strict"
+        strict = self.credit_assignment == "strict"
         hs, outputs, h = [x], [], x
         for layer in net.layers:
             out = layer(h.detach() if strict else h)
@@ -99,6 +107,14 @@ class Bengio2014(Rule):
             hs.append(out.detach())
             h = out
         return ForwardRecord(hs, outputs, hs[-1], net.output(hs[-1]))  # logits: Algorithm 4
+
+    def feedback_loss(self, net: ConditionalNetwork, record: ForwardRecord) -> Tensor:
+        """The short loops (Algorithm 2) at layers 1..L-1: they need no label, so
+        they also serve as layer-wise pre-training (``feedback_pretrain_epochs``)."""
+        hs = record.hs
+        losses = [short_loop_loss(layer, hs[l], hs[l + 1], self.corruption, self.corrupt_encoder_input)
+                  for l, layer in enumerate(net.layers)]
+        return sum(losses[1:], losses[0])
 
     def forward_loss(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
         top, hs, corrupt = net.output, record.hs, self.corruption
@@ -108,7 +124,8 @@ class Bengio2014(Rule):
 
         # the top auto-encoder, trained as a denoising auto-encoder inside itself
         h_top = top.encode(h_below, y, shown)
-        code = corrupt(h_top)
+        noisy_input = h_below + self.top_input_noise * gaussian_like(h_below)
+        code = corrupt(top.encode(noisy_input, y, shown) if self.top_input_noise else h_top)
         loss = _half_sq(top.g_h(code), h_below)
         if labelled.any():
             loss = loss + F.cross_entropy(top.g_y(code)[labelled], y[labelled],
@@ -126,9 +143,18 @@ class Bengio2014(Rule):
             targets.reverse()  # ĥ_1..ĥ_{L-1}
 
         loss = loss + local_target_loss(record.outputs, targets)
-        for l, (layer, target) in enumerate(zip(net.layers, targets)):
-            loss = loss + short_loop_loss(layer, hs[l], hs[l + 1], corrupt, self.corrupt_encoder_input)
-            loss = loss + _half_sq(layer.feedback(corrupt(target)), hs[l])  # long-loop decoder
+        for l, (layer, target) in enumerate(zip(net.layers, targets)):  # long-loop decoders
+            loss = loss + _half_sq(layer.feedback(corrupt(target)), hs[l])
         output_loss = (F.cross_entropy(record.logits[labelled], y[labelled]) if labelled.any()
                        else record.logits.new_zeros(()))
         return ForwardLoss(loss, output_loss.detach(), targets)
+
+
+def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,
+                    **settings) -> Bengio2014:
+    """The rule from flat settings (the run configuration); keys it does not
+    use are ignored."""
+    sigma = corruption_sigma if corruption_sigma == "nn" else float(corruption_sigma)
+    names = {f.name for f in fields(Bengio2014) if f.init} - {"name", "corruption"}
+    return Bengio2014(corruption=Corruption(sigma, corruption_mask),
+                      **{k: v for k, v in settings.items() if k in names})

@@ -32,6 +32,13 @@ class Config:
     feedback_noise: float = 0.1         # σ of the feedback objectives
     feedback_reg: float = 0.0           # λ of the DRL damping term
     shared_noise: bool = True           # layers of equal width share a step's noise sample
+    # bengio2014 (Bengio 2014, Algorithm 5)
+    alpha: float = 0.0                  # Eq. 19: 1 = joint target, 0 = discriminant target
+    credit_assignment: str = "strict"   # strict (no back-prop between layers) or hybrid
+    label_hide: float = 0.2             # chance of hiding an observed label at the top input
+    top_input_noise: float = 0.3        # σ of noise on h_{L-1} while the top auto-encoder trains
+    corruption_sigma: str = "nn"        # auto-encoder corruption σ: a number, or nn (§2.2.5)
+    corruption_mask: float = 0.0        # masking-noise probability of that corruption
     # schedule
     epochs: int = 3
     batch_size: int = 128
@@ -92,6 +99,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     kind = type(default) if default is not None else int
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. corruption_sigma=0.1 next to its non-numeric choice "nn"
     if kind is float and isinstance(value, str):
         try:
             return float(value)

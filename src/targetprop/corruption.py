@@ -14,8 +14,14 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["nearest_neighbour_distances", "nearest_neighbour_sigma", "gaussian_corruption",
+__all__ = ["gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma", "gaussian_corruption",
            "masking_corruption", "Corruption"]
+
+
+def gaussian_like(t: Tensor) -> Tensor:
+    """A fresh N(0, I) sample shaped like ``t``, drawn in float32 and cast: a
+    float64 run sees the same noise as a float32 one."""
+    return torch.randn(t.shape, device=t.device).to(t.dtype)
 
 
 def nearest_neighbour_distances(h: Tensor) -> Tensor:
@@ -38,7 +44,7 @@ def nearest_neighbour_sigma(h: Tensor) -> Tensor:
 
 def gaussian_corruption(h: Tensor, sigma: float | Tensor) -> Tensor:
     """h + σ ξ with ξ ~ N(0, I); σ a scalar or one value per unit."""
-    return h + sigma * torch.randn_like(h)
+    return h + sigma * gaussian_like(h)
 
 
 def masking_corruption(h: Tensor, probability: float) -> Tensor:
@@ -46,7 +52,7 @@ def masking_corruption(h: Tensor, probability: float) -> Tensor:
     without rescaling: a masked unit reads as "missing", as in §3.1."""
     if probability <= 0:
         return h
-    return h * (torch.rand_like(h) >= probability).to(h.dtype)
+    return h * (torch.rand(h.shape, device=h.device) >= probability).to(h.dtype)
 
 
 @dataclass

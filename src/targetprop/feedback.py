@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
+from .corruption import gaussian_like
 from .networks import TPLayer
 
 Tensor = torch.Tensor
@@ -31,11 +32,6 @@ Noise = Callable[[Tensor], Tensor]
 class FeedbackObjective(Protocol):
     def __call__(self, layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
                  regularization: float = 0.0, noise: Noise = ...) -> Tensor: ...
-
-
-def gaussian_like(t: Tensor) -> Tensor:
-    """A fresh N(0, I) sample shaped like ``t``."""
-    return torch.randn(t.shape, device=t.device).to(t.dtype)
 
 
 class SharedNoise:

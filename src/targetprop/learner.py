@@ -45,7 +45,9 @@ class Learner:
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
 
     def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
-        """One step of the feedback optimizer alone; returns the loss before it."""
+        """One step on the rule's feedback loss alone; returns the loss before it.
+        Both optimizers step: one whose parameters got no gradient from that
+        loss (the forward weights, for the DTP family) is left untouched."""
         if self.feedback_optimizer is None:
             return None
         if record is None:
@@ -54,10 +56,16 @@ class Learner:
         loss = self.rule.feedback_loss(self.net, record)
         if loss is None:
             return None
-        self.feedback_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.feedback_optimizer.step()
+        self._step(loss, [self.forward_optimizer, self.feedback_optimizer])
         return loss.detach()
+
+    @staticmethod
+    def _step(loss: Tensor, optimizers: list) -> None:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
 
     def forward_step(self, x: Tensor, y: Tensor) -> StepResult:
         """One step of the forward optimizer alone (no feedback training)."""
@@ -78,11 +86,7 @@ class Learner:
             # Rules may also put decoder terms into result.loss (bengio2014); an
             # optimizer whose parameters got no gradient leaves them untouched.
             optimizers.append(self.feedback_optimizer)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for optimizer in optimizers:
-            optimizer.step()
+        self._step(total, optimizers)
         if feedback_loss is not None:
             feedback_loss = feedback_loss.detach()
         return StepResult(result.output_loss.detach(), record.logits.detach(), feedback_loss)

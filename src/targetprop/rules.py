@@ -13,7 +13,7 @@ named recipes at the bottom of this file wire them together.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -152,9 +152,19 @@ class TargetPropagation(Rule):
 
 # -- recipes -----------------------------------------------------------------
 
+_TP_SETTINGS = {f.name for f in fields(TargetPropagation) if f.init} - {
+    "name", "propagate", "feedback_objective"}
+
+
 def _recipe(name: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjective):
-    return lambda **settings: TargetPropagation(name=name, propagate=propagate,
-                                                feedback_objective=objective, **settings)
+    return lambda **settings: TargetPropagation(
+        name=name, propagate=propagate, feedback_objective=objective,
+        **{k: v for k, v in settings.items() if k in _TP_SETTINGS})
+
+
+def _bengio2014(**settings) -> Rule:
+    from .bengio2014 import make_bengio2014  # that module builds on this one
+    return make_bengio2014(**settings)
 
 
 RULES: dict[str, Callable[..., Rule]] = {
@@ -168,12 +178,14 @@ RULES: dict[str, Callable[..., Rule]] = {
     "drl": _recipe("drl", tg.difference_propagate, fb.difference_reconstruction_loss),
     # Difference targets, feedback by the local DRL (Ernoult et al. 2022).
     "ldrl": _recipe("ldrl", tg.difference_propagate, fb.local_difference_reconstruction_loss),
+    # Auto-encoder-mediated TP with a conditional top auto-encoder (Bengio 2014, Alg. 5).
+    "bengio2014": _bengio2014,
 }
 
 
 def make_rule(name: str, **settings) -> Rule:
-    """Build a registered rule; ``settings`` (target_step, feedback_noise,
-    feedback_reg) are ignored by rules that have no such knob."""
+    """Build a registered rule from flat settings (e.g. a run's whole
+    configuration); each rule takes the keys it knows and ignores the rest."""
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; choose one of: {', '.join(RULES)}")
     return RULES[name](**settings)

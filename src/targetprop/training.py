@@ -63,6 +63,7 @@ def validate_config(config: Config) -> None:
     _check_choice("feedback_schedule", config.feedback_schedule, FEEDBACK_SCHEDULES)
     _check_choice("dtype", config.dtype, DTYPES)
     try:
+        make_rule(config.rule, **config.to_dict())  # the rule checks its own settings
         parse_arch(config.arch)
         make_activation(config.activation)
         for prefix in ("forward", "feedback"):
@@ -166,9 +167,7 @@ class Trainer:
                                              seed=config.seed, dtype=dtype, limit=config.limit)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
         self.shuffle_generator = self.loaders["train"].generator
-        self.rule = make_rule(config.rule, target_step=config.target_step,
-                              feedback_noise=config.feedback_noise, feedback_reg=config.feedback_reg,
-                              shared_noise=config.shared_noise)
+        self.rule = make_rule(config.rule, **config.to_dict())
         self.net = self.rule.build_network(config.arch, self.splits.num_features,
                                            self.splits.num_classes, config.activation,
                                            config.dropout).to(self.device, dtype)
