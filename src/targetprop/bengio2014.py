@@ -55,7 +55,8 @@ class Bengio2014(Rule):
     """Algorithm 5, one batch:
 
     1. short loops (Algorithm 2) at layers 1..L-1: h_{l-1} is a target for
-       g_l(corrupt(h_l)), h_l a target for f_l(g_l(corrupt(h_l)));
+       g_l(corrupt(h_l)), h_l a target for f_l(g_l(corrupt(h_l)))
+       (``feedback_loss``; steps 2–4 are ``forward_loss``);
     2. top: h_L = f_L(h_{L-1}, m·y, m); the top auto-encoder learns to
        reconstruct y (labelled examples) and h_{L-1} from corrupt(h_L);
     3. noise-free long loop: ĥ_{L-1} = g_L^h(h_L), made discriminant by
@@ -123,16 +124,17 @@ class Bengio2014(Rule):
         h_below = hs[-1]
 
         # the top auto-encoder, trained as a denoising auto-encoder inside itself
-        h_top = top.encode(h_below, y, shown)
-        noisy_input = h_below + self.top_input_noise * gaussian_like(h_below)
-        code = corrupt(top.encode(noisy_input, y, shown) if self.top_input_noise else h_top)
+        encoder_input = h_below
+        if self.top_input_noise:
+            encoder_input = h_below + self.top_input_noise * gaussian_like(h_below)
+        code = corrupt(top.encode(encoder_input, y, shown))
         loss = _half_sq(top.g_h(code), h_below)
         if labelled.any():
             loss = loss + F.cross_entropy(top.g_y(code)[labelled], y[labelled],
                                           reduction="sum") / len(y)
 
         with torch.no_grad():  # the noise-free long loop: targets
-            target = top.g_h(h_top)
+            target = top.g_h(top.encode(h_below, y, shown))
             if self.alpha < 1 and shown.any():
                 unsupervised = top.g_h(top.encode(h_below, y, torch.zeros_like(shown)))
                 target = torch.where(shown.unsqueeze(1),
