@@ -30,6 +30,7 @@ from .corruption import Corruption, gaussian_like
 from .networks import parse_arch
 from .recirculation import short_loop_loss
 from .rules import ForwardLoss, ForwardRecord, Rule
+from .targets import PROPAGATION_RULES, propagate_targets
 from .updates import local_target_loss
 
 Tensor = torch.Tensor
@@ -69,6 +70,10 @@ class Bengio2014(Rule):
     ``"hybrid"``: the same targets are back-propagated through the stack below
     them (§9, question 1).
 
+    ``propagation="tp"`` is the paper's ĥ_{l-1} = g_l(ĥ_l); ``"difference"``
+    swaps in the correction of Lee et al. (2015), h_{l-1} + g_l(ĥ_l) − g_l(h_l),
+    which cancels each decoder's reconstruction error.
+
     ``top_input_noise`` (σ of Gaussian noise on h_{L-1} at the top encoder's
     input while the top auto-encoder trains) makes the reconstruction of
     h_{L-1} depend on y, and so gives the discriminant target ĥ − h̃ its
@@ -85,6 +90,7 @@ class Bengio2014(Rule):
     label_hide: float = 0.2
     corrupt_encoder_input: bool = False
     top_input_noise: float = 0.3
+    propagation: str = "tp"
     uses_feedback: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +101,9 @@ class Bengio2014(Rule):
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0 <= self.label_hide <= 1:
             raise ValueError(f"label_hide must lie in [0, 1], got {self.label_hide}")
+        if self.propagation not in PROPAGATION_RULES:
+            raise ValueError(f"unknown propagation {self.propagation!r}; "
+                             f"choose one of: {', '.join(PROPAGATION_RULES)}")
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0):
         return ConditionalNetwork(in_features, parse_arch(arch), num_classes, activation, dropout)
@@ -139,10 +148,8 @@ class Bengio2014(Rule):
                 unsupervised = top.g_h(top.encode(h_below, y, torch.zeros_like(shown)))
                 target = torch.where(shown.unsqueeze(1),
                                      hybrid_target(target, unsupervised, h_below, self.alpha), target)
-            targets = [target]
-            for layer in reversed(net.layers[1:]):
-                targets.append(layer.feedback(targets[-1]))
-            targets.reverse()  # ĥ_1..ĥ_{L-1}
+            feedbacks = [None] + [layer.feedback for layer in net.layers]
+            targets = propagate_targets(feedbacks, hs, target, PROPAGATION_RULES[self.propagation])
 
         loss = loss + local_target_loss(record.outputs, targets)
         for l, (layer, target) in enumerate(zip(net.layers, targets)):  # long-loop decoders

@@ -39,6 +39,7 @@ class Config:
     top_input_noise: float = 0.3        # σ of noise on h_{L-1} while the top auto-encoder trains
     corruption_sigma: str = "nn"        # auto-encoder corruption σ: a number, or nn (§2.2.5)
     corruption_mask: float = 0.0        # masking-noise probability of that corruption
+    propagation: str = "tp"             # bengio2014 long loop: tp (the paper) or difference
     # schedule
     epochs: int = 3
     batch_size: int = 128
