@@ -91,3 +91,21 @@ def test_bad_settings():
         Bengio2014(alpha=1.5)
     with pytest.raises(ValueError, match="two layers"):
         Bengio2014().build_network("mlp:8x1", 4, 2)
+
+
+@pytest.mark.parametrize("propagation", ["tp", "difference"])
+def test_label_blind_top_gives_no_discriminant_signal(propagation):
+    """If the top encoder ignores y, ĥ = h̃, so the discriminant target (α = 0) is
+    h_{L-1} itself; difference propagation then leaves every layer in place,
+    while the paper's ĥ_{l-1} = g_l(ĥ_l) pulls it toward its reconstruction."""
+    torch.manual_seed(0)
+    rule = Bengio2014(propagation=propagation, alpha=0.0, label_hide=0.0)
+    net = rule.build_network("mlp:12x4", 8, 4)
+    with torch.no_grad():
+        net.output.encoder.weight[:, 12:] = 0  # the y and m columns
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    torch.testing.assert_close(targets[-1], record.hs[-1])
+    moved = [not torch.allclose(t, h, atol=1e-6) for t, h in zip(targets[:-1], record.hs[1:-1])]
+    assert moved == [propagation == "tp"] * len(moved)
