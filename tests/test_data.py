@@ -262,3 +262,21 @@ def test_real_fashion_mnist() -> None:
     assert splits.num_features == 784 and splits.image_shape == (28, 28)
     assert splits.train.tensors[1].min() >= 0 and splits.train.tensors[1].max() <= 9
     data._load_fashion_mnist.cache_clear()  # release ~55 MB held by the cache
+
+
+def test_keep_labels_is_balanced_seeded_and_hides_the_rest():
+    y = torch.arange(1000) % 10
+    kept = data.keep_labels(y, 100, 10, seed=3)
+    assert (kept >= 0).sum() == 100
+    assert torch.bincount(kept[kept >= 0], minlength=10).tolist() == [10] * 10
+    assert torch.equal(kept[kept >= 0], y[kept >= 0])
+    assert torch.equal(kept, data.keep_labels(y, 100, 10, seed=3))
+    assert not torch.equal(kept, data.keep_labels(y, 100, 10, seed=4))
+    # a class too small for its share is topped up by the others
+    skewed = torch.cat([torch.zeros(3, dtype=torch.long), torch.ones(50, dtype=torch.long)])
+    topped_up = data.keep_labels(skewed, 10, 2)
+    assert topped_up[:3].tolist() == [0, 0, 0] and (topped_up[3:] == 1).sum() == 7
+    with pytest.raises(ValueError, match="classes unlabelled"):
+        data.keep_labels(y, 5, 10)
+    with pytest.raises(ValueError, match="cannot keep"):
+        data.keep_labels(y, 2000, 10)

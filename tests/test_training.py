@@ -246,3 +246,16 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["train", "--data", "digits", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_semi_supervised_runs(tmp_path):
+    """bengio2014 learns from 100 labels plus the unlabelled rest; bp, which
+    cannot use unlabelled examples, trains on the 100 alone."""
+    semi = Trainer(quick_config(rule="bengio2014", labels=100, epochs=1), tmp_path / "semi")
+    assert len(semi.splits.train) > 1000 and (semi.splits.train.tensors[1] >= 0).sum() == 100
+    assert semi.run()["completed"]
+    alone = Trainer(quick_config(rule="bp", labels=100, use_unlabelled=False, epochs=1), tmp_path / "bp")
+    assert len(alone.splits.train) == 100
+    assert 0 < alone.run()["train_accuracy"] <= 1
+    with pytest.raises(ConfigError, match="cannot learn from unlabelled"):
+        Trainer(quick_config(rule="dtp", labels=100), tmp_path / "dtp")

@@ -92,6 +92,7 @@ class Bengio2014(Rule):
     top_input_noise: float = 0.3
     propagation: str = "tp"
     uses_feedback: bool = field(default=True, init=False)
+    handles_unlabelled: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         if self.credit_assignment not in CREDIT_ASSIGNMENT:

@@ -22,6 +22,8 @@ class Config:
     data: str = "fashion-mnist"
     val_size: float = 0.1
     limit: int | None = None            # keep only this many training examples (quick runs)
+    labels: int | None = None           # keep labels for this many training examples (balanced)
+    use_unlabelled: bool = True         # with labels: train on the rest as unlabelled (y = -1)
     # network
     arch: str = "mlp:256x5"
     activation: str = "tanh"
@@ -95,7 +97,7 @@ class Config:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Accept ints for floats and check the type of everything else."""
-    if value is None and key == "limit":
+    if value is None and default is None:
         return None
     kind = type(default) if default is not None else int
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -35,6 +35,7 @@ __all__ = [
     "load_dataset",
     "make_loaders",
     "read_idx",
+    "keep_labels",
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist-5k", "digits", "mnist1d")
@@ -375,6 +376,29 @@ def load_dataset(
         num_classes=raw.num_classes,
         image_shape=raw.image_shape,
     )
+
+
+def keep_labels(y: torch.Tensor, count: int, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """A copy of ``y`` that keeps the labels of ``count`` examples, spread as
+    evenly over the classes as they allow and picked by ``seed``; every other
+    label becomes −1 ("unlabelled") for semi-supervised training (Bengio 2014 §3)."""
+    if count < num_classes:
+        raise ValueError(f"keeping {count} labels leaves some of the {num_classes} classes unlabelled")
+    if count > len(y):
+        raise ValueError(f"cannot keep {count} labels: the training split has {len(y)} examples")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(y), generator=generator)
+    # rank of each example within its class, in the shuffled order
+    sorted_labels, by_label = torch.sort(y[order], stable=True)
+    counts = torch.bincount(y, minlength=num_classes)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(y)
+    rank[order[by_label]] = torch.arange(len(y)) - starts[sorted_labels]
+    # take the lowest ranks round-robin over classes until count labels are kept
+    keep_order = torch.argsort(rank * num_classes + y, stable=True)[:count]
+    kept = torch.full_like(y, -1)
+    kept[keep_order] = y[keep_order]
+    return kept
 
 
 def make_loaders(

@@ -55,6 +55,7 @@ class Rule:
 
     name = "rule"
     uses_feedback = False
+    handles_unlabelled = False  # whether batches may hold examples with y = -1
 
     def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
                       dropout: float = 0.0) -> TPNetwork:

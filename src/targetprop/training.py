@@ -23,12 +23,13 @@ from typing import Callable, Iterator
 
 import torch
 import yaml
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from . import optim
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError
-from .data import DATASETS, DataSplits, load_dataset, make_loaders
+from .data import DATASETS, DataSplits, keep_labels, load_dataset, make_loaders
 from .diagnostics import layer_diagnostics
 from .learner import Learner
 from .networks import make_activation, parse_arch
@@ -63,7 +64,7 @@ def validate_config(config: Config) -> None:
     _check_choice("feedback_schedule", config.feedback_schedule, FEEDBACK_SCHEDULES)
     _check_choice("dtype", config.dtype, DTYPES)
     try:
-        make_rule(config.rule, **config.to_dict())  # the rule checks its own settings
+        rule = make_rule(config.rule, **config.to_dict())  # the rule checks its own settings
         parse_arch(config.arch)
         make_activation(config.activation)
         for prefix in ("forward", "feedback"):
@@ -82,6 +83,9 @@ def validate_config(config: Config) -> None:
         raise ConfigError("setting 'feedback_noise' must be > 0")
     if not 0 <= config.dropout < 1:
         raise ConfigError("setting 'dropout' must lie in [0, 1)")
+    if config.labels is not None and config.use_unlabelled and not rule.handles_unlabelled:
+        raise ConfigError(f"rule {config.rule!r} cannot learn from unlabelled examples; "
+                          "set use_unlabelled=false to train on the labelled ones alone")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,6 +169,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.splits = splits or load_dataset(config.data, val_size=_val_size(config.val_size),
                                              seed=config.seed, dtype=dtype, limit=config.limit)
+        if config.labels is not None:
+            self._keep_labels(config)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
         self.shuffle_generator = self.loaders["train"].generator
         self.rule = make_rule(config.rule, **config.to_dict())
@@ -199,6 +205,18 @@ class Trainer:
         self.seconds = 0.0
         if state is not None:
             self._restore(state)
+
+    def _keep_labels(self, config: Config) -> None:
+        """Semi-supervised data: labels for ``config.labels`` training examples,
+        the rest unlabelled (y = -1) or, without ``use_unlabelled``, dropped."""
+        x, y = self.splits.train.tensors
+        try:
+            y = keep_labels(y, config.labels, self.splits.num_classes, seed=config.seed)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if not config.use_unlabelled:
+            x, y = x[y >= 0], y[y >= 0]
+        self.splits.train = TensorDataset(x, y)
 
     # -- state ---------------------------------------------------------------
 
@@ -312,9 +330,11 @@ class Trainer:
             return
         result = (self.learner.train_step(x, y) if kind == "train"
                   else self.learner.forward_step(x, y))
-        totals["loss"] += result.output_loss.double() * len(y)
-        totals["correct"] += (result.logits.argmax(1) == y).sum()
-        totals["count"] += len(y)
+        labelled = y >= 0  # semi-supervised batches hold unlabelled examples (y = -1)
+        count = labelled.sum()
+        totals["loss"] += result.output_loss.double() * count
+        totals["correct"] += ((result.logits.argmax(1) == y) & labelled).sum()
+        totals["count"] += count
         if result.feedback_loss is not None:
             totals["feedback_loss"] += result.feedback_loss.double()
             totals["feedback_count"] += 1
