@@ -13,7 +13,7 @@ from .config import Config, ConfigError, load_config
 from .data import DatasetNotAvailable
 
 # Flags that are shortcuts for settings; every other setting goes through --set.
-_TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device")
+_TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--labels", type=int,
+                       help="keep labels for N training examples (balanced over classes); the "
+                            "rest train unlabelled (or drop them: --set use_unlabelled=false)")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
