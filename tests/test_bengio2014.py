@@ -109,3 +109,14 @@ def test_label_blind_top_gives_no_discriminant_signal(propagation):
     torch.testing.assert_close(targets[-1], record.hs[-1])
     moved = [not torch.allclose(t, h, atol=1e-6) for t, h in zip(targets[:-1], record.hs[1:-1])]
     assert moved == [propagation == "tp"] * len(moved)
+
+
+def test_diagnostics_of_the_rule():
+    from targetprop.diagnostics import layer_diagnostics
+    rule, net, x, y = small()
+    out = layer_diagnostics(net, rule, x, y)
+    assert {"angle_1", "recon_1", "target_2", "discriminant_norm", "long_recon_1", "long_recon_2"} <= set(out)
+    assert out["discriminant_norm"] > 0
+    with torch.no_grad():
+        net.output.encoder.weight[:, 12:] = 0  # blind to y and m: Eq. 18's step vanishes
+    assert layer_diagnostics(net, rule, x, y)["discriminant_norm"] == pytest.approx(0, abs=1e-7)

@@ -159,6 +159,31 @@ class Bengio2014(Rule):
                        else record.logits.new_zeros(()))
         return ForwardLoss(loss, output_loss.detach(), targets)
 
+    @torch.no_grad()
+    def diagnostics(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
+        """``discriminant_norm``: mean ‖ĥ_{L-1} − h̃_{L-1}‖, the step of the fully
+        discriminant target (Eq. 18) on labelled examples; ``long_recon_l``:
+        relative error of the noise-free long loop with y missing, from h_l up
+        to the top and back down by ĥ_{l-1} = g_l(ĥ_l) (the short loop's error
+        is the engine's ``recon_l``)."""
+        top, hs = net.output, record.hs
+        h_below, labelled = hs[-1], y >= 0
+        missing = torch.zeros_like(labelled)
+        unsupervised = top.g_h(top.encode(h_below, y, missing))
+        out = {}
+        if labelled.any():
+            joint = top.g_h(top.encode(h_below, y, labelled))
+            out["discriminant_norm"] = (joint - unsupervised)[labelled].norm(dim=1).mean().item()
+        reconstruction = unsupervised
+        for l in range(len(net.layers), 0, -1):
+            out[f"long_recon_{l}"] = _relative_error(reconstruction, hs[l])
+            reconstruction = net.layers[l - 1].feedback(reconstruction)
+        return out
+
+
+def _relative_error(reconstruction: Tensor, h: Tensor) -> float:
+    return ((reconstruction - h).pow(2).sum() / h.pow(2).sum().clamp_min(1e-12)).item()
+
 
 def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,
                     **settings) -> Bengio2014:

@@ -51,4 +51,5 @@ def layer_diagnostics(net: TPNetwork, rule: Rule, x: torch.Tensor, y: torch.Tens
             if result.targets is not None:
                 step = (result.targets[l - 1] - record.hs[l]).norm(dim=1).mean()
                 out[f"target_{l}"] = step.item()
+        out |= rule.diagnostics(net, record, y)
     return out

@@ -77,6 +77,10 @@ class Rule:
     def forward_loss(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
         raise NotImplementedError
 
+    def diagnostics(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
+        """Rule-specific figures for the per-epoch log (none by default)."""
+        return {}
+
 
 class BackProp(Rule):
     """Back-propagation of the cross-entropy through the whole chain: the
