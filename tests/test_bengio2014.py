@@ -115,7 +115,9 @@ def test_diagnostics_of_the_rule():
     from targetprop.diagnostics import layer_diagnostics
     rule, net, x, y = small()
     out = layer_diagnostics(net, rule, x, y)
-    assert {"angle_1", "recon_1", "target_2", "discriminant_norm", "long_recon_1", "long_recon_2"} <= set(out)
+    assert {"angle_1", "recon_1", "target_2", "discriminant_norm", "discriminant_angle",
+            "long_recon_1", "long_recon_2"} <= set(out)
+    assert 0 <= out["discriminant_angle"] <= 180
     assert out["discriminant_norm"] > 0
     with torch.no_grad():
         net.output.encoder.weight[:, 12:] = 0  # blind to y and m: Eq. 18's step vanishes

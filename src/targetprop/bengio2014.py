@@ -13,10 +13,11 @@ Departures from the paper's text, and why:
 * The top auto-encoder (f_L, g_L) is one layer in the sense of §6: its
   reconstruction losses are back-propagated inside it (into f_L as well as
   g_L), never below it in strict mode.
-* Observed labels are hidden at the top input with probability
-  ``label_hide`` while remaining reconstruction targets (the modality-level
-  masking of §4): without it, the m = 0 path that Algorithm 4 predicts with
-  would never be trained to produce y.
+* While the top auto-encoder trains, observed labels are hidden at its input
+  with probability ``label_hide`` and remain reconstruction targets (the
+  modality-level masking of §4): without it, the m = 0 path that Algorithm 4
+  predicts with would never be trained to produce y. The long loop that
+  makes the targets always shows every known label, as Algorithm 5 does.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from .conditional import ConditionalNetwork
 from .corruption import Corruption, gaussian_like
+from .diagnostics import angle_degrees
 from .networks import parse_arch
 from .recirculation import short_loop_loss
 from .rules import ForwardLoss, ForwardRecord, Rule
@@ -143,11 +145,11 @@ class Bengio2014(Rule):
             loss = loss + F.cross_entropy(top.g_y(code)[labelled], y[labelled],
                                           reduction="sum") / len(y)
 
-        with torch.no_grad():  # the noise-free long loop: targets
-            target = top.g_h(top.encode(h_below, y, shown))
-            if self.alpha < 1 and shown.any():
-                unsupervised = top.g_h(top.encode(h_below, y, torch.zeros_like(shown)))
-                target = torch.where(shown.unsqueeze(1),
+        with torch.no_grad():  # the noise-free long loop: targets, every known label shown
+            target = top.g_h(top.encode(h_below, y, labelled))
+            if self.alpha < 1 and labelled.any():
+                unsupervised = top.g_h(top.encode(h_below, y, torch.zeros_like(labelled)))
+                target = torch.where(labelled.unsqueeze(1),
                                      hybrid_target(target, unsupervised, h_below, self.alpha), target)
             feedbacks = [None] + [layer.feedback for layer in net.layers]
             targets = propagate_targets(feedbacks, hs, target, PROPAGATION_RULES[self.propagation])
@@ -162,7 +164,9 @@ class Bengio2014(Rule):
     @torch.no_grad()
     def diagnostics(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
         """``discriminant_norm``: mean ‖ĥ_{L-1} − h̃_{L-1}‖, the step of the fully
-        discriminant target (Eq. 18) on labelled examples; ``long_recon_l``:
+        discriminant target (Eq. 18) on labelled examples; ``discriminant_angle``:
+        its angle (degrees) to the gradient of the prediction's log-likelihood,
+        ∂log P(y|h_{L-1})/∂h_{L-1} through Algorithm 4; ``long_recon_l``:
         relative error of the noise-free long loop with y missing, from h_l up
         to the top and back down by ĥ_{l-1} = g_l(ĥ_l) (the short loop's error
         is the engine's ``recon_l``)."""
@@ -173,7 +177,13 @@ class Bengio2014(Rule):
         out = {}
         if labelled.any():
             joint = top.g_h(top.encode(h_below, y, labelled))
-            out["discriminant_norm"] = (joint - unsupervised)[labelled].norm(dim=1).mean().item()
+            step = (joint - unsupervised)[labelled]
+            out["discriminant_norm"] = step.norm(dim=1).mean().item()
+            with torch.enable_grad():  # Eq. 17 claims the step follows ∂log P(y|h)/∂h
+                h = h_below.detach().requires_grad_()
+                log_likelihood = -F.cross_entropy(top(h)[labelled], y[labelled], reduction="sum")
+                (ascent,) = torch.autograd.grad(log_likelihood, h)
+            out["discriminant_angle"] = angle_degrees(step, ascent[labelled])
         reconstruction = unsupervised
         for l in range(len(net.layers), 0, -1):
             out[f"long_recon_{l}"] = _relative_error(reconstruction, hs[l])
