@@ -81,12 +81,10 @@ class Learner:
             self.feedback_step(x, record)
         feedback_loss = self.rule.feedback_loss(self.net, record) if iterations > 0 else None
         total = result.loss if feedback_loss is None else result.loss + feedback_loss
-        optimizers = [self.forward_optimizer]
-        if iterations > 0:
-            # Rules may also put decoder terms into result.loss (bengio2014); an
-            # optimizer whose parameters got no gradient leaves them untouched.
-            optimizers.append(self.feedback_optimizer)
-        self._step(total, optimizers)
+        # Rules may also put decoder terms into result.loss (bengio2014); an
+        # optimizer whose parameters got no gradient leaves them untouched.
+        self._step(total, [o for o in (self.forward_optimizer, self.feedback_optimizer)
+                           if o is not None])
         if feedback_loss is not None:
             feedback_loss = feedback_loss.detach()
         return StepResult(result.output_loss.detach(), record.logits.detach(), feedback_loss)
