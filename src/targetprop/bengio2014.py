@@ -21,7 +21,7 @@ Departures from the paper's text, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +31,9 @@ from .corruption import Corruption, gaussian_like
 from .diagnostics import angle_degrees
 from .networks import parse_arch
 from .recirculation import short_loop_loss
-from .rules import ForwardLoss, ForwardRecord, Rule
+from .rules import ForwardLoss, ForwardRecord, Rule, accepted_settings
 from .targets import PROPAGATION_RULES, propagate_targets
-from .updates import local_target_loss
+from .updates import half_squared_error, local_target_loss
 
 Tensor = torch.Tensor
 
@@ -48,9 +48,6 @@ def hybrid_target(joint: Tensor, unsupervised: Tensor, h: Tensor, alpha: float) 
     of x and y); α = 0: ĥ − h̃ + h (Eq. 18, the discriminant target)."""
     return joint + (1.0 - alpha) * (h - unsupervised)
 
-
-def _half_sq(prediction: Tensor, target: Tensor) -> Tensor:
-    return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
 
 
 @dataclass(kw_only=True)
@@ -140,7 +137,7 @@ class Bengio2014(Rule):
         if self.top_input_noise:
             encoder_input = h_below + self.top_input_noise * gaussian_like(h_below)
         code = corrupt(top.encode(encoder_input, y, shown))
-        loss = _half_sq(top.g_h(code), h_below)
+        loss = half_squared_error(top.g_h(code), h_below)
         if labelled.any():
             loss = loss + F.cross_entropy(top.g_y(code)[labelled], y[labelled],
                                           reduction="sum") / len(y)
@@ -156,7 +153,7 @@ class Bengio2014(Rule):
 
         loss = loss + local_target_loss(record.outputs, targets)
         for l, (layer, target) in enumerate(zip(net.layers, targets)):  # long-loop decoders
-            loss = loss + _half_sq(layer.feedback(corrupt(target)), hs[l])
+            loss = loss + half_squared_error(layer.feedback(corrupt(target)), hs[l])
         output_loss = (F.cross_entropy(record.logits[labelled], y[labelled]) if labelled.any()
                        else record.logits.new_zeros(()))
         return ForwardLoss(loss, output_loss.detach(), targets)
@@ -200,6 +197,5 @@ def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float
     """The rule from flat settings (the run configuration); keys it does not
     use are ignored."""
     sigma = corruption_sigma if corruption_sigma == "nn" else float(corruption_sigma)
-    names = {f.name for f in fields(Bengio2014) if f.init} - {"name", "corruption"}
     return Bengio2014(corruption=Corruption(sigma, corruption_mask),
-                      **{k: v for k, v in settings.items() if k in names})
+                      **accepted_settings(Bengio2014, settings, {"name", "corruption"}))

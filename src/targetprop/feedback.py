@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .corruption import gaussian_like
 from .networks import TPLayer
+from .updates import half_squared_error
 
 Tensor = torch.Tensor
 
@@ -69,7 +70,7 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     noisy = h_below + sigma * noise(h_below)
     with torch.no_grad():
         up = layer.f(noisy)
-    return F.mse_loss(layer.feedback(up), noisy, reduction="sum") * (0.5 / h.shape[0])
+    return half_squared_error(layer.feedback(up), noisy)
 
 
 def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,

@@ -7,17 +7,14 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .networks import TPLayer
+from .updates import half_squared_error
 
 Tensor = torch.Tensor
 
 __all__ = ["short_loop_loss"]
 
-
-def _half_sq(prediction: Tensor, target: Tensor) -> Tensor:
-    return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
 
 
 def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Callable[[Tensor], Tensor],
@@ -33,8 +30,8 @@ def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Callabl
     only g_l and the encoder terms only f_l: no gradient crosses the pair.
     """
     reconstruction = layer.feedback(corrupt(h).detach())
-    loss = _half_sq(reconstruction, h_below)
-    loss = loss + _half_sq(layer.f(reconstruction.detach()), h)
+    loss = half_squared_error(reconstruction, h_below)
+    loss = loss + half_squared_error(layer.f(reconstruction.detach()), h)
     if corrupt_encoder_input:
-        loss = loss + _half_sq(layer.f(corrupt(h_below).detach()), h)
+        loss = loss + half_squared_error(layer.f(corrupt(h_below).detach()), h)
     return loss

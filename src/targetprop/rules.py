@@ -154,17 +154,19 @@ class TargetPropagation(Rule):
         return sum(losses[1:], losses[0]) if losses else None
 
 
-
 # -- recipes -----------------------------------------------------------------
 
-_TP_SETTINGS = {f.name for f in fields(TargetPropagation) if f.init} - {
-    "name", "propagate", "feedback_objective"}
+def accepted_settings(cls: type, settings: dict, wired: set[str]) -> dict:
+    """The entries of flat ``settings`` that are init fields of the dataclass
+    rule ``cls``, leaving out the ones a recipe ``wired`` itself."""
+    names = {f.name for f in fields(cls) if f.init} - wired
+    return {k: v for k, v in settings.items() if k in names}
 
 
 def _recipe(name: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjective):
     return lambda **settings: TargetPropagation(
         name=name, propagate=propagate, feedback_objective=objective,
-        **{k: v for k, v in settings.items() if k in _TP_SETTINGS})
+        **accepted_settings(TargetPropagation, settings, {"name", "propagate", "feedback_objective"}))
 
 
 def _bengio2014(**settings) -> Rule:

@@ -6,7 +6,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["local_target_loss"]
+__all__ = ["half_squared_error", "local_target_loss"]
+
+
+def half_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """½‖prediction − target‖², summed over units and averaged over the batch
+    ("target is a target for prediction", Bengio 2014 §2.2.5)."""
+    return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
 
 
 def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
