@@ -9,9 +9,12 @@ part in the choice.
 
     python benchmarks/accuracy.py --rules bp,dtp,drl,ldrl --epochs 30 --jobs 2
 
-Runs go to benchmarks/runs/ (ignored by git) and are skipped when already
-complete, so an interrupted sweep continues where it stopped. Results are
-written to benchmarks/results/fashion_mnist_accuracy.{json,md}.
+An entry of the search space is a rule name, or ``rule/variant`` for a rule
+searched in several variants (``bengio2014/strict``). Runs go to
+benchmarks/runs/ (ignored by git) and are skipped when already complete, so an
+interrupted sweep continues where it stopped. Results are merged into
+benchmarks/results/<data>_accuracy.{json,md}: entries not run keep their
+earlier results.
 """
 from __future__ import annotations
 
@@ -33,10 +36,12 @@ def run_name(rule: str, overrides: dict) -> str:
     return "_".join(parts).replace(" ", "").replace("/", "-").replace(":", "") or rule
 
 
-def train(rule: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
+def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
           data: str, final: bool = False) -> dict:
-    """Train one setting (or reuse its finished run); returns its summary."""
-    out = runs / ("final_" * final + run_name(rule, overrides))
+    """Train one setting of a search-space entry (or reuse its finished run);
+    returns its summary."""
+    rule = entry.split("/")[0]
+    out = runs / ("final_" * final + run_name(entry.replace("/", "-"), overrides))
     overrides = common | overrides | ({"val_size": 0} if final else {})
     summary = out / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("completed"):
@@ -78,26 +83,27 @@ def main() -> None:
             lambda job: train(*job, common, args.epochs, runs, args.threads, args.data) | {
                 "own_settings": job[1]}, jobs))
 
-    chosen = {rule: max((r for r in results if r["rule"] == rule), key=lambda r: r["val_accuracy"])
-              for rule in rules}
+    chosen = {rule: max((r for r, job in zip(results, jobs) if job[0] == rule),
+                        key=lambda r: r["val_accuracy"]) for rule in rules}
     with ThreadPoolExecutor(args.jobs) as pool:
         finals = dict(zip(rules, pool.map(
             lambda rule: train(rule, chosen[rule]["own_settings"], common, args.epochs, runs,
                                args.threads, args.data, final=True), rules)))
 
-    table = {}
+    results_dir = Path(args.results)
+    stem = f"{args.data.replace('-', '_')}_accuracy"
+    table_file = results_dir / f"{stem}.json"
+    table = json.loads(table_file.read_text()) if table_file.is_file() else {}
     for rule in rules:
-        mine = [r for r in results if r["rule"] == rule]
+        mine = [r for r, job in zip(results, jobs) if job[0] == rule]
         best, final = chosen[rule], finals[rule]
         table[rule] = {"test_accuracy": final["test_accuracy"], "val_accuracy": best["val_accuracy"],
                        "settings": best["own_settings"], "epochs": final["epochs"],
                        "seconds": round(final["seconds"], 1), "searched": len(mine),
                        "all": [{"settings": r["own_settings"], "val_accuracy": r["val_accuracy"],
                                 "test_accuracy": r["test_accuracy"]} for r in mine]}
-    results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.data.replace('-', '_')}_accuracy"
-    (results_dir / f"{stem}.json").write_text(json.dumps(table, indent=2) + "\n")
+    table_file.write_text(json.dumps(table, indent=2) + "\n")
     lines = ["| rule | test accuracy | validation accuracy (search) | chosen settings "
              "| settings tried | seconds |",
              "|---|---|---|---|---|---|"]

@@ -9,24 +9,60 @@ from targetprop.bengio2014 import Bengio2014, hybrid_target
 from targetprop.conditional import ConditionalNetwork
 
 
-def small(mode="strict", seed=0):
+def small(mode="strict", seed=0, hidden=0):
     torch.manual_seed(seed)
-    rule = Bengio2014(credit_assignment=mode)
-    net = rule.build_network("mlp:12x3", 8, 4)
+    rule = Bengio2014(credit_assignment=mode, top_hidden=hidden)
+    net = rule.build_network("mlp:12x3", 8, 4, hidden=hidden)
     return rule, net, torch.randn(16, 8), torch.randint(0, 4, (16,))
 
 
 def test_alpha_end_points_give_the_joint_and_the_discriminant_target():
     joint, unsupervised, h = torch.randn(3, 5), torch.randn(3, 5), torch.randn(3, 5)
-    torch.testing.assert_close(hybrid_target(joint, unsupervised, h, 1.0), joint)         # Eq. 16
-    torch.testing.assert_close(hybrid_target(joint, unsupervised, h, 0.0),
-                               joint - unsupervised + h)                                  # Eq. 18
-    middle = hybrid_target(joint, unsupervised, h, 0.25)
+    step = joint - unsupervised                                                          # Eq. 18's s
+    torch.testing.assert_close(hybrid_target(joint, step, h, 1.0), joint)                # Eq. 16
+    torch.testing.assert_close(hybrid_target(joint, step, h, 0.0), joint - unsupervised + h)  # Eq. 18
+    middle = hybrid_target(joint, step, h, 0.25)
     torch.testing.assert_close(middle - h, 0.25 * (joint - h) + 0.75 * (joint - unsupervised))
 
 
-def test_label_mask_really_hides_y():
-    _, net, x, _ = small()
+def test_gradient_discriminant_target_matches_the_closed_form():
+    """discriminant="gradient", α = 0: ĥ_{L-1} = h + β ∂log P(y|h)/∂h with
+    P(y|h) = softmax(V_y tanh(W_h h + b) + c_y) (Algorithm 4, m = 0), written
+    out by hand in float64."""
+    torch.manual_seed(0)
+    rule = Bengio2014(discriminant="gradient", discriminant_step=0.7, alpha=0.0)
+    net = rule.build_network("mlp:12x3", 8, 4).double()
+    x, y = torch.randn(16, 8, dtype=torch.float64), torch.randint(0, 4, (16,))
+    y[::4] = -1  # unlabelled rows keep the plain reconstruction target
+    record = rule.record(net, x)
+    top_target = rule.forward_loss(net, record, y).targets[-1]
+
+    top, h = net.output, record.hs[-1]
+    w_h = top.encoder[0].weight[:, :12]
+    code = torch.tanh(h @ w_h.T + top.encoder[0].bias)          # y and m are zero
+    probabilities = torch.softmax(code @ top.g_y.weight.T + top.g_y.bias, dim=1)
+    error = torch.nn.functional.one_hot(y.clamp_min(0), 4) - probabilities
+    ascent = ((error @ top.g_y.weight) * (1 - code ** 2)) @ w_h
+    labelled = y >= 0
+    with torch.no_grad():
+        torch.testing.assert_close(top_target[labelled], (h + 0.7 * ascent)[labelled])
+        reconstruction = top.g_h(top.encode(h, y, labelled))
+        torch.testing.assert_close(top_target[~labelled], reconstruction[~labelled])
+
+
+def test_defaults_are_the_working_recipe():
+    rule = Bengio2014()
+    assert (rule.propagation, rule.discriminant, rule.recirculation_weight, rule.alpha) == \
+        ("difference", "reconstruction", 0.0, 0.0)
+    with pytest.raises(ValueError, match="discriminant 'exact'"):
+        Bengio2014(discriminant="exact")
+    with pytest.raises(ValueError, match="recirculation_weight"):
+        Bengio2014(recirculation_weight=-1.0)
+
+
+@pytest.mark.parametrize("hidden", [0, 5])
+def test_label_mask_really_hides_y(hidden):
+    _, net, x, _ = small(hidden=hidden)
     top, h = net.output, torch.tanh(torch.randn(16, 12))
     missing = torch.zeros(16, dtype=torch.bool)
     codes = [top.encode(h, torch.full((16,), c), missing) for c in range(4)]
@@ -50,9 +86,10 @@ def test_conditional_network_parameter_groups():
     assert net(x).shape == (16, 4)
 
 
+@pytest.mark.parametrize("hidden", [0, 5])
 @pytest.mark.parametrize("mode", ["strict", "hybrid"])
-def test_strict_mode_keeps_each_target_inside_its_layer(mode):
-    rule, net, x, _ = small(mode)
+def test_strict_mode_keeps_each_target_inside_its_layer(mode, hidden):
+    rule, net, x, _ = small(mode, hidden=hidden)
     record = rule.record(net, x)
     for l, out in enumerate(record.outputs):
         for k, layer in enumerate(net.layers):
@@ -102,7 +139,7 @@ def test_label_blind_top_gives_no_discriminant_signal(propagation):
     rule = Bengio2014(propagation=propagation, alpha=0.0, label_hide=0.0)
     net = rule.build_network("mlp:12x4", 8, 4)
     with torch.no_grad():
-        net.output.encoder.weight[:, 12:] = 0  # the y and m columns
+        net.output.encoder[0].weight[:, 12:] = 0  # the y and m columns
     x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
     record = rule.record(net, x)
     targets = rule.forward_loss(net, record, y).targets
@@ -120,5 +157,5 @@ def test_diagnostics_of_the_rule():
     assert 0 <= out["discriminant_angle"] <= 180
     assert out["discriminant_norm"] > 0
     with torch.no_grad():
-        net.output.encoder.weight[:, 12:] = 0  # blind to y and m: Eq. 18's step vanishes
+        net.output.encoder[0].weight[:, 12:] = 0  # blind to y and m: Eq. 18's step vanishes
     assert layer_diagnostics(net, rule, x, y)["discriminant_norm"] == pytest.approx(0, abs=1e-7)

@@ -280,3 +280,25 @@ def test_keep_labels_is_balanced_seeded_and_hides_the_rest():
         data.keep_labels(y, 5, 10)
     with pytest.raises(ValueError, match="cannot keep"):
         data.keep_labels(y, 2000, 10)
+
+
+def test_labelled_mix_sampler_batches():
+    y = torch.full((100,), -1)
+    y[torch.arange(0, 100, 10)] = torch.arange(10)  # 10 labelled, 90 unlabelled
+    generator = torch.Generator().manual_seed(0)
+    sampler = data.LabelledMixSampler(y, batch_size=16, labelled_per_batch=4, generator=generator)
+    state = generator.get_state()
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 8  # ⌈90 / 12⌉
+    assert all((y[batch[:4]] >= 0).all() and (y[batch[4:]] < 0).all() for batch in batches)
+    unlabelled = sorted(i for batch in batches for i in batch[4:])
+    assert unlabelled == torch.nonzero(y < 0).flatten().tolist()  # each exactly once per pass
+    labelled = torch.tensor([i for batch in batches for i in batch[:4]])
+    counts = torch.bincount(labelled, minlength=100)[y >= 0]
+    assert counts.max() - counts.min() <= 1  # cycled in reshuffled rounds: 32 draws of 10
+    generator.set_state(state)
+    assert list(sampler) == batches  # a pass replays from the generator's state
+    with pytest.raises(ValueError, match="must lie in"):
+        data.LabelledMixSampler(y, 16, 16, generator)
+    with pytest.raises(ValueError, match="both labelled and unlabelled"):
+        data.LabelledMixSampler(torch.arange(100) % 10, 16, 4, generator)

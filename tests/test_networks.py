@@ -73,3 +73,21 @@ def test_inverse_affine_needs_square_invertible_layer():
         InverseAffine(TPLayer(5, 4, "tanh"))
     with pytest.raises(ValueError, match="no inverse"):
         InverseAffine(TPLayer(4, 4, "relu"))
+    with pytest.raises(ValueError, match="one-layer encoder"):
+        InverseAffine(TPLayer(4, 4, "tanh", hidden=3))
+
+
+def test_mlp_encoder_and_decoder():
+    """hidden > 0: f = act(W₂ tanh(W₁ h + b₁) + b₂), and g likewise (Bengio 2014 §6)."""
+    torch.manual_seed(0)
+    layer = TPLayer(5, 4, "tanh", feedback_activation="linear", hidden=7)
+    h = torch.randn(3, 5)
+    first, second = layer.f[0], layer.f[2]
+    torch.testing.assert_close(layer(h), torch.tanh(second(torch.tanh(first(h)))))
+    assert layer.weight is second.weight and layer.weight.shape == (4, 7)
+    assert [m.weight.shape for m in layer.g if hasattr(m, "weight")] == [(7, 4), (5, 7)]
+    assert layer.feedback(layer(h)).shape == h.shape
+    net = build_network("mlp:6x2", 5, 3, hidden=7)
+    assert net(h).shape == (3, 3) and all(len(l.f) == 4 for l in net.layers)
+    with pytest.raises(ValueError, match=">= 0"):
+        TPLayer(5, 4, hidden=-1)

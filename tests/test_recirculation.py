@@ -21,6 +21,17 @@ def test_nearest_neighbour_distances_match_brute_force():
         nearest_neighbour_distances(h[:1])
 
 
+@pytest.mark.parametrize("n", [39, 40])
+def test_nearest_neighbour_sigma_is_the_median_distance_over_root_d(n):
+    torch.manual_seed(0)
+    h = torch.randn(n, 7, dtype=torch.float64)
+    distances = [min(torch.dist(h[i], h[j]).item() for j in range(n) if j != i) for i in range(n)]
+    expected = torch.tensor(distances, dtype=h.dtype).median() / 7 ** 0.5  # torch: the lower middle
+    torch.testing.assert_close(nearest_neighbour_sigma(h), expected)
+    with pytest.raises(ValueError, match="two examples"):
+        nearest_neighbour_sigma(h[:1])
+
+
 def test_nearest_neighbour_sigma_reaches_the_neighbour():
     torch.manual_seed(0)
     h = torch.randn(200, 16)
@@ -44,6 +55,9 @@ def test_corruption_settings():
     h = torch.randn(64, 8)
     assert Corruption(sigma=0.0)(h).equal(h)
     assert not Corruption(sigma="nn")(h).equal(h)
+    assert Corruption(sigma="nn").scale(h) == nearest_neighbour_sigma(h)
+    ones = torch.ones_like
+    torch.testing.assert_close(Corruption(sigma="nn")(h, sigma=0.5, noise=ones), h + 0.5)
     for bad in ({"sigma": "auto"}, {"sigma": -1.0}, {"mask": 1.0}):
         with pytest.raises(ValueError):
             Corruption(**bad)
@@ -69,6 +83,31 @@ def test_short_loop_terms_reach_only_their_own_map():
     for got, want in zip(got_f, torch.autograd.grad(encoder, f_params)):
         torch.testing.assert_close(got, want)
 
+    # the encoder weight scales the f_l term alone; 0 leaves f_l without gradient
+    weighted = short_loop_loss(layer, h_below, h, corrupt, encoder_weight=0.25)
+    for got, want in zip(torch.autograd.grad(weighted, f_params, retain_graph=True), got_f):
+        torch.testing.assert_close(got, 0.25 * want)
+    for got, want in zip(torch.autograd.grad(weighted, g_params), got_g):
+        torch.testing.assert_close(got, want)
+    decoder_only = short_loop_loss(layer, h_below, h, corrupt, encoder_weight=0.0)
+    assert torch.autograd.grad(decoder_only, f_params, allow_unused=True) == (None, None)
+
+
+def test_long_loop_target_adds_its_decoder_term():
+    """With ĥ_l given, the loss gains ½‖g_l(corrupt(ĥ_l)) − h_{l-1}‖² (Algorithm 5),
+    decoded in the same call; the encoder term still uses the short loop's h̃."""
+    torch.manual_seed(0)
+    layer = TPLayer(6, 5, "tanh", feedback_activation="tanh").double()
+    h_below = torch.tanh(torch.randn(16, 6, dtype=torch.float64))
+    h = layer(h_below).detach()
+    target = h + 0.05 * torch.randn_like(h)
+    noise = 0.1 * torch.randn(32, 5, dtype=torch.float64)
+    corrupt = lambda t: t + noise[:len(t)] if len(t) == 16 else t + noise  # noqa: E731
+    both = short_loop_loss(layer, h_below, h, corrupt, encoder_weight=0.5, long_loop_target=target)
+    short = short_loop_loss(layer, h_below, h, corrupt, encoder_weight=0.5)
+    long = 0.5 * (layer.g(target + noise[16:]) - h_below).pow(2).sum() / 16
+    torch.testing.assert_close(both, short + long)
+
 
 def test_short_loop_training_makes_a_denoising_auto_encoder():
     """Trained with recirculation alone, g_l learns to undo f_l on the data."""
@@ -85,6 +124,6 @@ def test_short_loop_training_makes_a_denoising_auto_encoder():
     before = error()
     for _ in range(300):
         optimizer.zero_grad()
-        short_loop_loss(layer, data, layer(data).detach(), corrupt, corrupt_encoder_input=True).backward()
+        short_loop_loss(layer, data, layer(data).detach(), corrupt, corrupt_input=corrupt).backward()
         optimizer.step()
     assert error() < 0.1 * before

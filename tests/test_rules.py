@@ -17,9 +17,9 @@ TP_RULES = [r for r in ALL_RULES if make_rule(r).uses_feedback]           # rule
 FAMILY = [r for r in ALL_RULES if isinstance(make_rule(r), TargetPropagation)]  # the DTP family
 
 
-def small_problem(seed=0, dtype=torch.float32, rule="dtp"):
+def small_problem(seed=0, dtype=torch.float32, rule="dtp", hidden=0):
     torch.manual_seed(seed)
-    net = make_rule(rule).build_network("mlp:12x3", 8, 3).to(dtype)
+    net = make_rule(rule).build_network("mlp:12x3", 8, 3, hidden=hidden).to(dtype)
     x = torch.randn(32, 8, dtype=dtype)
     y = torch.randint(0, 3, (32,))
     return net, x, y
@@ -83,20 +83,24 @@ def test_bp_step_lowers_the_loss():
     assert F.cross_entropy(net(x), y).item() < before
 
 
+@pytest.mark.parametrize("hidden", [0, 5])
 @pytest.mark.parametrize("rule_name", FAMILY)
-def test_updates_are_layer_local(rule_name):
+def test_updates_are_layer_local(rule_name, hidden):
     """The gradient that layer l receives equals the gradient of its own term
-    ½‖f_l(h_{l-1}) − ĥ_l‖² alone: no credit leaks between layers."""
-    net, x, y = small_problem()
+    ½‖f_l(h_{l-1}) − ĥ_l‖² alone: no credit leaks between layers (an MLP
+    encoder learns by back-prop inside its layer only)."""
+    net, x, y = small_problem(hidden=hidden)
     rule = make_rule(rule_name)
     record = rule.record(net, x)
     result = rule.forward_loss(net, record, y)
-    weights = [layer.weight for layer in net.layers]
-    total = torch.autograd.grad(result.loss, weights, retain_graph=True)
+    params = [list(layer.f.parameters()) for layer in net.layers]
+    total = torch.autograd.grad(result.loss, sum(params, []), retain_graph=True)
     for l, (layer, target) in enumerate(zip(net.layers, result.targets)):
         own = 0.5 * (layer(record.hs[l]) - target).pow(2).sum() / len(x)
-        (alone,) = torch.autograd.grad(own, layer.weight)
-        torch.testing.assert_close(total[l], alone)
+        alone = torch.autograd.grad(own, params[l])
+        mine = total[sum(map(len, params[:l])):][:len(params[l])]
+        for got, want in zip(mine, alone):
+            torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("rule_name", FAMILY)

@@ -259,3 +259,33 @@ def test_semi_supervised_runs(tmp_path):
     assert 0 < alone.run()["train_accuracy"] <= 1
     with pytest.raises(ConfigError, match="cannot learn from unlabelled"):
         Trainer(quick_config(rule="dtp", labels=100), tmp_path / "dtp")
+
+
+def test_semi_supervised_mixed_batches_resume_exactly(tmp_path):
+    config = quick_config(rule="bengio2014", labels=50, labelled_per_batch=8, epochs=2,
+                          propagation="difference")
+    straight = Trainer(config, tmp_path / "a")
+    straight.run()
+
+    def stop_at_step_25(trainer):
+        stop_at_step_25.calls += 1
+        if stop_at_step_25.calls == 25:
+            trainer.stop_requested = True
+    stop_at_step_25.calls = 0
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(config, tmp_path / "b", callback=stop_at_step_25).run()
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["batch_index"] > 0
+    resumed = Trainer(config, tmp_path / "b", resume=True)
+    resumed.run()
+    assert_same_params(params(straight), params(resumed))
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(labelled_per_batch=8), "needs labels"),
+    (dict(labels=50, use_unlabelled=False, labelled_per_batch=8), "needs labels"),
+    (dict(labels=50, labelled_per_batch=64), "must lie in"),
+])
+def test_bad_labelled_per_batch_is_a_clear_error(tmp_path, values, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(quick_config(rule="bengio2014", **values), tmp_path / "run")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import TPNetwork, make_activation
+from .networks import TPNetwork, make_map
 
 Tensor = torch.Tensor
 
@@ -22,18 +22,20 @@ class ConditionalTop(nn.Module):
         ĥ_{L-1}  = g_L^h(h_L) = act_below(V_h h_L + c_h)
         ŷ        = g_L^y(h_L) = softmax(V_y h_L + c_y)      (cross-entropy reconstruction)
 
+    With ``hidden`` > 0 the encoder f_L and the decoder g_L^h are
+    one-hidden-layer MLPs (§6: back-prop inside the top layer).
+
     y is one-hot and m ∈ {0, 1} says whether it is observed; a missing label
     is the zero vector with m = 0 (§3.1). Called on h_{L-1} alone, the module
     predicts as Algorithm 4 does: the logits of g_L^y(f_L(h_{L-1}, 0, 0)).
     """
 
     def __init__(self, in_features: int, width: int, num_classes: int, activation: str = "tanh",
-                 below_activation: str = "tanh"):
+                 below_activation: str = "tanh", hidden: int = 0):
         super().__init__()
         self.num_classes = num_classes
-        self.encoder = nn.Linear(in_features + num_classes + 1, width)
-        self.activation = make_activation(activation)
-        self.g_h = nn.Sequential(nn.Linear(width, in_features), make_activation(below_activation))
+        self.encoder = make_map(in_features + num_classes + 1, width, activation, hidden, activation)
+        self.g_h = make_map(width, in_features, below_activation, hidden, activation)
         self.g_y = nn.Linear(width, num_classes)
 
     def encode(self, h_below: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -41,7 +43,13 @@ class ConditionalTop(nn.Module):
         ``mask`` is a float or bool vector of m."""
         m = mask.to(h_below.dtype).unsqueeze(1)
         label = F.one_hot(y.clamp_min(0), self.num_classes).to(h_below.dtype) * m
-        return self.activation(self.encoder(torch.cat([h_below, label, m], dim=1)))
+        return self.encoder(torch.cat([h_below, label, m], dim=1))
+
+    def reconstruct(self, h_below: Tensor, y: Tensor, *masks: Tensor) -> tuple[Tensor, ...]:
+        """g_L^h(f_L(h_{L-1}, m·y, m)) for each mask m, in one batched call."""
+        n = len(masks)
+        joined = self.g_h(self.encode(h_below.repeat(n, 1), y.repeat(n), torch.cat(masks)))
+        return joined.split(h_below.shape[0])
 
     def forward(self, h_below: Tensor) -> Tensor:
         """Algorithm 4: logits of ŷ with the label missing."""
@@ -53,17 +61,20 @@ class ConditionalNetwork(TPNetwork):
     """Layers 1..L-1, each with its auto-encoder pair (f_l, g_l) (g_1 decodes
     back to x), and the conditional top auto-encoder as layer L.
 
-    ``widths`` lists h_1..h_L: the last width is the top code h_L. Forward
+    ``widths`` lists h_1..h_L: the last width is the top code h_L. ``hidden``
+    and ``top_hidden`` make the layer-wise and the top maps small MLPs. Forward
     parameters are the encoders f_1..f_L; feedback parameters all decoders,
     g_L^h and g_L^y included.
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh", dropout: float = 0.0):
+                 activation: str = "tanh", dropout: float = 0.0, hidden: int = 0, top_hidden: int = 0):
         if len(widths) < 2:
             raise ValueError("bengio2014 needs at least two layers: hidden layers and the top code")
-        super().__init__(in_features, widths[:-1], num_classes, activation, dropout, first_feedback=True)
-        self.output = ConditionalTop(widths[-2], widths[-1], num_classes, activation, activation)
+        super().__init__(in_features, widths[:-1], num_classes, activation, dropout, first_feedback=True,
+                         hidden=hidden)
+        self.output = ConditionalTop(widths[-2], widths[-1], num_classes, activation, activation,
+                                     top_hidden)
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return self.hidden_forward_parameters() + list(self.output.encoder.parameters())

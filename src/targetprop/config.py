@@ -24,10 +24,12 @@ class Config:
     limit: int | None = None            # keep only this many training examples (quick runs)
     labels: int | None = None           # keep labels for this many training examples (balanced)
     use_unlabelled: bool = True         # with labels: train on the rest as unlabelled (y = -1)
+    labelled_per_batch: int = 0         # with unlabelled data: labelled examples in every batch (0: as drawn)
     # network
     arch: str = "mlp:256x5"
     activation: str = "tanh"
     dropout: float = 0.0                # on every hidden layer's output, training mode only
+    layer_hidden: int = 0               # > 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)
     # rule
     rule: str = "dtp"
     target_step: float = 0.1            # η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L
@@ -37,11 +39,17 @@ class Config:
     # bengio2014 (Bengio 2014, Algorithm 5)
     alpha: float = 0.0                  # Eq. 19: 1 = joint target, 0 = discriminant target
     credit_assignment: str = "strict"   # strict (no back-prop between layers) or hybrid
-    label_hide: float = 0.2             # chance of hiding an observed label at the top input
+    label_hide: float = 0.5             # chance of hiding an observed label at the top input
     top_input_noise: float = 0.3        # σ of noise on h_{L-1} while the top auto-encoder trains
     corruption_sigma: str = "nn"        # auto-encoder corruption σ: a number, or nn (§2.2.5)
     corruption_mask: float = 0.0        # masking-noise probability of that corruption
-    propagation: str = "tp"             # bengio2014 long loop: tp (the paper) or difference
+    propagation: str = "difference"     # bengio2014 long loop: difference, or tp (the paper; unstable)
+    corrupt_encoder_input: bool = False  # bengio2014: also h_l a target for f_l(corrupt(h_{l-1}))
+    recirculation_weight: float = 0.0   # bengio2014 (1: the paper): weight of the short loop's f_l(h̃_{l-1}) → h_l term
+    discriminant: str = "reconstruction"  # bengio2014 step: reconstruction (Eq. 18) or gradient (Eq. 17)
+    discriminant_step: float = 1.0      # bengio2014: scale of that step
+    unlabelled_step: float = 1.0        # bengio2014: u of an unlabelled example's target h + u(ĥ − h)
+    top_hidden: int = 0                 # bengio2014: > 0 makes the top encoder and decoder MLPs
     # schedule
     epochs: int = 3
     batch_size: int = 128

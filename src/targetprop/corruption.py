@@ -9,6 +9,7 @@ one example onto its neighbour.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -37,9 +38,22 @@ def nearest_neighbour_distances(h: Tensor) -> Tensor:
 def nearest_neighbour_sigma(h: Tensor) -> Tensor:
     """Per-unit Gaussian σ whose expected noise norm, σ√d, equals the median
     nearest-neighbour distance of the batch: noise then reaches about as far
-    as the closest other example, not beyond (Bengio 2014 §2.2.5)."""
+    as the closest other example, not beyond (Bengio 2014 §2.2.5).
+
+    ``h`` is (batch, d), or (k, batch, d) for k representations at once
+    (one σ each). Squared distances come from one matrix product,
+    ‖a‖² + ‖b‖² − 2a·b; the square root, which preserves the order, is taken
+    of the median alone."""
+    if h.shape[-2] < 2:
+        raise ValueError("a nearest-neighbour distance needs at least two examples")
     with torch.no_grad():
-        return nearest_neighbour_distances(h).median() / h.shape[1] ** 0.5
+        norms = h.pow(2).sum(dim=-1)
+        squared = torch.baddbmm(norms.unsqueeze(-1) + norms.unsqueeze(-2), h, h.transpose(-1, -2),
+                                alpha=-2) if h.dim() == 3 else \
+            torch.addmm(norms.unsqueeze(1) + norms, h, h.T, alpha=-2)
+        squared.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+        nearest = squared.min(dim=-1).values
+        return nearest.median(dim=-1).values.clamp_min(0).sqrt() / h.shape[-1] ** 0.5
 
 
 def gaussian_corruption(h: Tensor, sigma: float | Tensor) -> Tensor:
@@ -71,6 +85,21 @@ class Corruption:
         if not 0 <= self.mask < 1:
             raise ValueError(f"mask probability must lie in [0, 1), got {self.mask}")
 
-    def __call__(self, h: Tensor) -> Tensor:
-        sigma = nearest_neighbour_sigma(h) if self.sigma == "nn" else self.sigma
-        return gaussian_corruption(masking_corruption(h, self.mask), sigma)
+    def scale(self, h: Tensor) -> float | Tensor:
+        """The Gaussian σ for the representation ``h``: fixed, or measured on
+        the batch (``"nn"``)."""
+        return nearest_neighbour_sigma(h) if self.sigma == "nn" else self.sigma
+
+    def scales(self, hs: list[Tensor]) -> list[float | Tensor]:
+        """:meth:`scale` of each representation; equal shapes are measured
+        in one batched call."""
+        if self.sigma == "nn" and len({h.shape for h in hs}) == 1:
+            return list(nearest_neighbour_sigma(torch.stack(hs)).unbind())
+        return [self.scale(h) for h in hs]
+
+    def __call__(self, h: Tensor, sigma: float | Tensor | None = None,
+                 noise: Callable[[Tensor], Tensor] = gaussian_like) -> Tensor:
+        """Corrupt ``h``; ``sigma`` overrides :meth:`scale` (a σ measured once
+        per batch and reused), ``noise`` draws the N(0, I) sample."""
+        sigma = self.scale(h) if sigma is None else sigma
+        return masking_corruption(h, self.mask) + sigma * noise(h)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, TensorDataset
 
 __all__ = [
     "DATASETS",
@@ -36,6 +36,7 @@ __all__ = [
     "make_loaders",
     "read_idx",
     "keep_labels",
+    "LabelledMixSampler",
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist-5k", "digits", "mnist1d")
@@ -401,6 +402,43 @@ def keep_labels(y: torch.Tensor, count: int, num_classes: int, seed: int = 0) ->
     return kept
 
 
+class LabelledMixSampler(Sampler):
+    """Semi-supervised batches: every batch holds ``labelled_per_batch``
+    labelled examples (y ≥ 0) and fills the rest with unlabelled ones (y = −1).
+
+    One pass is one sweep over the unlabelled examples in random order; the
+    labelled ones are cycled, reshuffled each time they run out. With 100
+    labels among 54 000 examples, uniform batches would hold a labelled
+    example once in four batches. All randomness comes from ``generator``, so
+    a pass replays exactly from the generator's state at its start.
+    """
+
+    def __init__(self, y: torch.Tensor, batch_size: int, labelled_per_batch: int,
+                 generator: torch.Generator):
+        if not 0 < labelled_per_batch < batch_size:
+            raise ValueError(f"labelled_per_batch must lie in 1..{batch_size - 1}, got {labelled_per_batch}")
+        self.labelled = torch.nonzero(y >= 0).flatten()
+        self.unlabelled = torch.nonzero(y < 0).flatten()
+        if len(self.labelled) == 0 or len(self.unlabelled) == 0:
+            raise ValueError("labelled_per_batch needs both labelled and unlabelled examples")
+        self.per_batch = labelled_per_batch
+        self.fill = batch_size - labelled_per_batch
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-len(self.unlabelled) // self.fill)
+
+    def __iter__(self):
+        unlabelled = self.unlabelled[torch.randperm(len(self.unlabelled), generator=self.generator)]
+        needed = len(self) * self.per_batch
+        rounds = -(-needed // len(self.labelled))
+        labelled = torch.cat([self.labelled[torch.randperm(len(self.labelled), generator=self.generator)]
+                              for _ in range(rounds)])
+        for b in range(len(self)):
+            yield torch.cat([labelled[b * self.per_batch:(b + 1) * self.per_batch],
+                             unlabelled[b * self.fill:(b + 1) * self.fill]]).tolist()
+
+
 def make_loaders(
     splits: DataSplits,
     batch_size: int,
@@ -408,12 +446,15 @@ def make_loaders(
     seed: int = 0,
     eval_batch_size: int = 1000,
     drop_last: bool = False,
+    labelled_per_batch: int = 0,
 ) -> dict[str, DataLoader]:
     """Return ``{"train", "val", "test"}`` DataLoaders.
 
     The train loader shuffles with its own ``torch.Generator`` seeded by ``seed``
     (reproducible, independent of the global RNG; it is ``loader.generator``);
     ``drop_last`` applies to it only. Val/test loaders keep order and use ``eval_batch_size``.
+    ``labelled_per_batch`` > 0 mixes that many labelled examples into every
+    training batch (:class:`LabelledMixSampler`; ``drop_last`` does not apply).
     """
     if batch_size < 1 or eval_batch_size < 1:
         raise ValueError(
@@ -423,7 +464,10 @@ def make_loaders(
     generator = torch.Generator().manual_seed(seed)
     # A BatchSampler as the sampler hands the dataset a whole list of indices, so
     # each batch is one tensor gather instead of batch_size lookups and a stack.
-    shuffled = BatchSampler(RandomSampler(splits.train, generator=generator), batch_size, drop_last)
+    if labelled_per_batch:
+        shuffled = LabelledMixSampler(splits.train.tensors[1], batch_size, labelled_per_batch, generator)
+    else:
+        shuffled = BatchSampler(RandomSampler(splits.train, generator=generator), batch_size, drop_last)
     return {
         "train": DataLoader(splits.train, sampler=shuffled, batch_size=None, generator=generator,
                             num_workers=0),

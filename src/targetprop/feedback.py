@@ -50,9 +50,12 @@ class SharedNoise:
         self._drawn: dict[tuple, Tensor] = {}
 
     def __call__(self, like: Tensor) -> Tensor:
-        key = (like.shape, like.dtype, like.device)
+        return self.sample(like.shape, like.dtype, like.device)
+
+    def sample(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+        key = (tuple(shape), dtype, device)
         if key not in self._drawn:
-            self._drawn[key] = gaussian_like(like)
+            self._drawn[key] = torch.randn(shape, device=device).to(dtype)  # as gaussian_like
         return self._drawn[key]
 
 
@@ -67,7 +70,7 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
 
         L_g = ½ ‖g_l(f_l(h_{l-1} + ε)) − (h_{l-1} + ε)‖²,   ε ~ N(0, σ² I)
     """
-    noisy = h_below + sigma * noise(h_below)
+    noisy = torch.add(h_below, noise(h_below), alpha=sigma)
     with torch.no_grad():
         up = layer.f(noisy)
     return half_squared_error(layer.feedback(up), noisy)

@@ -44,7 +44,7 @@ class Learner:
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
 
-    def feedback_step(self, x: Tensor, record=None) -> Tensor | None:
+    def feedback_step(self, x: Tensor, record=None, targets=None) -> Tensor | None:
         """One step on the rule's feedback loss alone; returns the loss before it.
         Both optimizers step: one whose parameters got no gradient from that
         loss (the forward weights, for the DTP family) is left untouched."""
@@ -53,7 +53,7 @@ class Learner:
         if record is None:
             with torch.no_grad():
                 record = self.rule.record(self.net, x)
-        loss = self.rule.feedback_loss(self.net, record)
+        loss = self.rule.feedback_loss(self.net, record, targets)
         if loss is None:
             return None
         self._step(loss, [self.forward_optimizer, self.feedback_optimizer])
@@ -78,8 +78,9 @@ class Learner:
         record = self.rule.record(self.net, x)
         result = self.rule.forward_loss(self.net, record, y)
         for _ in range(iterations - 1):
-            self.feedback_step(x, record)
-        feedback_loss = self.rule.feedback_loss(self.net, record) if iterations > 0 else None
+            self.feedback_step(x, record, result.targets)
+        feedback_loss = (self.rule.feedback_loss(self.net, record, result.targets)
+                         if iterations > 0 else None)
         total = result.loss if feedback_loss is None else result.loss + feedback_loss
         # Rules may also put decoder terms into result.loss (bengio2014); an
         # optimizer whose parameters got no gradient leaves them untouched.

@@ -16,7 +16,7 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "TPLayer", "TPNetwork", "InverseAffine",
-    "parse_arch", "build_network",
+    "parse_arch", "build_network", "make_map",
 ]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -37,11 +37,27 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def make_map(in_features: int, out_features: int, activation: str, hidden: int = 0,
+             hidden_activation: str = "tanh") -> nn.Sequential:
+    """act(W x + b), or with ``hidden`` > 0 a small MLP
+    act(W₂ act_h(W₁ x + b₁) + b₂): an encoder or decoder that is itself a
+    network, trained by back-prop inside the layer (Bengio 2014 §6)."""
+    if hidden < 0:
+        raise ValueError(f"hidden width must be >= 0, got {hidden}")
+    inner = ([nn.Linear(in_features, hidden), make_activation(hidden_activation)]
+             if hidden else [])
+    return nn.Sequential(*inner, nn.Linear(hidden or in_features, out_features),
+                         make_activation(activation))
+
+
 class TPLayer(nn.Module):
     """One layer of a target-propagation chain.
 
     f(h_{l-1}) = act(W h_{l-1} + b)           (forward map, the encoder)
     g(h_l)     = act_g(V h_l + c)             (feedback map, the decoder)
+
+    With ``hidden`` > 0, f and g are each a one-hidden-layer MLP
+    (:func:`make_map`); W is then the encoder's last weight matrix.
 
     ``act_g`` is the activation of the layer below, so that g_l produces values
     in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
@@ -54,21 +70,21 @@ class TPLayer(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
-                 feedback_activation: str | None = "linear", dropout: float = 0.0):
+                 feedback_activation: str | None = "linear", dropout: float = 0.0, hidden: int = 0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        self.f = nn.Sequential(nn.Linear(in_features, out_features), make_activation(activation))
+        self.f = make_map(in_features, out_features, activation, hidden, activation)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.g: nn.Module | None = None
         if feedback_activation is not None:
-            self.g = nn.Sequential(nn.Linear(out_features, in_features),
-                                   make_activation(feedback_activation))
+            self.g = make_map(out_features, in_features, feedback_activation, hidden, activation)
 
     @property
     def weight(self) -> torch.Tensor:
-        """The forward weight matrix W (what diagnostics compare with back-prop)."""
-        return self.f[0].weight
+        """The forward weight matrix W that produces h_l (what diagnostics
+        compare with back-prop)."""
+        return self.f[-2].weight
 
     def forward(self, h_below: torch.Tensor) -> torch.Tensor:
         return self.f(self.dropout(h_below))
@@ -107,6 +123,8 @@ class InverseAffine(nn.Module):
 
     def __init__(self, layer: TPLayer):
         super().__init__()
+        if len(layer.f) != 2:
+            raise ValueError("an exact inverse needs a one-layer encoder")
         linear, act = layer.f[0], layer.f[1]
         if linear.in_features != linear.out_features:
             raise ValueError("an exact inverse needs a square layer")
@@ -135,7 +153,8 @@ class TPNetwork(nn.Module):
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False):
+                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
+                 hidden: int = 0):
         super().__init__()
         if not widths:
             raise ValueError("a network needs at least one hidden layer")
@@ -145,7 +164,7 @@ class TPNetwork(nn.Module):
         self.layers = nn.ModuleList(
             TPLayer(sizes[i], sizes[i + 1], activation,
                     feedback_activation=activation if i else ("linear" if first_feedback else None),
-                    dropout=0.0 if i == 0 else dropout)
+                    dropout=0.0 if i == 0 else dropout, hidden=hidden)
             for i in range(len(widths)))
         self.output = nn.Linear(widths[-1], num_classes)
         if dropout > 0:
@@ -184,6 +203,6 @@ def parse_arch(spec: str) -> list[int]:
 
 
 def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                  dropout: float = 0.0) -> TPNetwork:
+                  dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
     make_activation(activation)  # validates the name before any allocation
-    return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout)
+    return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout, hidden=hidden)

@@ -15,23 +15,39 @@ Tensor = torch.Tensor
 
 __all__ = ["short_loop_loss"]
 
+Corrupt = Callable[[Tensor], Tensor]
 
 
-def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Callable[[Tensor], Tensor],
-                    corrupt_encoder_input: bool = False) -> Tensor:
+
+def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Corrupt,
+                    corrupt_input: Corrupt | None = None, encoder_weight: float = 1.0,
+                    long_loop_target: Tensor | None = None) -> Tensor:
     """Algorithm 2, first loop, at layer l (h_below = h_{l-1}, h = h_l, detached):
 
         h̃_{l-1} = g_l(corrupt(h_l));   h_{l-1} is a target for h̃_{l-1}   (updates g_l)
         h_l is a target for f_l(h̃_{l-1})                                 (updates f_l)
-        optionally, h_l is a target for f_l(corrupt(h_{l-1}))             (updates f_l)
+        optionally, h_l is a target for f_l(corrupt_input(h_{l-1}))       (updates f_l)
 
-    Returns the sum of ½‖prediction − target‖² terms, averaged over the
-    batch. Each prediction's input is detached, so the decoder term reaches
-    only g_l and the encoder terms only f_l: no gradient crosses the pair.
+    With ``long_loop_target`` ĥ_l, Algorithm 5's long-loop decoder term
+    joins them: h_{l-1} is a target for g_l(corrupt(ĥ_l)) (updates g_l),
+    decoded in the same batched call.
+
+    Returns the sum of ½‖prediction − target‖² terms, each averaged over the
+    batch, with the encoder (f_l) terms weighted by ``encoder_weight`` (0
+    leaves f_l alone). Each prediction's input is detached, so the decoder
+    terms reach only g_l and the encoder terms only f_l: no gradient crosses
+    the pair.
     """
-    reconstruction = layer.feedback(corrupt(h).detach())
-    loss = half_squared_error(reconstruction, h_below)
-    loss = loss + half_squared_error(layer.f(reconstruction.detach()), h)
-    if corrupt_encoder_input:
-        loss = loss + half_squared_error(layer.f(corrupt(h_below).detach()), h)
+    n = h.shape[0]
+    codes = h if long_loop_target is None else torch.cat([h, long_loop_target])
+    reconstructions = layer.feedback(corrupt(codes).detach())
+    # (example, loop, unit): the error summed over loops, averaged over examples
+    k = len(codes) // n
+    loss = half_squared_error(reconstructions.view(k, n, -1).transpose(0, 1),
+                              h_below.unsqueeze(1).expand(-1, k, -1))
+    if encoder_weight:
+        encoder = half_squared_error(layer.f(reconstructions[:n].detach()), h)
+        if corrupt_input is not None:
+            encoder = encoder + half_squared_error(layer.f(corrupt_input(h_below).detach()), h)
+        loss = loss + encoder_weight * encoder
     return loss

@@ -3,7 +3,9 @@
 A rule answers three questions for one batch:
 
 * ``record(net, x)``: the forward pass, keeping what the rule needs;
-* ``feedback_loss(net, record)``: the loss that trains the feedback maps g_l;
+* ``feedback_loss(net, record, targets)``: the loss that trains the feedback
+  maps g_l (``targets``, the step's ĥ_l when known, for rules whose decoders
+  learn from them);
 * ``forward_loss(net, record, y)``: the loss whose gradient is the rule's
   update of the forward weights.
 
@@ -58,8 +60,8 @@ class Rule:
     handles_unlabelled = False  # whether batches may hold examples with y = -1
 
     def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                      dropout: float = 0.0) -> TPNetwork:
-        return build_network(arch, in_features, num_classes, activation, dropout)
+                      dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
+        return build_network(arch, in_features, num_classes, activation, dropout, hidden)
 
     def record(self, net: TPNetwork, x: Tensor) -> ForwardRecord:
         hs, outputs, h = [x], [], x
@@ -71,7 +73,8 @@ class Rule:
         top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
         return ForwardRecord(hs, outputs, top, net.output(top))
 
-    def feedback_loss(self, net: TPNetwork, record: ForwardRecord) -> Tensor | None:
+    def feedback_loss(self, net: TPNetwork, record: ForwardRecord,
+                      targets: list[Tensor] | None = None) -> Tensor | None:
         return None
 
     def forward_loss(self, net: TPNetwork, record: ForwardRecord, y: Tensor) -> ForwardLoss:
@@ -138,7 +141,7 @@ class TargetPropagation(Rule):
         loss = output_loss + local_target_loss(record.outputs, targets)
         return ForwardLoss(loss, output_loss.detach(), targets)
 
-    def feedback_loss(self, net, record):
+    def feedback_loss(self, net, record, targets=None):
         hs = record.hs
         noise = fb.SharedNoise() if self.shared_noise else fb.gaussian_like
         losses = []
@@ -151,7 +154,7 @@ class TargetPropagation(Rule):
                     h = layer.f(hs[l])
             losses.append(self.feedback_objective(layer, hs[l], h, self.feedback_noise,
                                                   self.feedback_reg, noise))
-        return sum(losses[1:], losses[0]) if losses else None
+        return torch.stack(losses).sum() if losses else None
 
 
 # -- recipes -----------------------------------------------------------------

@@ -73,7 +73,7 @@ def validate_config(config: Config) -> None:
         resolve_device(config.device)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    for key in ("epochs", "feedback_iterations", "feedback_pretrain_epochs", "threads"):
+    for key in ("epochs", "feedback_iterations", "feedback_pretrain_epochs", "threads", "layer_hidden"):
         if getattr(config, key) < 0:
             raise ConfigError(f"setting {key!r} must be >= 0")
     for key in ("batch_size", "probe_size"):
@@ -83,6 +83,11 @@ def validate_config(config: Config) -> None:
         raise ConfigError("setting 'feedback_noise' must be > 0")
     if not 0 <= config.dropout < 1:
         raise ConfigError("setting 'dropout' must lie in [0, 1)")
+    if not 0 <= config.labelled_per_batch < config.batch_size:
+        raise ConfigError(f"setting 'labelled_per_batch' must lie in 0..{config.batch_size - 1}")
+    if config.labelled_per_batch and (config.labels is None or not config.use_unlabelled):
+        raise ConfigError("setting 'labelled_per_batch' mixes labelled and unlabelled examples: "
+                          "it needs labels=N with use_unlabelled=true")
     if config.labels is not None and config.use_unlabelled and not rule.handles_unlabelled:
         raise ConfigError(f"rule {config.rule!r} cannot learn from unlabelled examples; "
                           "set use_unlabelled=false to train on the labelled ones alone")
@@ -171,12 +176,13 @@ class Trainer:
                                              seed=config.seed, dtype=dtype, limit=config.limit)
         if config.labels is not None:
             self._keep_labels(config)
-        self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed)
+        self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
+                                    labelled_per_batch=config.labelled_per_batch)
         self.shuffle_generator = self.loaders["train"].generator
         self.rule = make_rule(config.rule, **config.to_dict())
         self.net = self.rule.build_network(config.arch, self.splits.num_features,
                                            self.splits.num_classes, config.activation,
-                                           config.dropout).to(self.device, dtype)
+                                           config.dropout, config.layer_hidden).to(self.device, dtype)
         forward_opt = optim.make_optimizer(config.forward_optimizer, self.net.forward_parameters(),
                                            config.forward_lr, **config.forward_optimizer_args)
         feedback_opt = None
