@@ -10,7 +10,8 @@ part in the choice.
     python benchmarks/accuracy.py --rules bp,dtp,drl,ldrl --epochs 30 --jobs 2
 
 An entry of the search space is a rule name, or ``rule/variant`` for a rule
-searched in several variants (``bengio2014/strict``). Runs go to
+searched in several variants (``bengio2014/strict``); a setting ``epochs``
+overrides ``--epochs`` for its run. Runs go to
 benchmarks/runs/ (ignored by git) and are skipped when already complete, so an
 interrupted sweep continues where it stopped. Results are merged into
 benchmarks/results/<data>_accuracy.{json,md}: entries not run keep their
@@ -36,12 +37,24 @@ def run_name(rule: str, overrides: dict) -> str:
     return "_".join(parts).replace(" ", "").replace("/", "-").replace(":", "") or rule
 
 
+def write_results(results: Path, stem: str, table: dict, lines: list[str]) -> None:
+    """``stem``.json (the table) and ``stem``.md (the Markdown ``lines``) under
+    ``results``; the lines are printed too."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{stem}.json").write_text(json.dumps(table, indent=2) + "\n")
+    (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
           data: str, final: bool = False) -> dict:
     """Train one setting of a search-space entry (or reuse its finished run);
-    returns its summary."""
+    returns its summary. An ``epochs`` key among the settings overrides
+    ``epochs``."""
     rule = entry.split("/")[0]
     out = runs / ("final_" * final + run_name(entry.replace("/", "-"), overrides))
+    overrides = dict(overrides)
+    epochs = overrides.pop("epochs", epochs)
     overrides = common | overrides | ({"val_size": 0} if final else {})
     summary = out / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("completed"):
@@ -102,8 +115,6 @@ def main() -> None:
                        "seconds": round(final["seconds"], 1), "searched": len(mine),
                        "all": [{"settings": r["own_settings"], "val_accuracy": r["val_accuracy"],
                                 "test_accuracy": r["test_accuracy"]} for r in mine]}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    table_file.write_text(json.dumps(table, indent=2) + "\n")
     lines = ["| rule | test accuracy | validation accuracy (search) | chosen settings "
              "| settings tried | seconds |",
              "|---|---|---|---|---|---|"]
@@ -112,8 +123,7 @@ def main() -> None:
         lines.append(f"| `{rule}` | {100 * entry['test_accuracy']:.2f} % | "
                      f"{100 * entry['val_accuracy']:.2f} % | {settings} | {entry['searched']} | "
                      f"{entry['seconds']:.0f} |")
-    (results_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(results_dir, stem, table, lines)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ written to benchmarks/results/semi_supervised.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
-from accuracy import HERE, train
+from accuracy import HERE, train, write_results
 
 
 def main() -> None:
@@ -64,12 +63,7 @@ def main() -> None:
             methods[name]["std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
             cells.append(f"{100 * methods[name]['mean']:.2f} ± {100 * methods[name]['std']:.2f} %")
         lines.append(f"| {labels} | " + " | ".join(cells) + " |")
-    results_dir = Path(args.results)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.data.replace('-', '_')}_semi_supervised"
-    (results_dir / f"{stem}.json").write_text(json.dumps(table, indent=2) + "\n")
-    (results_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(Path(args.results), f"{args.data.replace('-', '_')}_semi_supervised", table, lines)
 
 
 if __name__ == "__main__":

@@ -5,5 +5,5 @@
 #   bash benchmarks/step_time.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targetprop bench --rules bp,tp,dtp,drl,ldrl --data fashion-mnist --arch mlp:256x5 --batch-size 128 \
+targetprop bench --rules bp,tp,dtp,drl,ldrl,bengio2014 --data fashion-mnist --arch mlp:256x5 --batch-size 128 \
     --repeats 300 --json benchmarks/results/step_time_cpu.json

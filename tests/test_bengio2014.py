@@ -159,3 +159,37 @@ def test_diagnostics_of_the_rule():
     with torch.no_grad():
         net.output.encoder[0].weight[:, 12:] = 0  # blind to y and m: Eq. 18's step vanishes
     assert layer_diagnostics(net, rule, x, y)["discriminant_norm"] == pytest.approx(0, abs=1e-7)
+
+
+@pytest.mark.parametrize("step", [0.0, 0.3, 1.0])
+def test_unlabelled_examples_are_pulled_toward_their_reconstruction(step):
+    """An unlabelled row's top target is h + u (ĥ − h), ĥ its reconstruction
+    with m = 0 (Algorithm 5 has u = 1); labelled rows are unaffected by u."""
+    torch.manual_seed(0)
+    rule = Bengio2014(unlabelled_step=step)
+    net = rule.build_network("mlp:12x3", 8, 4)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    y[::2] = -1
+    record = rule.record(net, x)
+    target = rule.forward_loss(net, record, y).targets[-1]
+    h, missing = record.hs[-1], torch.zeros(16, dtype=torch.bool)
+    with torch.no_grad():
+        reconstruction = net.output.g_h(net.output.encode(h, y, missing))
+    torch.testing.assert_close(target[::2], (h + step * (reconstruction - h))[::2])
+    reference = Bengio2014().forward_loss(net, record, y).targets[-1]
+    torch.testing.assert_close(target[1::2], reference[1::2])
+
+
+def test_feedback_loss_given_targets_trains_the_long_loop_decoders():
+    """Without corruption noise the long loop adds Σ_l ½‖g_l(ĥ_l) − h_{l-1}‖²."""
+    from targetprop.corruption import Corruption
+    torch.manual_seed(0)
+    rule = Bengio2014(corruption=Corruption(sigma=0.0))
+    net = rule.build_network("mlp:12x3", 8, 4)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    long = sum(0.5 * (layer.feedback(t) - h).pow(2).sum() / 16
+               for layer, t, h in zip(net.layers, targets, record.hs))
+    torch.testing.assert_close(rule.feedback_loss(net, record, targets),
+                               rule.feedback_loss(net, record) + long)
