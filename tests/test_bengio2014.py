@@ -121,6 +121,19 @@ def test_training_step_updates_encoders_and_decoders():
     assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
+def test_per_layer_sigma_reaches_each_representation():
+    from targetprop.bengio2014 import make_bengio2014
+    rule = make_bengio2014(corruption_sigma="0.1,0.2,0.3,0.4")  # x, h_1, h_2, top code
+    net = rule.build_network("mlp:12x3", 8, 4)
+    record = rule.record(net, torch.randn(16, 8))
+    assert record.sigmas == [0.2, 0.3]
+    assert make_bengio2014(corruption_sigma="0.25").corruption.sigma == 0.25
+    with pytest.raises(ValueError, match="needs 4 values"):
+        make_bengio2014(corruption_sigma="0.1,0.2").build_network("mlp:12x3", 8, 4)
+    with pytest.raises(ValueError, match="comma-separated"):
+        make_bengio2014(corruption_sigma="big")
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="credit_assignment 'loose'.*strict, hybrid"):
         Bengio2014(credit_assignment="loose")

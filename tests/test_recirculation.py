@@ -58,7 +58,13 @@ def test_corruption_settings():
     assert Corruption(sigma="nn").scale(h) == nearest_neighbour_sigma(h)
     ones = torch.ones_like
     torch.testing.assert_close(Corruption(sigma="nn")(h, sigma=0.5, noise=ones), h + 0.5)
-    for bad in ({"sigma": "auto"}, {"sigma": -1.0}, {"mask": 1.0}):
+    per_layer = Corruption(sigma=(0.0, 0.5, 2.0))
+    assert per_layer.scales([h, h], first_index=1) == [0.5, 2.0]
+    torch.testing.assert_close(per_layer(h, noise=torch.ones_like, index=1), h + 0.5)
+    per_layer.check_depth(3)
+    with pytest.raises(ValueError, match="needs 4 values"):
+        per_layer.check_depth(4)
+    for bad in ({"sigma": "auto"}, {"sigma": -1.0}, {"sigma": (0.1, -1.0)}, {"mask": 1.0}):
         with pytest.raises(ValueError):
             Corruption(**bad)
 

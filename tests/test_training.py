@@ -195,6 +195,16 @@ def test_cli_rejects_unknown_names_before_work(tmp_path, capsys, flag, value, li
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("settings, message", [
+    (["--rule", "bengio2014", "--arch", "mlp:8x1"], "at least two layers"),
+    (["--rule", "bengio2014", "--set", "corruption_sigma=0.1,0.2"], "needs 6 values"),
+])
+def test_cli_checks_the_architecture_against_the_rule_before_work(tmp_path, capsys, settings, message):
+    assert main(["train", "--data", "digits", *settings, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_unknown_setting(tmp_path, capsys):
     assert main(["train", "--set", "colour=red", "--out", str(tmp_path / "r")]) == 2
     assert "'colour'" in capsys.readouterr().err

@@ -164,7 +164,9 @@ class Bengio2014(Rule):
                              f"choose one of: {', '.join(PROPAGATION_RULES)}")
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
-        return ConditionalNetwork(in_features, parse_arch(arch), num_classes, activation, dropout,
+        widths = parse_arch(arch)
+        self.corruption.check_depth(len(widths) + 1)
+        return ConditionalNetwork(in_features, widths, num_classes, activation, dropout,
                                   hidden, self.top_hidden)
 
     def record(self, net: ConditionalNetwork, x: Tensor) -> AutoEncoderRecord:
@@ -177,7 +179,7 @@ class Bengio2014(Rule):
             h = out
         with torch.no_grad():
             logits = net.output(hs[-1])  # Algorithm 4, for the output loss and accuracy only
-            sigmas = self.corruption.scales(hs[1:])
+            sigmas = self.corruption.scales(hs[1:], first_index=1)
         return AutoEncoderRecord(hs, outputs, hs[-1], logits, sigmas)
 
     def feedback_loss(self, net: ConditionalNetwork, record: AutoEncoderRecord,
@@ -190,10 +192,11 @@ class Bengio2014(Rule):
         The corruption of ĥ_l uses h_l's σ; layers of equal width share the
         record's noise sample."""
         hs, noise = record.hs, record.noise
-        corrupt_input = partial(self.corruption, noise=noise) if self.corrupt_encoder_input else None
         losses = [short_loop_loss(layer, hs[l], hs[l + 1],
                                   partial(self.corruption, sigma=record.sigmas[l], noise=noise),
-                                  corrupt_input, self.recirculation_weight,
+                                  partial(self.corruption, noise=noise, index=l)
+                                  if self.corrupt_encoder_input else None,
+                                  self.recirculation_weight,
                                   None if targets is None else targets[l])
                   for l, layer in enumerate(net.layers)]
         return torch.stack(losses).sum()
@@ -216,7 +219,7 @@ class Bengio2014(Rule):
         code = top.encode(encoder_input, y, shown)
         if code.shape != code_noise.shape:  # a top code of another width draws its own
             code_noise = record.noise(code)
-        code = self.corruption(code, noise=lambda _: code_noise)
+        code = self.corruption(code, noise=lambda _: code_noise, index=len(hs))
         loss = half_squared_error(top.g_h(code), h_below)
         if labelled.any():  # averaged over the labelled examples, however few a batch holds
             loss = loss + F.cross_entropy(top.g_y(code), y, ignore_index=-1)
@@ -290,6 +293,13 @@ def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float
                     **settings) -> Bengio2014:
     """The rule from flat settings (the run configuration); keys it does not
     use are ignored."""
-    sigma = corruption_sigma if corruption_sigma == "nn" else float(corruption_sigma)
+    sigma: str | float | tuple[float, ...] = corruption_sigma
+    if corruption_sigma != "nn":  # a number, or one per representation: "0.1,0.2,..."
+        try:
+            values = tuple(float(value) for value in str(corruption_sigma).split(","))
+        except ValueError:
+            raise ValueError("corruption_sigma must be nn, a number or comma-separated numbers, "
+                             f"got {corruption_sigma!r}") from None
+        sigma = values if len(values) > 1 else values[0]
     return Bengio2014(corruption=Corruption(sigma, corruption_mask),
                       **accepted_settings(Bengio2014, settings, {"name", "corruption"}))

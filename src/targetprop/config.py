@@ -41,7 +41,8 @@ class Config:
     credit_assignment: str = "strict"   # strict (no back-prop between layers) or hybrid
     label_hide: float = 0.5             # chance of hiding an observed label at the top input
     top_input_noise: float = 0.3        # σ of noise on h_{L-1} while the top auto-encoder trains
-    corruption_sigma: str = "nn"        # auto-encoder corruption σ: a number, or nn (§2.2.5)
+    corruption_sigma: str = "nn"        # auto-encoder corruption σ: nn (§2.2.5), a number, or one
+                                        # per representation "σ_x,σ_1,...,σ_L" (input to top code)
     corruption_mask: float = 0.0        # masking-noise probability of that corruption
     propagation: str = "difference"     # bengio2014 long loop: difference, or tp (the paper; unstable)
     corrupt_encoder_input: bool = False  # bengio2014: also h_l a target for f_l(corrupt(h_{l-1}))

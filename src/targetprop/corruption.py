@@ -15,7 +15,7 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma", "gaussian_corruption",
+__all__ = ["gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma",
            "masking_corruption", "Corruption"]
 
 
@@ -56,11 +56,6 @@ def nearest_neighbour_sigma(h: Tensor) -> Tensor:
         return nearest.median(dim=-1).values.clamp_min(0).sqrt() / h.shape[-1] ** 0.5
 
 
-def gaussian_corruption(h: Tensor, sigma: float | Tensor) -> Tensor:
-    """h + σ ξ with ξ ~ N(0, I); σ a scalar or one value per unit."""
-    return h + sigma * gaussian_like(h)
-
-
 def masking_corruption(h: Tensor, probability: float) -> Tensor:
     """Zero each unit independently with ``probability`` (Vincent et al. 2008),
     without rescaling: a masked unit reads as "missing", as in §3.1."""
@@ -72,34 +67,46 @@ def masking_corruption(h: Tensor, probability: float) -> Tensor:
 @dataclass
 class Corruption:
     """Masking noise, then Gaussian noise. ``sigma="nn"`` sets σ on every call
-    from the batch's nearest-neighbour distance; a number fixes it."""
+    from the batch's nearest-neighbour distance; a number fixes it for every
+    representation; a tuple fixes one per representation, indexed from the
+    input (0) up to the top code."""
 
-    sigma: float | str = 0.1
+    sigma: float | str | tuple[float, ...] = 0.1
     mask: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, str) and self.sigma != "nn":
-            raise ValueError(f"sigma must be a number or 'nn', got {self.sigma!r}")
-        if not isinstance(self.sigma, str) and self.sigma < 0:
+            raise ValueError(f"sigma must be a number, a tuple of numbers or 'nn', got {self.sigma!r}")
+        values = self.sigma if isinstance(self.sigma, tuple) else () if self.sigma == "nn" else (self.sigma,)
+        if any(value < 0 for value in values):
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
         if not 0 <= self.mask < 1:
             raise ValueError(f"mask probability must lie in [0, 1), got {self.mask}")
 
-    def scale(self, h: Tensor) -> float | Tensor:
-        """The Gaussian σ for the representation ``h``: fixed, or measured on
-        the batch (``"nn"``)."""
-        return nearest_neighbour_sigma(h) if self.sigma == "nn" else self.sigma
+    def scale(self, h: Tensor, index: int = -1) -> float | Tensor:
+        """The Gaussian σ for representation number ``index`` (0: the input),
+        whose batch is ``h``: measured on it (``"nn"``), or fixed."""
+        if self.sigma == "nn":
+            return nearest_neighbour_sigma(h)
+        return self.sigma[index] if isinstance(self.sigma, tuple) else self.sigma
 
-    def scales(self, hs: list[Tensor]) -> list[float | Tensor]:
-        """:meth:`scale` of each representation; equal shapes are measured
-        in one batched call."""
+    def scales(self, hs: list[Tensor], first_index: int = 0) -> list[float | Tensor]:
+        """:meth:`scale` of consecutive representations; equal shapes are
+        measured in one batched call."""
         if self.sigma == "nn" and len({h.shape for h in hs}) == 1:
             return list(nearest_neighbour_sigma(torch.stack(hs)).unbind())
-        return [self.scale(h) for h in hs]
+        return [self.scale(h, first_index + i) for i, h in enumerate(hs)]
+
+    def check_depth(self, representations: int) -> None:
+        """A tuple of σ must name one per representation, input included."""
+        if isinstance(self.sigma, tuple) and len(self.sigma) != representations:
+            raise ValueError(f"per-layer sigma needs {representations} values (the input, every hidden "
+                             f"layer and the top code), got {len(self.sigma)}")
 
     def __call__(self, h: Tensor, sigma: float | Tensor | None = None,
-                 noise: Callable[[Tensor], Tensor] = gaussian_like) -> Tensor:
-        """Corrupt ``h``; ``sigma`` overrides :meth:`scale` (a σ measured once
-        per batch and reused), ``noise`` draws the N(0, I) sample."""
-        sigma = self.scale(h) if sigma is None else sigma
+                 noise: Callable[[Tensor], Tensor] = gaussian_like, index: int = -1) -> Tensor:
+        """Corrupt ``h``, representation number ``index``; ``sigma`` overrides
+        :meth:`scale` (a σ measured once per batch and reused), ``noise``
+        draws the N(0, I) sample."""
+        sigma = self.scale(h, index) if sigma is None else sigma
         return masking_corruption(h, self.mask) + sigma * noise(h)

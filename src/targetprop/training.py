@@ -32,7 +32,6 @@ from .config import Config, ConfigError
 from .data import DATASETS, DataSplits, keep_labels, load_dataset, make_loaders
 from .diagnostics import layer_diagnostics
 from .learner import Learner
-from .networks import make_activation, parse_arch
 from .rules import RULES, make_rule
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train", "validate_config",
@@ -65,8 +64,8 @@ def validate_config(config: Config) -> None:
     _check_choice("dtype", config.dtype, DTYPES)
     try:
         rule = make_rule(config.rule, **config.to_dict())  # the rule checks its own settings
-        parse_arch(config.arch)
-        make_activation(config.activation)
+        with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
+            rule.build_network(config.arch, 1, 2, config.activation, config.dropout, config.layer_hidden)
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
