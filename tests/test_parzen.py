@@ -1,0 +1,71 @@
+"""Parzen windows (density against a direct mixture, Eq. 21 against autograd)
+and the chunked nearest-neighbour search against brute force."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from targetprop.parzen import parzen_log_density, parzen_log_likelihood, parzen_score, select_bandwidth
+
+
+def data(n=30, m=50, d=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, d, generator=generator, dtype=torch.float64),
+            torch.randn(m, d, generator=generator, dtype=torch.float64))
+
+
+def test_log_density_matches_the_mixture_of_gaussians():
+    x, centres = data()
+    sigma = 0.7
+    components = torch.distributions.Normal(centres.unsqueeze(0), sigma)   # (1, m, d)
+    per_component = components.log_prob(x.unsqueeze(1)).sum(-1)           # (n, m)
+    expected = torch.logsumexp(per_component, dim=1) - math.log(len(centres))
+    torch.testing.assert_close(parzen_log_density(x, centres, sigma), expected)
+    # chunking over queries and centres changes nothing
+    torch.testing.assert_close(parzen_log_density(x, centres, sigma, chunk=7), expected)
+
+
+def test_score_of_eq_21_is_the_gradient_of_the_log_density():
+    h, centres = data()
+    sigma = 0.9
+    h = h.requires_grad_()
+    (gradient,) = torch.autograd.grad(parzen_log_density(h, centres, sigma).sum(), h)
+    torch.testing.assert_close(parzen_score(h.detach(), centres, sigma), gradient)
+    torch.testing.assert_close(parzen_score(h.detach(), centres, sigma, chunk=4), gradient)
+
+
+def test_score_pulls_toward_the_nearest_centre_at_small_bandwidth():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64)
+    h = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    sigma = 0.5
+    torch.testing.assert_close(parzen_score(h, centres, sigma), (centres[:1] - h) / sigma ** 2)
+
+
+def test_bandwidth_selection_and_standard_error():
+    validation, centres = data(n=40, m=200, seed=1)
+    sigmas = [0.05, 0.3, 1.0, 5.0]
+    best, means = select_bandwidth(validation, centres, sigmas)
+    assert means == [parzen_log_density(validation, centres, s).mean().item() for s in sigmas]
+    assert best == sigmas[means.index(max(means))] and best not in (0.05, 5.0)  # interior optimum
+    test = data(n=25, seed=2)[0]
+    mean, error = parzen_log_likelihood(test, centres, best)
+    values = parzen_log_density(test, centres, best)
+    assert mean == pytest.approx(values.mean().item())
+    assert error == pytest.approx(values.std().item() / 5)
+    with pytest.raises(ValueError, match="bandwidth"):
+        parzen_log_density(test, centres, 0.0)
+    with pytest.raises(ValueError, match="at least one"):
+        select_bandwidth(validation, centres, [])
+
+
+def test_nearest_matches_brute_force_across_chunks():
+    from targetprop.neighbours import nearest
+    queries, pool = data(n=23, m=41, d=5, seed=3)
+    brute = torch.cdist(queries, pool)
+    indices, squared = nearest(queries, pool, chunk=8)
+    assert torch.equal(indices, brute.argmin(dim=1))
+    torch.testing.assert_close(squared, brute.min(dim=1).values ** 2)
+    with pytest.raises(ValueError, match="empty"):
+        nearest(queries, pool[:0])
