@@ -1,0 +1,53 @@
+"""A linear denoising auto-encoder as a Gaussian prior (Bengio 2014 §7.1)."""
+from __future__ import annotations
+
+import torch
+
+from targetprop.priors import gaussian_of_linear_dae, linear_dae_optimum, sample_gaussian
+
+
+def gaussian(d=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))[0]
+    covariance = basis @ torch.diag(torch.tensor([0.2, 0.5, 1.0, 3.0], dtype=torch.float64)) @ basis.T
+    return torch.randn(d, generator=generator, dtype=torch.float64), covariance, generator
+
+
+def test_weights_map_back_to_the_gaussian():
+    mean, covariance, _ = gaussian()
+    weight, bias = linear_dae_optimum(mean, covariance, sigma=0.3)
+    got_mean, got_covariance = gaussian_of_linear_dae(weight, bias, sigma=0.3)
+    torch.testing.assert_close(got_mean, mean)
+    torch.testing.assert_close(got_covariance, covariance)
+
+
+def test_fitted_linear_dae_matches_the_optimum_and_the_gaussian_score():
+    """Least squares on corrupted samples (an independent fit, no formula)
+    finds the optimum, and its reconstruction direction follows Σ⁻¹(μ − h)."""
+    mean, covariance, generator = gaussian()
+    sigma, n = 0.1, 200_000
+    clean = sample_gaussian(mean, covariance, n, generator)
+    noisy = clean + sigma * torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+    design = torch.cat([noisy, torch.ones(n, 1, dtype=clean.dtype)], dim=1)
+    solution = torch.linalg.lstsq(design, clean).solution            # r(h̃) = [h̃, 1] @ solution
+    weight, bias = solution[:-1].T, solution[-1]
+    want_weight, want_bias = linear_dae_optimum(mean, covariance, sigma)
+    torch.testing.assert_close(weight, want_weight, atol=0.01, rtol=0)
+    torch.testing.assert_close(bias, want_bias, atol=0.01, rtol=0)
+
+    h = sample_gaussian(mean, covariance, 500, generator)
+    direction = h @ weight.T + bias - h
+    score = (mean - h) @ torch.linalg.inv(covariance)
+    cosine = torch.nn.functional.cosine_similarity(direction, score, dim=1)
+    assert cosine.min() > 0.95 and cosine.mean() > 0.99
+
+
+def test_exact_samples_have_the_gaussian_moments():
+    mean, covariance, generator = gaussian(seed=1)
+    samples = sample_gaussian(mean, covariance, 100_000, generator)
+    torch.testing.assert_close(samples.mean(0), mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(samples.T), covariance, atol=0.05, rtol=0)
+    singular = torch.zeros(4, 4, dtype=torch.float64)
+    singular[0, 0] = 1.0
+    flat = sample_gaussian(mean, singular, 10, generator)
+    assert torch.equal(flat[:, 1:], mean[1:].expand(10, 3))
