@@ -51,3 +51,35 @@ def test_exact_samples_have_the_gaussian_moments():
     singular[0, 0] = 1.0
     flat = sample_gaussian(mean, singular, 10, generator)
     assert torch.equal(flat[:, 1:], mean[1:].expand(10, 3))
+
+
+def test_eq_22_penalty_is_the_kl_to_the_standard_normal():
+    from targetprop.priors import LearnedTopNoise
+    noise = LearnedTopNoise(3, initial_sigma=0.4).double()
+    with torch.no_grad():
+        noise.log_sigma.copy_(torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64).log())
+    mean = torch.randn(5, 3, dtype=torch.float64)
+    posterior = torch.distributions.Normal(mean, noise.sigma.detach())
+    prior = torch.distributions.Normal(torch.zeros(()), torch.ones(()))
+    kl = torch.distributions.kl_divergence(posterior, prior).sum() / 5
+    torch.testing.assert_close(noise.penalty(mean), kl)
+
+
+def test_learned_noise_finds_the_signal_dimensions():
+    """Data on a 2-d subspace of R^6, a 4-unit linear auto-encoder with learned
+    top noise: two σ_j shrink (signal), two go to the prior's 1 (noise)."""
+    from targetprop.priors import LearnedTopNoise
+    torch.manual_seed(0)
+    mixing = torch.randn(6, 2)
+    encoder, decoder, noise = torch.nn.Linear(6, 4), torch.nn.Linear(4, 6), LearnedTopNoise(4)
+    modules = torch.nn.ModuleList([encoder, decoder, noise])
+    optimizer = torch.optim.Adam(modules.parameters(), lr=2e-2)
+    for _ in range(1500):
+        x = torch.randn(256, 2) @ mixing.T
+        mean = encoder(x)
+        reconstruction_error = 50 * (decoder(noise(mean)) - x).pow(2).sum() / len(x)
+        optimizer.zero_grad()
+        (reconstruction_error + noise.penalty(mean)).backward()
+        optimizer.step()
+    spectrum = noise.spectrum()
+    assert spectrum[1] < 0.2 and spectrum[2] > 0.8, spectrum

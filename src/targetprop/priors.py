@@ -13,14 +13,18 @@ score of the Gaussian, as σ → 0; and the weights map back to the Gaussian
 
 which can be sampled exactly instead of by running the auto-encoder's
 Markov chain.
+
+:class:`LearnedTopNoise` learns how much to corrupt each top-level unit
+instead (§7.4, Eq. 22).
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 Tensor = torch.Tensor
 
-__all__ = ["linear_dae_optimum", "gaussian_of_linear_dae", "sample_gaussian"]
+__all__ = ["linear_dae_optimum", "gaussian_of_linear_dae", "sample_gaussian", "LearnedTopNoise"]
 
 
 def linear_dae_optimum(mean: Tensor, covariance: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
@@ -50,3 +54,44 @@ def sample_gaussian(mean: Tensor, covariance: Tensor, n: int,
     root = eigenvectors * eigenvalues.clamp_min(0).sqrt()
     noise = torch.randn(n, len(mean), generator=generator, dtype=mean.dtype, device=mean.device)
     return mean + noise @ root.T
+
+
+class LearnedTopNoise(nn.Module):
+    """Per-dimension top-level corruption σ_j, learned (Bengio 2014 §7.4).
+
+    The top code h_L is the mean μ; the corrupted code is μ + σ ⊙ ξ,
+    ξ ~ N(0, I), with σ independent of the input, so the decoder can learn in
+    which directions to contract. :meth:`penalty` is Eq. 22's prior and
+    entropy terms,
+
+        −½ Σ_j (log σ_j² + 1 − μ_j² − σ_j²)      (= KL(N(μ, σ²) ‖ N(0, I))),
+
+    averaged over the batch; added to the reconstruction error it lets
+    gradient descent pick the noise level of each unit. Units the decoder
+    ignores drift to σ_j = 1 (pure prior), units that carry signal to small
+    σ_j: :meth:`spectrum` reads off the dimensionality the model found.
+    """
+
+    def __init__(self, width: int, initial_sigma: float = 0.1):
+        super().__init__()
+        if initial_sigma <= 0:
+            raise ValueError(f"initial_sigma must be > 0, got {initial_sigma}")
+        self.log_sigma = nn.Parameter(torch.full((width,), float(initial_sigma)).log())
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.log_sigma.exp()
+
+    def forward(self, mean: Tensor) -> Tensor:
+        """A corrupted sample μ + σ ⊙ ξ (reparameterised: gradients reach σ)."""
+        return mean + self.sigma * torch.randn_like(mean)
+
+    def penalty(self, mean: Tensor) -> Tensor:
+        """Eq. 22 without its reconstruction term, averaged over the batch."""
+        log_variance = 2 * self.log_sigma
+        per_unit = log_variance + 1 - mean.pow(2) - log_variance.exp()
+        return -0.5 * per_unit.sum() / mean.shape[0]
+
+    def spectrum(self) -> Tensor:
+        """σ_j sorted from smallest (signal) to largest (noise)."""
+        return self.sigma.detach().sort().values
