@@ -3,11 +3,13 @@ nearest-neighbour reconstruction of Bengio 2014 §2.2.8, Eq. 15, and the
 Parzen windows of §7.3)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["squared_distances", "nearest"]
+__all__ = ["squared_distances", "nearest", "nearest_neighbour_reconstruction_loss"]
 
 
 def squared_distances(x: Tensor, pool: Tensor) -> Tensor:
@@ -35,3 +37,30 @@ def nearest(queries: Tensor, pool: Tensor, chunk: int = 2048) -> tuple[Tensor, T
         indices.append(where)
         distances.append(best)
     return torch.cat(indices), torch.cat(distances)
+
+
+def nearest_neighbour_reconstruction_loss(encoder: Callable[[Tensor], Tensor],
+                                          decoder: Callable[[Tensor], Tensor], x: Tensor,
+                                          pool: Tensor, sigma: float,
+                                          noise: Tensor | None = None) -> Tensor:
+    """The nearest-neighbour reconstruction criterion (Bengio 2014 §2.2.8, Eq. 15):
+
+    1. z = f(x); sample ξ ~ N(0, σ² I);
+    2. x′ = the example of ``pool`` whose code f(x′) is nearest to z − ξ;
+    3. x is a target for g(f(x′) + ξ) (updates g and, through x′, f), and
+       f(x) and f(x′) are targets for each other.
+
+    Returns the sum of the ½‖·‖² terms averaged over the batch. The search runs
+    without gradient over the pool's codes, in chunks; ``noise`` (the ξ/σ
+    sample) may be given for reproducibility.
+    """
+    codes = encoder(x)
+    xi = sigma * (torch.randn_like(codes) if noise is None else noise)
+    with torch.no_grad():
+        index, _ = nearest(codes - xi, encoder(pool))
+    neighbour_codes = encoder(pool[index])
+    n = len(x)
+    reconstruction = 0.5 * (decoder(neighbour_codes + xi) - x).pow(2).sum() / n
+    agreement = 0.5 * ((codes - neighbour_codes.detach()).pow(2).sum()
+                       + (neighbour_codes - codes.detach()).pow(2).sum()) / n
+    return reconstruction + agreement

@@ -1,5 +1,6 @@
-"""Parzen windows (density against a direct mixture, Eq. 21 against autograd)
-and the chunked nearest-neighbour search against brute force."""
+"""Parzen windows (density against a direct mixture, Eq. 21 against autograd),
+the chunked nearest-neighbour search against brute force, and Eq. 15's
+nearest-neighbour reconstruction criterion."""
 from __future__ import annotations
 
 import math
@@ -69,3 +70,26 @@ def test_nearest_matches_brute_force_across_chunks():
     torch.testing.assert_close(squared, brute.min(dim=1).values ** 2)
     with pytest.raises(ValueError, match="empty"):
         nearest(queries, pool[:0])
+
+
+def test_nearest_neighbour_reconstruction_follows_eq_15():
+    """With fixed noise the criterion picks, by brute force, the pool example
+    whose code is nearest to f(x) − ξ, and reconstructs x from its code + ξ."""
+    from targetprop.neighbours import nearest_neighbour_reconstruction_loss
+    torch.manual_seed(0)
+    encoder, decoder = torch.nn.Linear(5, 3).double(), torch.nn.Linear(3, 5).double()
+    x, pool = data(n=8, m=40, d=5, seed=4)
+    noise = torch.randn(8, 3, dtype=torch.float64)
+    sigma = 0.3
+    loss = nearest_neighbour_reconstruction_loss(encoder, decoder, x, pool, sigma, noise)
+
+    codes, xi = encoder(x), sigma * noise
+    chosen = torch.cdist(codes - xi, encoder(pool)).argmin(dim=1)
+    neighbour = encoder(pool[chosen])
+    expected = 0.5 * ((decoder(neighbour + xi) - x).pow(2).sum() + 2 * (codes - neighbour).pow(2).sum()) / 8
+    torch.testing.assert_close(loss, expected)
+    # without noise and with x in the pool, x is its own neighbour: a plain auto-encoder
+    plain = nearest_neighbour_reconstruction_loss(encoder, decoder, x, torch.cat([pool, x]), 0.0)
+    torch.testing.assert_close(plain, 0.5 * (decoder(encoder(x)) - x).pow(2).sum() / 8)
+    loss.backward()
+    assert all(p.grad is not None for p in [*encoder.parameters(), *decoder.parameters()])
