@@ -1,0 +1,80 @@
+"""Sampling and inference with a stack of auto-encoders (Bengio 2014 §2.2.4,
+Algorithms 3 and 6). The maps are plain callables, so any encoder/decoder
+pair (a layer's f and g, or a top auto-encoder) can be plugged in.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+Map = Callable[[Tensor], Tensor]
+
+__all__ = ["top_chain", "decode_down", "generate", "walk_back_loss", "map_complete"]
+
+
+@torch.no_grad()
+def top_chain(h: Tensor, encode: Map, decode: Map, corrupt: Map, steps: int) -> list[Tensor]:
+    """Algorithm 3, first part: h_{L-1} ← g_L(corrupt(f_L(h_{L-1}))) for
+    ``steps`` steps; returns the chain's states after each step."""
+    if steps < 1:
+        raise ValueError(f"the chain needs at least one step, got {steps}")
+    states = []
+    for _ in range(steps):
+        h = decode(corrupt(encode(h)))
+        states.append(h)
+    return states
+
+
+@torch.no_grad()
+def decode_down(h: Tensor, decoders: Sequence[Map]) -> Tensor:
+    """Algorithm 3, second part: h_{l-1} = g_l(h_l) from the top decoder in
+    ``decoders`` (ordered g_1..g_{L-1}) down to x = h_0."""
+    for decode in reversed(decoders):
+        h = decode(h)
+    return h
+
+
+def generate(start: Tensor, encode: Map, decode: Map, corrupt: Map, decoders: Sequence[Map],
+             steps: int) -> list[Tensor]:
+    """Algorithm 3: run the top chain from ``start`` (random, or recorded
+    h_{L-1} of training data) and map every state down to data space; the
+    list shows the chain over time, its last entry is the sample."""
+    return [decode_down(h, decoders) for h in top_chain(start, encode, decode, corrupt, steps)]
+
+
+def walk_back_loss(h: Tensor, encode: Map, decode: Map, corrupt: Map, walks: int) -> Tensor:
+    """The walk-back criterion (Bengio et al. 2013b; §2.2.4): starting from
+    a training point h, take ``walks`` corrupt–encode–decode steps, and after
+    every step make h the target of the reconstruction,
+
+        Σ_k ½‖g(corrupt(f(h̃_{k-1}))) − h‖²,   h̃_0 = h,  h̃_k the k-th reconstruction,
+
+    averaged over the batch. The walk itself is not differentiated through
+    (each h̃_k enters detached): only the last encode–decode of each step
+    learns, so spurious modes the chain wanders into are pulled back."""
+    if walks < 1:
+        raise ValueError(f"walk-back needs at least one step, got {walks}")
+    loss, start = h.new_zeros(()), h
+    for _ in range(walks):
+        reconstruction = decode(corrupt(encode(start)))
+        loss = loss + 0.5 * (reconstruction - h).pow(2).sum() / len(h)
+        start = reconstruction.detach()
+    return loss
+
+
+@torch.no_grad()
+def map_complete(h: Tensor, observed: Tensor, reconstruct: Map, steps: int,
+                 first_reconstruct: Map | None = None) -> Tensor:
+    """Algorithm 6: fill the missing entries of ``h`` (``observed`` is a bool
+    mask of its shape, True where the value is known) by iterating the
+    noise-free reconstruction and keeping the observed entries fixed.
+    ``first_reconstruct`` serves the first iteration (the top auto-encoder
+    told which parts are missing); later ones treat all inputs as observed."""
+    if steps < 1:
+        raise ValueError(f"MAP completion needs at least one step, got {steps}")
+    for step in range(steps):
+        reconstruction = (first_reconstruct if step == 0 and first_reconstruct else reconstruct)(h)
+        h = torch.where(observed, h, reconstruction)
+    return h
