@@ -83,3 +83,18 @@ def test_learned_noise_finds_the_signal_dimensions():
         optimizer.step()
     spectrum = noise.spectrum()
     assert spectrum[1] < 0.2 and spectrum[2] > 0.8, spectrum
+
+
+def test_factorial_prior_score_is_the_gradient_of_its_log_density():
+    from targetprop.priors import FactorialGaussianPrior
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randn(1000, 3, generator=generator, dtype=torch.float64) * torch.tensor(
+        [0.5, 1.0, 2.0], dtype=torch.float64) + 1.0
+    prior = FactorialGaussianPrior(3).double().fit(codes)
+    torch.testing.assert_close(prior.mean, codes.mean(0))
+    torch.testing.assert_close(prior.std, codes.std(0, unbiased=False))
+    h = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    (gradient,) = torch.autograd.grad(prior.log_prob(h).sum(), h)
+    torch.testing.assert_close(prior.score(h.detach()), gradient)
+    samples = prior.sample(50_000, generator)
+    torch.testing.assert_close(samples.std(0), prior.std, atol=0.03, rtol=0)

@@ -24,7 +24,8 @@ from torch import nn
 
 Tensor = torch.Tensor
 
-__all__ = ["linear_dae_optimum", "gaussian_of_linear_dae", "sample_gaussian", "LearnedTopNoise"]
+__all__ = ["linear_dae_optimum", "gaussian_of_linear_dae", "sample_gaussian", "LearnedTopNoise",
+           "FactorialGaussianPrior"]
 
 
 def linear_dae_optimum(mean: Tensor, covariance: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
@@ -95,3 +96,34 @@ class LearnedTopNoise(nn.Module):
     def spectrum(self) -> Tensor:
         """σ_j sorted from smallest (signal) to largest (noise)."""
         return self.sigma.detach().sort().values
+
+
+class FactorialGaussianPrior(nn.Module):
+    """A factorial top-level prior P(h) = Π_j N(h_j; m_j, s_j²) (Bengio 2014
+    §7.2): no auto-encoder is needed at the top, because its score is
+    analytic, ∂log P(h)/∂h = (m − h)/s², and sampling is exact and ancestral.
+    ``fit`` sets (m, s) to the maximum-likelihood values on a batch of codes.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    @torch.no_grad()
+    def fit(self, codes: Tensor, floor: float = 1e-4) -> "FactorialGaussianPrior":
+        self.mean.copy_(codes.mean(0))
+        self.std.copy_(codes.std(0, unbiased=False).clamp_min(floor))
+        return self
+
+    def log_prob(self, h: Tensor) -> Tensor:
+        return torch.distributions.Normal(self.mean, self.std).log_prob(h).sum(-1)
+
+    def score(self, h: Tensor) -> Tensor:
+        """∂log P(h)/∂h, the direction a top-level target moves h in."""
+        return (self.mean - h) / self.std ** 2
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(n, len(self.mean), generator=generator, dtype=self.mean.dtype,
+                            device=self.mean.device)
+        return self.mean + self.std * noise
