@@ -1,0 +1,67 @@
+"""The back-prop baseline for generative stacks: a variational auto-encoder
+(Kingma & Welling 2014) of the same layer sizes, scored by the same Parzen
+estimator as the target-propagation stacks.
+
+Encoder q(z|x) = N(μ(x), diag σ²(x)); decoder p(x|z) = N(m(z), diag s²) with
+one learned log-variance per input unit (the data are standardised, not in
+[0, 1]); prior p(z) = N(0, I). ``loss`` is the negative evidence lower bound
+per example, −E_q[log p(x|z)] + KL(q(z|x) ‖ p(z)), with one reparameterised
+sample.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .networks import make_activation
+
+Tensor = torch.Tensor
+
+__all__ = ["VAE"]
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(make_activation(activation))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """``widths`` are the hidden layers of the encoder, bottom-up, ending with
+    the latent width (e.g. [256, 256, 64]); the decoder mirrors them."""
+
+    def __init__(self, in_features: int, widths: list[int], activation: str = "tanh"):
+        super().__init__()
+        if not widths:
+            raise ValueError("a VAE needs at least the latent width")
+        *hidden, latent = widths
+        self.encoder = _mlp([in_features, *hidden, 2 * latent], activation)
+        self.decoder = _mlp([latent, *reversed(hidden), in_features], activation)
+        self.log_variance = nn.Parameter(torch.zeros(in_features))
+        self.latent = latent
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ²) of q(z|x)."""
+        return self.encoder(x).chunk(2, dim=1)
+
+    def loss(self, x: Tensor) -> Tensor:
+        """Negative ELBO, averaged over the batch (nats per example)."""
+        mean, log_var = self.encode(x)
+        z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+        reconstruction = self.decoder(z)
+        nll = 0.5 * (((x - reconstruction) ** 2) / self.log_variance.exp() + self.log_variance
+                     + math.log(2 * math.pi)).sum(1)
+        kl = 0.5 * (mean ** 2 + log_var.exp() - 1 - log_var).sum(1)
+        return (nll + kl).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Decoder means of n prior samples (what a Parzen estimate is built on)."""
+        like = self.log_variance  # for dtype and device
+        z = torch.randn(n, self.latent, generator=generator, dtype=like.dtype, device=like.device)
+        return self.decoder(z)
