@@ -71,17 +71,24 @@ def test_resume_after_finished_epochs_equals_one_long_run(tmp_path):
 @pytest.mark.parametrize("schedule", ["interleaved", "alternating"])
 def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, schedule):
     config = quick_config(rule="ldrl", epochs=2, feedback_schedule=schedule, feedback_pretrain_epochs=1)
+    assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=30)
+
+
+def assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at: int) -> None:
+    """A run stopped (as by Ctrl-C) after ``stop_at`` steps, inside an epoch,
+    and resumed ends with the weights of an uninterrupted run."""
     straight = Trainer(config, tmp_path / "a")
     straight.run()
+    calls = 0
 
-    def stop_at_step_30(trainer):
-        stop_at_step_30.calls += 1
-        if stop_at_step_30.calls == 30:
+    def stop(trainer):
+        nonlocal calls
+        calls += 1
+        if calls == stop_at:
             trainer.stop_requested = True
-    stop_at_step_30.calls = 0
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        Trainer(config, tmp_path / "b", callback=stop_at_step_30).run()
+        Trainer(config, tmp_path / "b", callback=stop).run()
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert state["batch_index"] > 0  # it really stopped inside an epoch
     resumed = Trainer(config, tmp_path / "b", resume=True)
@@ -274,21 +281,7 @@ def test_semi_supervised_runs(tmp_path):
 def test_semi_supervised_mixed_batches_resume_exactly(tmp_path):
     config = quick_config(rule="bengio2014", labels=50, labelled_per_batch=8, epochs=2,
                           propagation="difference")
-    straight = Trainer(config, tmp_path / "a")
-    straight.run()
-
-    def stop_at_step_25(trainer):
-        stop_at_step_25.calls += 1
-        if stop_at_step_25.calls == 25:
-            trainer.stop_requested = True
-    stop_at_step_25.calls = 0
-
-    with pytest.raises(TrainingInterrupted):
-        Trainer(config, tmp_path / "b", callback=stop_at_step_25).run()
-    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["batch_index"] > 0
-    resumed = Trainer(config, tmp_path / "b", resume=True)
-    resumed.run()
-    assert_same_params(params(straight), params(resumed))
+    assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=25)
 
 
 @pytest.mark.parametrize("values, message", [
