@@ -52,7 +52,7 @@ def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, th
     returns its summary. An ``epochs`` key among the settings overrides
     ``epochs``."""
     rule = entry.split("/")[0]
-    out = runs / ("final_" * final + run_name(entry.replace("/", "-"), overrides))
+    out = runs / ("final_" * final + run_name(entry, overrides))
     overrides = dict(overrides)
     epochs = overrides.pop("epochs", epochs)
     overrides = common | overrides | ({"val_size": 0} if final else {})

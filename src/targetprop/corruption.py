@@ -13,16 +13,23 @@ from typing import Callable
 
 import torch
 
+from .neighbours import squared_distances
+
 Tensor = torch.Tensor
 
-__all__ = ["gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma",
+__all__ = ["gaussian", "gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma",
            "masking_corruption", "Corruption"]
 
 
+def gaussian(shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A fresh N(0, I) sample, drawn in float32 and cast: a float64 run sees
+    the same noise as a float32 one."""
+    return torch.randn(shape, device=device).to(dtype)
+
+
 def gaussian_like(t: Tensor) -> Tensor:
-    """A fresh N(0, I) sample shaped like ``t``, drawn in float32 and cast: a
-    float64 run sees the same noise as a float32 one."""
-    return torch.randn(t.shape, device=t.device).to(t.dtype)
+    """:func:`gaussian` shaped like ``t``."""
+    return gaussian(t.shape, t.dtype, t.device)
 
 
 def nearest_neighbour_distances(h: Tensor) -> Tensor:
@@ -47,13 +54,10 @@ def nearest_neighbour_sigma(h: Tensor) -> Tensor:
     if h.shape[-2] < 2:
         raise ValueError("a nearest-neighbour distance needs at least two examples")
     with torch.no_grad():
-        norms = h.pow(2).sum(dim=-1)
-        squared = torch.baddbmm(norms.unsqueeze(-1) + norms.unsqueeze(-2), h, h.transpose(-1, -2),
-                                alpha=-2) if h.dim() == 3 else \
-            torch.addmm(norms.unsqueeze(1) + norms, h, h.T, alpha=-2)
+        squared = squared_distances(h, h)
         squared.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
         nearest = squared.min(dim=-1).values
-        return nearest.median(dim=-1).values.clamp_min(0).sqrt() / h.shape[-1] ** 0.5
+        return nearest.median(dim=-1).values.sqrt() / h.shape[-1] ** 0.5
 
 
 def masking_corruption(h: Tensor, probability: float) -> Tensor:

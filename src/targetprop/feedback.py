@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
-from .corruption import gaussian_like
+from .corruption import gaussian, gaussian_like
 from .networks import TPLayer
 from .updates import half_squared_error
 
@@ -55,7 +55,7 @@ class SharedNoise:
     def sample(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
         key = (tuple(shape), dtype, device)
         if key not in self._drawn:
-            self._drawn[key] = torch.randn(shape, device=device).to(dtype)  # as gaussian_like
+            self._drawn[key] = gaussian(shape, dtype, device)
         return self._drawn[key]
 
 

@@ -14,9 +14,11 @@ __all__ = ["squared_distances", "nearest", "nearest_neighbour_reconstruction_los
 
 def squared_distances(x: Tensor, pool: Tensor) -> Tensor:
     """‖x_a − p_b‖² for every pair (n, m), from one matrix product
-    ‖x‖² + ‖p‖² − 2x·p, clamped at 0 against rounding."""
-    squared = torch.addmm((x * x).sum(1, keepdim=True) + (pool * pool).sum(1), x, pool.T, alpha=-2)
-    return squared.clamp_min_(0)
+    ‖x‖² + ‖p‖² − 2x·p, clamped at 0 against rounding. With a leading batch
+    dimension on both, (k, n, d) and (k, m, d), one (k, n, m) result."""
+    norms = (x * x).sum(-1, keepdim=True) + (pool * pool).sum(-1).unsqueeze(-2)
+    product = torch.baddbmm if x.dim() == 3 else torch.addmm
+    return product(norms, x, pool.transpose(-1, -2), alpha=-2).clamp_min_(0)
 
 
 def nearest(queries: Tensor, pool: Tensor, chunk: int = 2048) -> tuple[Tensor, Tensor]:
