@@ -13,7 +13,8 @@ from targetprop.diagnostics import angle_degrees, layer_diagnostics
 from targetprop.optim import make_optimizer
 
 ALL_RULES = sorted(RULES)
-TP_RULES = [r for r in ALL_RULES if make_rule(r).uses_feedback]           # rules with targets
+# rules with targets (generative-bp back-propagates its whole cost, Algorithm 1: none)
+TP_RULES = [r for r in ALL_RULES if make_rule(r).uses_feedback and r != "generative-bp"]
 FAMILY = [r for r in ALL_RULES if isinstance(make_rule(r), TargetPropagation)]  # the DTP family
 
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .conditional import ConditionalNetwork
-from .corruption import Corruption
+from .corruption import Corruption, parse_sigma
 from .feedback import SharedNoise
 from .diagnostics import angle_degrees
 from .networks import parse_arch
@@ -293,13 +293,5 @@ def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float
                     **settings) -> Bengio2014:
     """The rule from flat settings (the run configuration); keys it does not
     use are ignored."""
-    sigma: str | float | tuple[float, ...] = corruption_sigma
-    if corruption_sigma != "nn":  # a number, or one per representation: "0.1,0.2,..."
-        try:
-            values = tuple(float(value) for value in str(corruption_sigma).split(","))
-        except ValueError:
-            raise ValueError("corruption_sigma must be nn, a number or comma-separated numbers, "
-                             f"got {corruption_sigma!r}") from None
-        sigma = values if len(values) > 1 else values[0]
-    return Bengio2014(corruption=Corruption(sigma, corruption_mask),
+    return Bengio2014(corruption=Corruption(parse_sigma(corruption_sigma), corruption_mask),
                       **accepted_settings(Bengio2014, settings, {"name", "corruption"}))

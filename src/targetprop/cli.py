@@ -35,7 +35,12 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    print(f"test accuracy {summary['test_accuracy']:.4f} ({summary['rule']} on {summary['data']}, "
+    figures = []
+    if summary["test_accuracy"] is not None:
+        figures.append(f"test accuracy {summary['test_accuracy']:.4f}")
+    if summary["test_reconstruction"] is not None:
+        figures.append(f"test reconstruction error {summary['test_reconstruction']:.4f}")
+    print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
     return 0
 
@@ -76,6 +81,83 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_generative(run_dir: str):
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    if not run.rule.generative:
+        raise ConfigError(f"{run_dir} was trained with rule {run.config.rule!r}, not a generative stack "
+                          "(rules generative, generative-bp)")
+    return run
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .images import save_image_rows
+    from .inference import generate, generate_class
+
+    run = _load_generative(args.run)
+    if args.n < 1 or (args.steps is not None and args.steps < 1):
+        raise ConfigError("--n and --steps must be >= 1")
+    generator = torch.Generator().manual_seed(args.seed)
+    steps = args.steps or args.chain_length
+    if args.label is not None:
+        states = [generate_class(run.net, args.label, args.n, steps, args.noise, generator)]
+    else:
+        states = generate(run.net, run.splits.train.tensors[0], args.n, steps, args.start, generator)
+    to_image = run.splits.to_unit_range
+    shape = run.splits.image_shape
+    if args.steps is None:  # a grid of the final samples
+        final = to_image(states[-1])
+        width = int(round(len(final) ** 0.5))
+        rows = [final[i:i + width] for i in range(0, len(final), width)]
+        path = save_image_rows(rows, shape, args.out)
+    else:  # chains over time: one row per chain, columns spread over the steps
+        chains = min(args.n, 10)
+        picks = sorted({round(i * (len(states) - 1) / 9) for i in range(10)}) if len(states) > 1 else [0]
+        rows = [torch.stack([to_image(states[k][c]) for k in picks]) for c in range(chains)]
+        path = save_image_rows(rows, shape, args.out, titles=[f"step {k + 1}" for k in picks])
+    print(path)
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    from .images import save_image_rows
+    from .inference import complete, completion_error
+
+    run = _load_generative(args.run)
+    x, y = run.splits.test.tensors
+    net, to_image = run.net, run.splits.to_unit_range
+    if args.hide == "label":
+        from .training import evaluate
+        from torch.utils.data import DataLoader, TensorDataset
+
+        if not net.labelled:
+            raise ConfigError("--hide label needs an image+label stack (modalities=image+label)")
+        _, accuracy = evaluate(net, DataLoader(TensorDataset(x, y), batch_size=1000), torch.device("cpu"))
+        probabilities = net.label_probabilities(net.complete(x[:args.n], "label", args.steps))
+        titles = [f"{p}/{t}" for p, t in zip(probabilities.argmax(1).tolist(), y[:args.n].tolist())]
+        path = save_image_rows([to_image(x[:args.n])], run.splits.image_shape, args.out, titles=titles)
+        print(f"test accuracy by label completion (Algorithm 6): {accuracy:.4f}")
+        print(path)
+        return 0
+    try:
+        completed = complete(net, x[:args.n], args.hide, args.steps, args.noise,
+                             torch.Generator().manual_seed(args.seed))
+        error, baseline = completion_error(net, x, args.hide, run.splits.train.tensors[0].mean(0),
+                                           args.steps)
+    except ValueError as problem:
+        raise ConfigError(str(problem)) from None
+    from .inference import hidden_features
+    shown = to_image(x[:args.n]).clone()
+    shown[:, hidden_features(net, args.hide)] = 0.5  # grey where the input is hidden
+    path = save_image_rows([shown, to_image(completed), to_image(x[:args.n])], run.splits.image_shape,
+                           args.out, row_labels=["input", "completed", "truth"])
+    print(f"test mean squared error of the {args.hide} half: completion {error:.4f}, "
+          f"training-mean fill {baseline:.4f} ({100 * (1 - error / baseline):.1f}% lower)")
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="targetprop", description="Target propagation for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +186,33 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", nargs="+", help="run directories")
     plot.add_argument("--out", help="folder for the PNGs (default: the run, or ./plots)")
     plot.set_defaults(func=_plot)
+
+    sample = sub.add_parser("sample", help="generate inputs from a trained generative stack")
+    sample.add_argument("run", help="run directory (rule generative or generative-bp)")
+    sample.add_argument("--n", type=int, default=100, help="number of samples")
+    sample.add_argument("--out", default="samples.png", help="PNG file")
+    sample.add_argument("--steps", type=int,
+                        help="show the chain over time: this many steps of Algorithm 3, one row per chain")
+    sample.add_argument("--chain-length", dest="chain_length", type=int, default=20,
+                        help="steps of the top-level chain per sample (denoising tops)")
+    sample.add_argument("--start", choices=("noise", "data"), default="noise",
+                        help="start chains from noise or from training codes")
+    sample.add_argument("--label", type=int, help="image+label stacks: images of this class")
+    sample.add_argument("--noise", type=float, default=1.0,
+                        help="with --label: annealed noise of the completion, in units of the top's σ")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=_sample)
+
+    complete = sub.add_parser("complete", help="fill in a hidden part by MAP inference (Algorithm 6)")
+    complete.add_argument("run", help="run directory of a multi-modal stack (modalities halves or image+label)")
+    complete.add_argument("--hide", required=True, choices=("top", "bottom", "label"))
+    complete.add_argument("--n", type=int, default=10, help="test examples shown")
+    complete.add_argument("--steps", type=int, default=10, help="iterations of Algorithm 6")
+    complete.add_argument("--noise", type=float, default=0.0,
+                          help="> 0: the MCMC variant, annealed noise in units of the top's σ")
+    complete.add_argument("--out", default="completion.png", help="PNG file")
+    complete.add_argument("--seed", type=int, default=0)
+    complete.set_defaults(func=_complete)
 
     bench = sub.add_parser("bench", help="time one training step per rule")
     bench.add_argument("--rules", default="bp,tp,dtp,drl,ldrl")

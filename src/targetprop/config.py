@@ -24,6 +24,7 @@ class Config:
     limit: int | None = None            # keep only this many training examples (quick runs)
     labels: int | None = None           # keep labels for this many training examples (balanced)
     use_unlabelled: bool = True         # with labels: train on the rest as unlabelled (y = -1)
+    standardize: bool = True            # per-feature standardisation (false: features in [0, 1])
     labelled_per_batch: int = 0         # with unlabelled data: labelled examples in every batch (0: as drawn)
     # network
     arch: str = "mlp:256x5"
@@ -50,7 +51,17 @@ class Config:
     discriminant: str = "reconstruction"  # bengio2014 step: reconstruction (Eq. 18) or gradient (Eq. 17)
     discriminant_step: float = 1.0      # bengio2014: scale of that step
     unlabelled_step: float = 1.0        # bengio2014: u of an unlabelled example's target h + u(ĥ − h)
-    top_hidden: int = 0                 # bengio2014: > 0 makes the top encoder and decoder MLPs
+    top_hidden: int = 0                 # bengio2014, generative: > 0 makes the top encoder and decoder MLPs
+    # generative stacks (Bengio 2014 §2, §4, §7: rules generative, generative-bp)
+    modalities: str = "image"           # image, halves (top/bottom), or image+label
+    top_prior: str = "dae"              # dae, linear, factorial, parzen, learned-noise
+    top_width: int = 256                # code width h_L of a dae or learned-noise top
+    top_sigma: float = 0.0              # corruption σ of the top level (0: nearest-neighbour, §2.2.5)
+    modality_hide: float = 0.5          # chance of hiding a modality at the top input in training
+    walk_back: int = 1                  # > 1: walk-back steps for the dae top (§2.2.4)
+    top_criterion: str = "reconstruction"  # or nearest-neighbour (Eq. 15)
+    layer_backprop: bool = True         # generative: each layer's reconstruction error also trains f_l (§6)
+    prior_weight: float = 1.0           # strength of the top prior's pull on the codes
     # schedule
     epochs: int = 3
     batch_size: int = 128

@@ -18,7 +18,7 @@ from .neighbours import squared_distances
 Tensor = torch.Tensor
 
 __all__ = ["gaussian", "gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma",
-           "masking_corruption", "Corruption"]
+           "masking_corruption", "parse_sigma", "Corruption"]
 
 
 def gaussian(shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -58,6 +58,19 @@ def nearest_neighbour_sigma(h: Tensor) -> Tensor:
         squared.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
         nearest = squared.min(dim=-1).values
         return nearest.median(dim=-1).values.sqrt() / h.shape[-1] ** 0.5
+
+
+def parse_sigma(value: str | float) -> str | float | tuple[float, ...]:
+    """A σ setting: ``nn``, a number, or comma-separated numbers (one per
+    representation, input first)."""
+    if value == "nn":
+        return value
+    try:
+        values = tuple(float(v) for v in str(value).split(","))
+    except ValueError:
+        raise ValueError("corruption_sigma must be nn, a number or comma-separated numbers, "
+                         f"got {value!r}") from None
+    return values if len(values) > 1 else values[0]
 
 
 def masking_corruption(h: Tensor, probability: float) -> Tensor:

@@ -86,6 +86,15 @@ class DataSplits:
     num_features: int
     num_classes: int
     image_shape: tuple[int, ...] | None
+    # the per-feature standardisation applied (None: features as loaded, in [0, 1])
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    def to_unit_range(self, x: torch.Tensor) -> torch.Tensor:
+        """Features back in their loaded [0, 1] scale (undoing standardisation)."""
+        if self.mean is None:
+            return x
+        return x * self.std.to(x) + self.mean.to(x)
 
 
 class _Raw(NamedTuple):
@@ -356,6 +365,7 @@ def load_dataset(
     if raw.scale != 1.0:
         for x in xs.values():
             x /= work(raw.scale)
+    mean = std = None
     if standardize:
         mean = xs["train"].mean(axis=0, dtype=np.float64)
         std = np.maximum(xs["train"].std(axis=0, dtype=np.float64), STD_FLOOR)
@@ -376,6 +386,8 @@ def load_dataset(
         num_features=int(raw.x_train.shape[1]),
         num_classes=raw.num_classes,
         image_shape=raw.image_shape,
+        mean=None if mean is None else torch.from_numpy(mean).to(dtype),
+        std=None if std is None else torch.from_numpy(std).to(dtype),
     )
 
 

@@ -32,7 +32,12 @@ def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def layer_diagnostics(net: TPNetwork, rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Diagnostics for every hidden layer, keyed ``angle_1``, ``recon_2``, ...
-    (layers numbered from 1 as in the paper). Parameters are left untouched."""
+    (layers numbered from 1 as in the paper). Parameters are left untouched.
+    A generative rule has no cross-entropy to compare with: its own
+    diagnostics stand alone."""
+    if rule.generative:
+        with torch.no_grad():
+            return rule.diagnostics(net, rule.record(net, x), y)
     weights = [layer.weight for layer in net.layers]
     bp_grads = torch.autograd.grad(F.cross_entropy(net(x), y), weights)
 

@@ -17,8 +17,8 @@ __all__ = ["Learner", "StepResult"]
 
 @dataclass
 class StepResult:
-    output_loss: Tensor          # cross-entropy before the update (detached)
-    logits: Tensor               # logits before the update (detached)
+    output_loss: Tensor          # the rule's output loss before the update (detached)
+    logits: Tensor | None        # logits before the update (detached); None for generative rules
     feedback_loss: Tensor | None
 
 
@@ -88,7 +88,8 @@ class Learner:
                            if o is not None])
         if feedback_loss is not None:
             feedback_loss = feedback_loss.detach()
-        return StepResult(result.output_loss.detach(), record.logits.detach(), feedback_loss)
+        logits = record.logits.detach() if record.logits is not None else None
+        return StepResult(result.output_loss.detach(), logits, feedback_loss)
 
     def state_dict(self) -> dict:
         return {

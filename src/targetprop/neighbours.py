@@ -56,8 +56,10 @@ def nearest_neighbour_reconstruction_loss(encoder: Callable[[Tensor], Tensor],
     without gradient over the pool's codes, in chunks; ``noise`` (the ξ/σ
     sample) may be given for reproducibility.
     """
+    from .corruption import gaussian_like  # corruption builds on this module
+
     codes = encoder(x)
-    xi = sigma * (torch.randn_like(codes) if noise is None else noise)
+    xi = sigma * (gaussian_like(codes) if noise is None else noise)
     with torch.no_grad():
         index, _ = nearest(codes - xi, encoder(pool))
     neighbour_codes = encoder(pool[index])

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .corruption import gaussian_like
+
 Tensor = torch.Tensor
 
 __all__ = ["linear_dae_optimum", "gaussian_of_linear_dae", "sample_gaussian", "LearnedTopNoise",
@@ -85,7 +87,7 @@ class LearnedTopNoise(nn.Module):
 
     def forward(self, mean: Tensor) -> Tensor:
         """A corrupted sample μ + σ ⊙ ξ (reparameterised: gradients reach σ)."""
-        return mean + self.sigma * torch.randn_like(mean)
+        return mean + self.sigma * gaussian_like(mean)
 
     def penalty(self, mean: Tensor) -> Tensor:
         """Eq. 22 without its reconstruction term, averaged over the batch."""

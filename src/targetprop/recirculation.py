@@ -21,7 +21,7 @@ Corrupt = Callable[[Tensor], Tensor]
 
 def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Corrupt,
                     corrupt_input: Corrupt | None = None, encoder_weight: float = 1.0,
-                    long_loop_target: Tensor | None = None) -> Tensor:
+                    long_loop_target: Tensor | None = None, through_encoder: bool = False) -> Tensor:
     """Algorithm 2, first loop, at layer l (h_below = h_{l-1}, h = h_l, detached):
 
         h̃_{l-1} = g_l(corrupt(h_l));   h_{l-1} is a target for h̃_{l-1}   (updates g_l)
@@ -36,11 +36,15 @@ def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Corrupt
     batch, with the encoder (f_l) terms weighted by ``encoder_weight`` (0
     leaves f_l alone). Each prediction's input is detached, so the decoder
     terms reach only g_l and the encoder terms only f_l: no gradient crosses
-    the pair.
+    the pair. With ``through_encoder`` (``h`` then carries its graph to
+    f_l), the reconstruction of h_{l-1} from corrupt(h_l) is back-propagated
+    into f_l too: the layer trains as one denoising auto-encoder (§6).
     """
     n = h.shape[0]
     codes = h if long_loop_target is None else torch.cat([h, long_loop_target])
-    reconstructions = layer.feedback(corrupt(codes).detach())
+    corrupted = corrupt(codes)
+    reconstructions = layer.feedback(corrupted if through_encoder else corrupted.detach())
+    h = h.detach()
     # (example, loop, unit): the error summed over loops, averaged over examples
     k = len(codes) // n
     loss = half_squared_error(reconstructions.view(k, n, -1).transpose(0, 1),

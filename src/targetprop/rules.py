@@ -58,6 +58,8 @@ class Rule:
     name = "rule"
     uses_feedback = False
     handles_unlabelled = False  # whether batches may hold examples with y = -1
+    supervised = True           # False: trained and scored without labels
+    generative = False          # True: a generative stack, scored by its reconstructions
 
     def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
                       dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
@@ -177,6 +179,16 @@ def _bengio2014(**settings) -> Rule:
     return make_bengio2014(**settings)
 
 
+def _generative(**settings) -> Rule:
+    from .generative import make_generative
+    return make_generative(**settings)
+
+
+def _generative_bp(**settings) -> Rule:
+    from .generative import make_generative_bp
+    return make_generative_bp(**settings)
+
+
 RULES: dict[str, Callable[..., Rule]] = {
     # Back-propagation baseline.
     "bp": lambda **_: BackProp(),
@@ -190,6 +202,10 @@ RULES: dict[str, Callable[..., Rule]] = {
     "ldrl": _recipe("ldrl", tg.difference_propagate, fb.local_difference_reconstruction_loss),
     # Auto-encoder-mediated TP with a conditional top auto-encoder (Bengio 2014, Alg. 5).
     "bengio2014": _bengio2014,
+    # Unsupervised generative stack, no back-prop between layers (Bengio 2014, Alg. 2).
+    "generative": _generative,
+    # Unsupervised generative stack, the criterion of Eq. 7 by back-prop (Bengio 2014, Alg. 1).
+    "generative-bp": _generative_bp,
 }
 
 

@@ -27,15 +27,16 @@ def top_chain(h: Tensor, encode: Map, decode: Map, corrupt: Map, steps: int) -> 
     return states
 
 
-@torch.no_grad()
 def decode_down(h: Tensor, decoders: Sequence[Map]) -> Tensor:
     """Algorithm 3, second part: h_{l-1} = g_l(h_l) from the top decoder in
-    ``decoders`` (ordered g_1..g_{L-1}) down to x = h_0."""
+    ``decoders`` (ordered g_1..g_{L-1}) down to x = h_0 (differentiable:
+    Algorithm 1 trains through it)."""
     for decode in reversed(decoders):
         h = decode(h)
     return h
 
 
+@torch.no_grad()
 def generate(start: Tensor, encode: Map, decode: Map, corrupt: Map, decoders: Sequence[Map],
              steps: int) -> list[Tensor]:
     """Algorithm 3: run the top chain from ``start`` (random, or recorded
@@ -44,22 +45,28 @@ def generate(start: Tensor, encode: Map, decode: Map, corrupt: Map, decoders: Se
     return [decode_down(h, decoders) for h in top_chain(start, encode, decode, corrupt, steps)]
 
 
-def walk_back_loss(h: Tensor, encode: Map, decode: Map, corrupt: Map, walks: int) -> Tensor:
+def walk_back_loss(h: Tensor, encode: Map, decode: Map, corrupt: Map, walks: int,
+                   start: Tensor | None = None,
+                   error: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """The walk-back criterion (Bengio et al. 2013b; §2.2.4): starting from
-    a training point h, take ``walks`` corrupt–encode–decode steps, and after
-    every step make h the target of the reconstruction,
+    a training point h (or ``start``, e.g. where an earlier step ended), take
+    ``walks`` corrupt–encode–decode steps, and after every step make h the
+    target of the reconstruction,
 
         Σ_k ½‖g(corrupt(f(h̃_{k-1}))) − h‖²,   h̃_0 = h,  h̃_k the k-th reconstruction,
 
-    averaged over the batch. The walk itself is not differentiated through
-    (each h̃_k enters detached): only the last encode–decode of each step
-    learns, so spurious modes the chain wanders into are pulled back."""
+    averaged over the batch (``error(reconstruction, h)`` replaces the
+    squared error). The walk itself is not differentiated through (each h̃_k
+    enters detached): only the last encode–decode of each step learns, so
+    spurious modes the chain wanders into are pulled back."""
     if walks < 1:
         raise ValueError(f"walk-back needs at least one step, got {walks}")
-    loss, start = h.new_zeros(()), h
+    if error is None:
+        error = lambda out, target: 0.5 * (out - target).pow(2).sum() / len(target)  # noqa: E731
+    loss, start = h.new_zeros(()), h if start is None else start
     for _ in range(walks):
         reconstruction = decode(corrupt(encode(start)))
-        loss = loss + 0.5 * (reconstruction - h).pow(2).sum() / len(h)
+        loss = loss + error(reconstruction, h)
         start = reconstruction.detach()
     return loss
 

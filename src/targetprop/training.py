@@ -65,7 +65,7 @@ def validate_config(config: Config) -> None:
     try:
         rule = make_rule(config.rule, **config.to_dict())  # the rule checks its own settings
         with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
-            rule.build_network(config.arch, 1, 2, config.activation, config.dropout, config.layer_hidden)
+            rule.build_network(config.arch, 2, 2, config.activation, config.dropout, config.layer_hidden)
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
@@ -121,6 +121,19 @@ def evaluate(net: torch.nn.Module, loader, device: torch.device) -> tuple[float,
     return loss_sum.item() / count, correct.item() / count
 
 
+@torch.no_grad()
+def evaluate_reconstruction(net: torch.nn.Module, loader, device: torch.device) -> float:
+    """Mean squared error per input feature of ``net.reconstruct`` (a
+    generative stack's noise-free deep auto-encoder) over a loader."""
+    total = torch.zeros((), device=device, dtype=torch.float64)
+    count = 0
+    for x, _ in loader:
+        x = x.to(device)
+        total += (net.reconstruct(x) - x).pow(2).sum().double()
+        count += x.numel()
+    return total.item() / count if count else math.nan
+
+
 @contextlib.contextmanager
 def _deferred_interrupt(trainer: "Trainer") -> Iterator[None]:
     """Turn the first Ctrl-C into a stop request honoured between two steps (so
@@ -172,7 +185,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.splits = splits or load_dataset(config.data, val_size=_val_size(config.val_size),
-                                             seed=config.seed, dtype=dtype, limit=config.limit)
+                                             seed=config.seed, dtype=dtype, limit=config.limit,
+                                             standardize=config.standardize)
         if config.labels is not None:
             self._keep_labels(config)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
@@ -335,10 +349,13 @@ class Trainer:
             return
         result = (self.learner.train_step(x, y) if kind == "train"
                   else self.learner.forward_step(x, y))
-        labelled = y >= 0  # semi-supervised batches hold unlabelled examples (y = -1)
-        count = labelled.sum()
+        if result.logits is None:  # a generative rule: its output loss is over every example
+            count = torch.tensor(len(y), device=y.device)
+        else:
+            labelled = y >= 0  # semi-supervised batches hold unlabelled examples (y = -1)
+            count = labelled.sum()
+            totals["correct"] += ((result.logits.argmax(1) == y) & labelled).sum()
         totals["loss"] += result.output_loss.double() * count
-        totals["correct"] += ((result.logits.argmax(1) == y) & labelled).sum()
         totals["count"] += count
         if result.feedback_loss is not None:
             totals["feedback_loss"] += result.feedback_loss.double()
@@ -348,7 +365,9 @@ class Trainer:
         t = {k: v.item() for k, v in self.totals.items()}
         out = {}
         if t["count"]:
-            out |= {"loss": f"{t['loss'] / t['count']:.4f}", "acc": f"{t['correct'] / t['count']:.4f}"}
+            out["loss"] = f"{t['loss'] / t['count']:.4f}"
+            if not self.rule.generative:
+                out["acc"] = f"{t['correct'] / t['count']:.4f}"
         if t["feedback_count"]:
             out["fb"] = f"{t['feedback_loss'] / t['feedback_count']:.4f}"
         return out
@@ -366,11 +385,15 @@ class Trainer:
         row: dict = {"epoch": self.epoch}
         if self.epoch > 0:
             row["train_loss"] = t["loss"] / max(t["count"], 1)
-            row["train_acc"] = t["correct"] / max(t["count"], 1)
+            if not self.rule.generative:
+                row["train_acc"] = t["correct"] / max(t["count"], 1)
         row["feedback_loss"] = t["feedback_loss"] / t["feedback_count"] if t["feedback_count"] else math.nan
         self.net.eval()
-        row["val_loss"], row["val_acc"] = evaluate(self.net, self.loaders["val"], self.device)
-        row["test_loss"], row["test_acc"] = evaluate(self.net, self.loaders["test"], self.device)
+        for split in ("val", "test"):
+            if self.rule.supervised:
+                row[f"{split}_loss"], row[f"{split}_acc"] = evaluate(self.net, self.loaders[split], self.device)
+            if self.rule.generative:
+                row[f"{split}_recon"] = evaluate_reconstruction(self.net, self.loaders[split], self.device)
         row |= layer_diagnostics(self.net, self.rule, *self.probe)
         self.net.train()
         row["forward_lr"] = self.learner.forward_optimizer.param_groups[0]["lr"]
@@ -391,9 +414,14 @@ class Trainer:
         if row["epoch"] <= 0:
             text = f"pretrain feedback_loss {row['feedback_loss']:.4f}"
         else:
-            text = (f"epoch {row['epoch']}/{self.config.epochs}  loss {row['train_loss']:.4f}  "
-                    f"train {row['train_acc']:.4f}  val {row['val_acc']:.4f}  "
-                    f"test {row['test_acc']:.4f}  {row['seconds']:.1f}s")
+            text = f"epoch {row['epoch']}/{self.config.epochs}  loss {row['train_loss']:.4f}  "
+            if "train_acc" in row:
+                text += f"train {row['train_acc']:.4f}  "
+            if "val_acc" in row:
+                text += f"val {row['val_acc']:.4f}  test {row['test_acc']:.4f}  "
+            if "val_recon" in row:
+                text += f"val recon {row['val_recon']:.4f}  test recon {row['test_recon']:.4f}  "
+            text += f"{row['seconds']:.1f}s"
         tqdm.write(text)
 
     def _write_metrics(self) -> None:
@@ -413,7 +441,7 @@ class Trainer:
     def summary(self) -> dict:
         trained = [r for r in self.rows if r["epoch"] > 0]
         last = trained[-1] if trained else {}
-        best = max(trained, key=lambda r: r["val_acc"] if not math.isnan(r["val_acc"]) else -1,
+        best = max(trained, key=lambda r: r["val_acc"] if not math.isnan(r.get("val_acc", math.nan)) else -1,
                    default={})
         return {
             "rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,
@@ -421,6 +449,7 @@ class Trainer:
             "test_accuracy": last.get("test_acc"), "val_accuracy": last.get("val_acc"),
             "train_accuracy": last.get("train_acc"),
             "best_val_epoch": best.get("epoch"), "test_accuracy_at_best_val": best.get("test_acc"),
+            "test_reconstruction": last.get("test_recon"),
             "seconds": self.seconds, "device": str(self.device),
             "completed": self.epoch > self.config.epochs,
         }

@@ -1,18 +1,32 @@
 """Local updates: how a layer moves its output toward its target."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["half_squared_error", "local_target_loss"]
+__all__ = ["half_squared_error", "gaussian_nll", "MIN_LOG_VARIANCE", "local_target_loss"]
+
+# Floor of a learned log-variance: features that never vary (image borders)
+# would otherwise drive it to −∞ and the likelihood to +∞.
+MIN_LOG_VARIANCE = -7.0
 
 
 def half_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """½‖prediction − target‖², summed over units and averaged over the batch
     ("target is a target for prediction", Bengio 2014 §2.2.5)."""
     return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """−log N(x; mean, diag exp(log_variance)), summed over features and
+    averaged over the batch (nats per example); the log-variance is floored
+    at ``MIN_LOG_VARIANCE``."""
+    log_variance = log_variance.clamp_min(MIN_LOG_VARIANCE)
+    per_feature = (x - mean).pow(2) / log_variance.exp() + log_variance + math.log(2 * math.pi)
+    return 0.5 * per_feature.sum(-1).mean()
 
 
 class _LocalTargetLoss(torch.autograd.Function):

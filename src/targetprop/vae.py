@@ -10,16 +10,15 @@ sample.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from .networks import make_activation
+from .updates import gaussian_nll
 
 Tensor = torch.Tensor
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "fit"]
 
 
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -54,10 +53,8 @@ class VAE(nn.Module):
         mean, log_var = self.encode(x)
         z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
         reconstruction = self.decoder(z)
-        nll = 0.5 * (((x - reconstruction) ** 2) / self.log_variance.exp() + self.log_variance
-                     + math.log(2 * math.pi)).sum(1)
         kl = 0.5 * (mean ** 2 + log_var.exp() - 1 - log_var).sum(1)
-        return (nll + kl).mean()
+        return gaussian_nll(x, reconstruction, self.log_variance) + kl.mean()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -65,3 +62,23 @@ class VAE(nn.Module):
         like = self.log_variance  # for dtype and device
         z = torch.randn(n, self.latent, generator=generator, dtype=like.dtype, device=like.device)
         return self.decoder(z)
+
+
+def fit(vae: VAE, x: Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-3,
+        seed: int = 0) -> list[float]:
+    """Adam on the negative ELBO over ``x`` for ``epochs`` passes in shuffled
+    mini-batches; returns the mean loss of each epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        order = torch.randperm(len(x), generator=generator)
+        for rows in order.split(batch_size):
+            loss = vae.loss(x[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        losses.append(total / len(x))
+    return losses

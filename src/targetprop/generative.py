@@ -1,0 +1,267 @@
+"""Unsupervised target propagation in deep generative stacks (Bengio 2014
+§2.2.5): Algorithm 2 (``generative``, no back-prop between layers) and
+Algorithm 1 (``generative-bp``, the criterion of Eq. 7 by back-prop).
+
+Both train every chain of a :class:`stacks.GenerativeStack` and its top
+level; a ``image+label`` stack also learns the label as a modality and
+classifies by completing it (Algorithm 6). Departures from the text:
+
+* ``propagation="difference"`` by default (Lee et al. 2015), as for
+  ``bengio2014``: with ĥ_{l-1} = g_l(ĥ_l) every decoder's reconstruction
+  error is added to the targets below it.
+* ``prior_weight`` scales the pull of the top prior: Algorithm 2's target is
+  h_{L-1} + w (ĥ_{L-1} − h_{L-1}), Algorithm 1's long-loop terms are
+  weighted by w (the caption's α; w = 1 is the text).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+
+from .corruption import Corruption, gaussian_like, parse_sigma
+from .feedback import SharedNoise
+from .networks import parse_arch
+from .recirculation import short_loop_loss
+from .rules import ForwardLoss, Rule, accepted_settings
+from .sampling import decode_down
+from .stacks import GenerativeStack
+from .targets import PROPAGATION_RULES, propagate_targets
+from .tops import TOPS
+from .updates import gaussian_nll, half_squared_error, local_target_loss
+
+Tensor = torch.Tensor
+
+__all__ = ["StackRecord", "GenerativeRule", "GenerativeTP", "GenerativeBackprop",
+           "make_generative", "make_generative_bp"]
+
+
+@dataclass
+class StackRecord:
+    """One batch's forward pass through every chain: ``chains`` holds the
+    detached h_0..h_{L-1} of each chain, ``outputs`` the same h_1..h_{L-1}
+    with a graph back to each layer's own input (all chains, in
+    ``net.layers`` order), ``sigmas`` the corruption σ of each of them."""
+    chains: list[list[Tensor]]
+    outputs: list[Tensor] = field(default_factory=list)
+    sigmas: list = field(default_factory=list)
+    noise: SharedNoise = field(default_factory=SharedNoise)
+    logits: Tensor | None = None
+
+    @property
+    def hs(self) -> list[Tensor]:
+        """h_0..h_{L-1} of a one-chain stack, as :class:`rules.ForwardRecord` has them."""
+        if len(self.chains) != 1:
+            raise ValueError("a multi-modal record has one list per chain: use chains")
+        return self.chains[0]
+
+    @property
+    def x(self) -> Tensor:
+        return torch.cat([hs[0] for hs in self.chains], dim=1)
+
+    def pairs(self) -> list[tuple[Tensor, Tensor]]:
+        """(h_{l-1}, h_l) for every layer, in ``net.layers`` order."""
+        return [(hs[l - 1], hs[l]) for hs in self.chains for l in range(1, len(hs))]
+
+
+def squared_error_per_feature(prediction: Tensor, target: Tensor) -> Tensor:
+    return (prediction - target).pow(2).mean()
+
+
+@dataclass(kw_only=True)
+class GenerativeRule(Rule):
+    """What both algorithms share: the stack they build, its settings, and
+    the diagnostics (reconstruction error of x from every layer)."""
+
+    name: str
+    top_prior: str = "dae"
+    modalities: str = "image"
+    top_width: int = 256
+    top_hidden: int = 0
+    top_sigma: float = 0.0
+    modality_hide: float = 0.5
+    walk_back: int = 1
+    top_criterion: str = "reconstruction"
+    prior_weight: float = 1.0
+    uses_feedback: bool = field(default=True, init=False)
+    generative = True
+    learned_noise = False
+
+    def __post_init__(self) -> None:
+        if self.top_prior not in TOPS:
+            raise ValueError(f"unknown top_prior {self.top_prior!r}; choose one of: {', '.join(TOPS)}")
+        if self.prior_weight < 0:
+            raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
+        if self.top_width < 1:
+            raise ValueError(f"top_width must be >= 1, got {self.top_width}")
+
+    @property
+    def supervised(self) -> bool:  # image+label stacks are scored by their classification
+        return self.modalities == "image+label"
+
+    @property
+    def handles_unlabelled(self) -> bool:
+        return True
+
+    def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
+        if dropout:
+            raise ValueError("generative stacks are regularised by their corruption: set dropout=0")
+        return GenerativeStack(in_features, parse_arch(arch), num_classes, modalities=self.modalities,
+                               top=self.top_prior, top_width=self.top_width, activation=activation,
+                               hidden=hidden, top_hidden=self.top_hidden, top_sigma=self.top_sigma,
+                               modality_hide=self.modality_hide, walk_back=self.walk_back,
+                               top_criterion=self.top_criterion, learned_noise=self.learned_noise)
+
+    def _labels(self, net: GenerativeStack, y: Tensor) -> Tensor | None:
+        return y if net.labelled else None
+
+    @staticmethod
+    def _reconstruction_error(net: GenerativeStack, x: Tensor, h: Tensor) -> Tensor:
+        """Mean squared error per input feature of the noise-free deep
+        auto-encoder x → h_{L-1} → x̂ (the output loss of these rules)."""
+        with torch.no_grad():
+            return squared_error_per_feature(net.decode(h), x)
+
+    @torch.no_grad()
+    def diagnostics(self, net: GenerativeStack, record, y: Tensor) -> dict[str, float]:
+        """``x_recon_l``: mean squared error per feature of x decoded from
+        h_l (noise-free, every chain); ``recon_l``: relative error of layer
+        l's own auto-encoder, ‖g_l(f_l(h_{l-1})) − h_{l-1}‖²/‖h_{l-1}‖²
+        (chains summed); the top's own figures."""
+        chains = net.encode(record.x)
+        depth = len(chains[0]) - 1
+        out = {}
+        for l in range(1, depth + 1):
+            decoded = torch.cat([decode_down(hs[l], [layer.feedback for layer in chain[:l]])
+                                 for hs, chain in zip(chains, net.chains)], dim=1)
+            out[f"x_recon_{l}"] = squared_error_per_feature(decoded, record.x).item()
+            error = sum((chain[l - 1].feedback(hs[l]) - hs[l - 1]).pow(2).sum()
+                        for hs, chain in zip(chains, net.chains))
+            scale = sum(hs[l - 1].pow(2).sum() for hs in chains)
+            out[f"recon_{l}"] = (error / scale.clamp_min(1e-12)).item()
+        return out | net.top.diagnostics()
+
+
+@dataclass(kw_only=True)
+class GenerativeTP(GenerativeRule):
+    """Algorithm 2, one batch, with no back-prop between layers:
+
+    1. up: h_l = f_l(h_{l-1}) in every chain; short loops at every layer:
+       h_{l-1} is a target for g_l(corrupt(h_l)) and, with weight
+       ``recirculation_weight``, h_l for f_l(g_l(corrupt(h_l)));
+    2. top: the top level trains on h = h_{L-1} (all chains joined);
+    3. noise-free long loop: ĥ_{L-1} = h + w (top.target(h) − h), carried
+       down each chain by ``propagation``;
+    4. ĥ_l is a target for h_l = f_l(h_{l-1}) (updates f_l) and h_{l-1} a
+       target for g_l(corrupt(ĥ_l)) (updates g_l).
+    """
+
+    name: str = "generative"
+    corruption: Corruption = field(default_factory=lambda: Corruption(sigma="nn"))
+    recirculation_weight: float = 1.0
+    propagation: str = "difference"
+    layer_backprop: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.propagation not in PROPAGATION_RULES:
+            raise ValueError(f"unknown propagation {self.propagation!r}; "
+                             f"choose one of: {', '.join(PROPAGATION_RULES)}")
+        if self.recirculation_weight < 0:
+            raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
+
+    def record(self, net: GenerativeStack, x: Tensor) -> StackRecord:
+        chains, outputs, sigmas = [], [], []
+        for chain, h in zip(net.chains, net.split(x)):
+            hs = [h]
+            for layer in chain:
+                out = layer(hs[-1])  # hs holds detached values: no graph crosses layers
+                outputs.append(out)
+                hs.append(out.detach())
+            chains.append(hs)
+            with torch.no_grad():
+                sigmas += self.corruption.scales(hs[1:], first_index=1)
+        return StackRecord(chains, outputs, sigmas)
+
+    def forward_loss(self, net: GenerativeStack, record: StackRecord, y: Tensor) -> ForwardLoss:
+        h, known = net.join([hs[-1] for hs in record.chains], self._labels(net, y))
+        loss = net.top.loss(h, known)
+        with torch.no_grad():
+            top_target = torch.lerp(h, net.top.target(h, known), self.prior_weight)
+            targets = []
+            for hs, chain, part in zip(record.chains, net.chains, top_target.split(net.code_widths, 1)):
+                feedbacks = [None] + [layer.feedback for layer in chain]
+                targets += propagate_targets(feedbacks, hs, part, PROPAGATION_RULES[self.propagation])
+        loss = loss + local_target_loss(record.outputs, targets)
+        return ForwardLoss(loss, self._reconstruction_error(net, record.x, h), targets)
+
+    def feedback_loss(self, net: GenerativeStack, record: StackRecord,
+                      targets: list[Tensor] | None = None) -> Tensor:
+        """Step 1's short loops and, given the targets, step 4's decoder terms."""
+        noise = record.noise
+        codes = record.outputs if self.layer_backprop else [h for _, h in record.pairs()]
+        losses = [short_loop_loss(layer, h_below, h, partial(self.corruption, sigma=sigma, noise=noise),
+                                  None, self.recirculation_weight,
+                                  None if targets is None else targets[i], self.layer_backprop)
+                  for i, (layer, (h_below, _), h, sigma)
+                  in enumerate(zip(net.layers, record.pairs(), codes, record.sigmas))]
+        return torch.stack(losses).sum()
+
+
+@dataclass(kw_only=True)
+class GenerativeBackprop(GenerativeRule):
+    """Algorithm 1, one batch, every term back-propagated:
+
+    1. up, with noise: h_l = f_l(h_{l-1}) + σ_l ⊙ ξ_l, σ_l learned per unit;
+       C += −Σ_j log σ_l,j − log P(x | h_l), the second term the denoising
+       reconstruction of x through x → h_l → g_1(…g_l(h_l)), P(x | h)
+       Gaussian with a learned variance per feature;
+    2. top: C += the top level's criterion on h_{L-1}, whose gradient also
+       reaches the encoders below ("maximise log P(h_{L-1}) wrt both Q and
+       the prior");
+    3. long loop: ĥ_{L-1} = top.target(h_{L-1}), ĥ_{l-1} = g_l(ĥ_l);
+       C += w Σ_{l<L-1} ½‖ĥ_l − h_l‖², into the upper loop and into h_l.
+    """
+
+    name: str = "generative-bp"
+    learned_noise = True
+
+    def record(self, net: GenerativeStack, x: Tensor) -> StackRecord:
+        return StackRecord([[h] for h in net.split(x)])
+
+    def forward_loss(self, net: GenerativeStack, record: StackRecord, y: Tensor) -> ForwardLoss:
+        log_noise = iter(net.log_noise)
+        log_variance = net.log_variance.split(net.sizes)
+        loss, codes, chains = record.x.new_zeros(()), [], []
+        for chain, x, log_var in zip(net.chains, net.split(record.x), log_variance):
+            hs, h = [], x
+            for l, layer in enumerate(chain):
+                log_sigma = next(log_noise)
+                h = layer(h)
+                h = h + log_sigma.exp() * gaussian_like(h)
+                hs.append(h)
+                decoded = decode_down(h, [below.feedback for below in chain[:l + 1]])
+                loss = loss - log_sigma.sum() + gaussian_nll(x, decoded, log_var)
+            codes.append(hs[-1])
+            chains.append(hs)
+        h, known = net.join(codes, self._labels(net, y))
+        loss = loss + net.top.loss(h, known)
+        if self.prior_weight:
+            target = net.top.target(h, known)
+            for hs, chain, part in zip(chains, net.chains, target.split(net.code_widths, 1)):
+                for l in range(len(hs) - 1, 0, -1):  # ĥ_{l-1} = g_l(ĥ_l) against h_{l-1}, l-1 ≥ 1
+                    part = chain[l].feedback(part)
+                    loss = loss + self.prior_weight * half_squared_error(part, hs[l - 1])
+        clean = net.join([hs[-1] for hs in net.encode(record.x)])[0].detach()
+        return ForwardLoss(loss, self._reconstruction_error(net, record.x, clean))
+
+
+def make_generative(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,
+                    **settings) -> GenerativeTP:
+    return GenerativeTP(corruption=Corruption(parse_sigma(corruption_sigma), corruption_mask),
+                        **accepted_settings(GenerativeTP, settings, {"name", "corruption"}))
+
+
+def make_generative_bp(**settings) -> GenerativeBackprop:
+    return GenerativeBackprop(**accepted_settings(GenerativeBackprop, settings, {"name"}))

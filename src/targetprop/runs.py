@@ -1,0 +1,47 @@
+"""Reopen a finished (or stopped) training run: its settings, its data and
+its trained network, for sampling, completion and evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import Config, load_config
+from .data import DataSplits, load_dataset
+from .rules import Rule, make_rule
+
+__all__ = ["Run", "load_run"]
+
+
+@dataclass
+class Run:
+    config: Config
+    rule: Rule
+    net: torch.nn.Module
+    splits: DataSplits
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """The run in ``run_dir`` with its network in eval mode on ``device``;
+    the dataset is reloaded with the run's own split and scaling."""
+    from .training import DTYPES, _val_size
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    dtype = DTYPES[config.dtype]
+    splits = load_dataset(config.data, val_size=_val_size(config.val_size), seed=config.seed,
+                          dtype=dtype, limit=config.limit, standardize=config.standardize)
+    rule = make_rule(config.rule, **config.to_dict())
+    net = rule.build_network(config.arch, splits.num_features, splits.num_classes, config.activation,
+                             config.dropout, config.layer_hidden).to(device, dtype)
+    try:
+        net.load_state_dict(state["learner"]["net"])
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint in {run_dir} does not fit its config: "
+                              f"{str(error).splitlines()[0]}") from None
+    return Run(config, rule, net.eval(), splits)
