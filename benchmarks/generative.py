@@ -14,7 +14,9 @@ GAN papers. A 10×10 grid of each model's samples goes next to the table.
     python benchmarks/generative.py --data fashion-mnist --epochs 20 --jobs 2
     python benchmarks/generative.py --data mnist-5k --epochs 100 --jobs 2
 
-Runs go to benchmarks/runs/generative/ and are reused when complete.
+Runs go to benchmarks/runs/generative/ and are reused when complete; results
+are merged into benchmarks/results/<data>_generative.{json,md} (``--only``
+and ``--no-vae`` run a subset).
 """
 from __future__ import annotations
 
@@ -48,6 +50,23 @@ def grid(samples: torch.Tensor, shape, path: Path) -> None:
     save_image_rows([samples[i:i + 10] for i in range(0, 100, 10)], shape, path)
 
 
+def plot_spectrum(spectrum: torch.Tensor, path: Path) -> None:
+    """The learned top-level σ_j, sorted (Eq. 22): small σ are signal, σ ≈ 1 noise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(range(1, len(spectrum) + 1), spectrum.numpy(), marker=".", ms=3)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("top-level unit j (sorted)")
+    ax.set_ylabel("learned σ_j")
+    ax.set_title(f"{int((spectrum < 0.5).sum())} of {len(spectrum)} units carry signal (σ_j < 0.5)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="fashion-mnist")
@@ -55,6 +74,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--chain-length", dest="chain_length", type=int, default=20)
     parser.add_argument("--only", help="comma-separated entries of generative.yaml")
+    parser.add_argument("--no-vae", dest="no_vae", action="store_true", help="skip the VAE baseline")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", default=str(HERE / "runs" / "generative"))
@@ -88,8 +108,16 @@ def main() -> None:
         table[name] = parzen(samples, val, test) | {
             "rule": entry["rule"], "settings": settings, "what": entry["what"],
             "test_reconstruction": summary["test_reconstruction"]}
+        if hasattr(run.net.top, "noise"):  # learned corruption: its spectrum is the dimensionality found
+            spectrum = run.net.top.noise.spectrum()
+            table[name]["top_sigma_spectrum"] = spectrum.tolist()
+            table[name]["top_dimensions"] = int((spectrum < 0.5).sum())
+            plot_spectrum(spectrum, results / f"{stem}_top_sigma_spectrum.png")
         print(name, table[name])
 
+    if args.no_vae:
+        finish(args, results, stem, table)
+        return
     torch.manual_seed(0)
     widths = parse_arch(common["arch"]) + [int(common.get("top_width", 256))]
     vae = VAE(splits.num_features, widths, common.get("activation", "tanh"))
@@ -102,7 +130,14 @@ def main() -> None:
         "what": f"back-prop VAE, encoder {'-'.join(map(str, widths))}, mirrored decoder",
         "final_loss": losses[-1], "test_reconstruction": (reconstruction - test).pow(2).mean().item()}
     print("vae", table["vae"])
+    finish(args, results, stem, table)
 
+
+def finish(args, results: Path, stem: str, table: dict) -> None:
+    """Merge ``table`` into the saved results and write them."""
+    previous = results / f"{stem}_generative.json"  # entries not run keep their earlier rows
+    if previous.is_file():
+        table = json.loads(previous.read_text()) | table
     lines = [f"| model ({args.epochs} epochs, {args.samples} samples) | Parzen log-likelihood (nats) "
              "| bandwidth | test reconstruction MSE |", "|---|---|---|---|"]
     lines += [f"| `{name}`: {row['what']} | {row['parzen_log_likelihood']:.1f} ± {row['standard_error']:.1f} "

@@ -16,7 +16,7 @@ from targetprop.data import load_dataset  # noqa: E402
 from targetprop.runs import load_run  # noqa: E402
 from targetprop.training import Trainer  # noqa: E402
 
-GENERATIVE = dict(rule="generative", arch="mlp:32-16", top_width=16, standardize=False, epochs=2)
+GENERATIVE = dict(rule="generative", arch="mlp:32-16", top_width=16, epochs=2)
 
 
 def test_digits_in_unit_range_and_back():
@@ -55,6 +55,9 @@ def test_cli_sample_and_chain(tmp_path, capsys):
     assert main(["sample", str(run), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["sample", str(run), "--n", "4", "--steps", "5", "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+    assert main(["plot", str(run), "--out", str(tmp_path / "plots")]) == 0  # reconstruction curves
+    assert (tmp_path / "plots" / "curves.png").is_file()
+    assert not (tmp_path / "plots" / "angles.png").exists()  # no back-prop to compare with
     assert main(["complete", str(run), "--hide", "bottom", "--out", str(tmp_path / "x.png")]) == 2
     assert "modalities=image can complete: nothing" in capsys.readouterr().err
 

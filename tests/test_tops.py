@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from targetprop.corruption import nearest_neighbour_sigma
 from targetprop.parzen import parzen_log_density
 from targetprop.tops import (DenoisingTop, FactorialTop, LearnedNoiseTop, LinearTop, ParzenTop,
                              make_top)
@@ -187,3 +188,19 @@ def test_bad_top_settings_are_clear_errors():
         DenoisingTop([4, 3], [False, True], 8, criterion="nearest-neighbour")
     with pytest.raises(ValueError, match="walk_back"):
         DenoisingTop([4], [False], 8, walk_back=0)
+
+
+def test_the_running_sigma_starts_at_the_first_batch_and_then_averages():
+    torch.manual_seed(0)
+    top = DenoisingTop([6], [False], width=5)
+    known = torch.ones(20, 1, dtype=torch.bool)
+    first, second = torch.randn(20, 6), 3 * torch.randn(20, 6)
+    top.loss(first, known)
+    sigma_first = nearest_neighbour_sigma(top.encode(first).detach())
+    assert torch.allclose(top.sigma, sigma_first)
+    top.loss(second, known)
+    sigma_second = nearest_neighbour_sigma(top.encode(second).detach())
+    assert torch.allclose(top.sigma, 0.95 * sigma_first + 0.05 * sigma_second)
+    top.eval()
+    top.loss(second, known)  # evaluation leaves it alone
+    assert torch.allclose(top.sigma, 0.95 * sigma_first + 0.05 * sigma_second)

@@ -177,6 +177,20 @@ def test_config_overrides_parse_types(tmp_path):
     assert config.forward_optimizer_args == {"weight_decay": 0.01}
 
 
+def test_settings_left_to_the_rule():
+    """None means "the rule's default"; a value given is typed by the declaration."""
+    assert Config().recirculation_weight is None and Config().top_hidden is None
+    config = Config().with_overrides(["recirculation_weight=1", "top_hidden=64", "standardize=false"])
+    assert (config.recirculation_weight, config.top_hidden, config.standardize) == (1.0, 64, False)
+    assert isinstance(config.recirculation_weight, float)
+    from targetprop.rules import make_rule
+    assert make_rule("bengio2014", **Config().to_dict()).recirculation_weight == 0.0
+    assert make_rule("generative", **Config().to_dict()).recirculation_weight == 1.0
+    assert make_rule("generative", **config.to_dict()).top_hidden == 64
+    with pytest.raises(ConfigError, match="'top_hidden' needs a int"):
+        Config().with_overrides(["top_hidden=wide"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("learning_rate=1", "unknown setting.*'learning_rate'.*valid settings:.*forward_lr"),
     ("epochs=many", "'epochs' needs a int"),

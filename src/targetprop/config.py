@@ -1,11 +1,14 @@
 """Run settings: one flat dataclass, loadable from YAML and overridable with
-``key=value`` strings. Every name is checked before any work starts."""
+``key=value`` strings. Every name is checked before any work starts.
+
+A setting whose default is ``None`` takes the default of the rule (or, for
+``standardize``, of the kind of rule) that reads it."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -24,7 +27,7 @@ class Config:
     limit: int | None = None            # keep only this many training examples (quick runs)
     labels: int | None = None           # keep labels for this many training examples (balanced)
     use_unlabelled: bool = True         # with labels: train on the rest as unlabelled (y = -1)
-    standardize: bool = True            # per-feature standardisation (false: features in [0, 1])
+    standardize: bool | None = None     # per-feature standardisation (None: yes, but not for generative rules)
     labelled_per_batch: int = 0         # with unlabelled data: labelled examples in every batch (0: as drawn)
     # network
     arch: str = "mlp:256x5"
@@ -47,11 +50,12 @@ class Config:
     corruption_mask: float = 0.0        # masking-noise probability of that corruption
     propagation: str = "difference"     # bengio2014 long loop: difference, or tp (the paper; unstable)
     corrupt_encoder_input: bool = False  # bengio2014: also h_l a target for f_l(corrupt(h_{l-1}))
-    recirculation_weight: float = 0.0   # bengio2014 (1: the paper): weight of the short loop's f_l(h̃_{l-1}) → h_l term
+    recirculation_weight: float | None = None  # weight of the short loop's f_l(h̃_{l-1}) → h_l term
+                                        # (the paper: 1; None: bengio2014 0, generative 1)
     discriminant: str = "reconstruction"  # bengio2014 step: reconstruction (Eq. 18) or gradient (Eq. 17)
     discriminant_step: float = 1.0      # bengio2014: scale of that step
     unlabelled_step: float = 1.0        # bengio2014: u of an unlabelled example's target h + u(ĥ − h)
-    top_hidden: int = 0                 # bengio2014, generative: > 0 makes the top encoder and decoder MLPs
+    top_hidden: int | None = None       # > 0 makes the top encoder and decoder MLPs (None: bengio2014 0, generative 512)
     # generative stacks (Bengio 2014 §2, §4, §7: rules generative, generative-bp)
     modalities: str = "image"           # image, halves (top/bottom), or image+label
     top_prior: str = "dae"              # dae, linear, factorial, parzen, learned-noise
@@ -61,7 +65,7 @@ class Config:
     walk_back: int = 1                  # > 1: walk-back steps for the dae top (§2.2.4)
     top_criterion: str = "reconstruction"  # or nearest-neighbour (Eq. 15)
     layer_backprop: bool = True         # generative: each layer's reconstruction error also trains f_l (§6)
-    prior_weight: float = 1.0           # strength of the top prior's pull on the codes
+    prior_weight: float = 0.1           # strength of the top prior's pull on the codes
     # schedule
     epochs: int = 3
     batch_size: int = 128
@@ -115,11 +119,17 @@ class Config:
         return self.update(values)
 
 
+def _declared_type(key: str) -> type:
+    """The type a setting is declared with, ``X`` for ``X | None``."""
+    hint = get_type_hints(Config)[key]
+    return next((arg for arg in get_args(hint) if arg is not type(None)), hint)
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Accept ints for floats and check the type of everything else."""
     if value is None and default is None:
         return None
-    kind = type(default) if default is not None else int
+    kind = type(default) if default is not None else _declared_type(key)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):

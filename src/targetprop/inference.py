@@ -29,7 +29,8 @@ def generate(net: GenerativeStack, pool: Tensor, n: int, steps: int = 10, start:
     codes = None
     if not net.top.analytic_sampling:
         pick = torch.randperm(len(pool), generator=generator)[:n]
-        codes = net.join([hs[-1] for hs in net.encode(pool[pick])])[0]
+        device = next(net.parameters()).device
+        codes = net.join([hs[-1] for hs in net.encode(pool[pick].to(device))])[0]
         if start == "noise":
             noise = torch.randn(codes.shape, generator=generator).to(codes)
             codes = codes.mean(0) + codes.std(0) * noise
@@ -79,7 +80,7 @@ def generate_class(net: GenerativeStack, label: int, n: int, steps: int = 20, no
         raise ValueError("class-conditional samples need an image+label stack")
     if not 0 <= label < net.num_classes:
         raise ValueError(f"label must lie in 0..{net.num_classes - 1}, got {label}")
-    like = net.log_variance if net.log_variance is not None else next(net.parameters())
+    like = next(net.parameters())  # dtype and device
     y = torch.full((n,), label, dtype=torch.long, device=like.device)
     codes = [torch.zeros(n, w, dtype=like.dtype, device=like.device) for w in net.code_widths[:-1]]
     h, present = net.join(codes, y)

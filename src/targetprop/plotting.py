@@ -38,8 +38,10 @@ def _finish(fig, axes, path: Path) -> None:
 
 
 def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
-    """Write ``curves.png`` (train loss, validation and test accuracy per epoch)
-    and ``angles.png`` (one panel per hidden layer) for all runs together."""
+    """Write ``curves.png`` (train loss, validation and test accuracy per epoch,
+    or reconstruction error for generative stacks) and, where the runs
+    report angles, ``angles.png`` (one panel per hidden layer) for all runs
+    together."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -48,12 +50,15 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = [(Path(r), read_metrics(r)) for r in runs]
 
+    accuracy = any("val_acc" in r for _, rows in data for r in rows)
+    metric = "acc" if accuracy else "recon"
+    name = "accuracy" if accuracy else "reconstruction error"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for run, rows in data:
         epochs = [r["epoch"] for r in rows]
-        for ax, key in zip(axes, ("train_loss", "val_acc", "test_acc")):
+        for ax, key in zip(axes, ("train_loss", f"val_{metric}", f"test_{metric}")):
             ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", ms=3, label=_label(run))
-    for ax, title in zip(axes, ("training loss", "validation accuracy", "test accuracy")):
+    for ax, title in zip(axes, ("training loss", f"validation {name}", f"test {name}")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -63,6 +68,8 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
 
     layers = sorted({int(k.split("_")[1]) for _, rows in data for r in rows for k in r
                      if k.startswith("angle_")})
+    if not layers:
+        return [curves]
     fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.2 * max(len(layers), 1), 4.2),
                              squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):

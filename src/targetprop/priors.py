@@ -55,7 +55,7 @@ def sample_gaussian(mean: Tensor, covariance: Tensor, n: int,
     Gaussian top level, no Markov chain); the covariance may be singular."""
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
     root = eigenvectors * eigenvalues.clamp_min(0).sqrt()
-    noise = torch.randn(n, len(mean), generator=generator, dtype=mean.dtype, device=mean.device)
+    noise = torch.randn(n, len(mean), generator=generator, dtype=mean.dtype).to(mean.device)
     return mean + noise @ root.T
 
 
@@ -126,6 +126,5 @@ class FactorialGaussianPrior(nn.Module):
         return (self.mean - h) / self.std ** 2
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(n, len(self.mean), generator=generator, dtype=self.mean.dtype,
-                            device=self.mean.device)
+        noise = torch.randn(n, len(self.mean), generator=generator, dtype=self.mean.dtype).to(self.mean.device)
         return self.mean + self.std * noise

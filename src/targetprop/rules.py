@@ -163,9 +163,10 @@ class TargetPropagation(Rule):
 
 def accepted_settings(cls: type, settings: dict, wired: set[str]) -> dict:
     """The entries of flat ``settings`` that are init fields of the dataclass
-    rule ``cls``, leaving out the ones a recipe ``wired`` itself."""
+    rule ``cls``, leaving out the ones a recipe ``wired`` itself and the
+    ones set to None (the rule's own default applies)."""
     names = {f.name for f in fields(cls) if f.init} - wired
-    return {k: v for k, v in settings.items() if k in names}
+    return {k: v for k, v in settings.items() if k in names and v is not None}
 
 
 def _recipe(name: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjective):

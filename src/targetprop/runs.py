@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, load_config
-from .data import DataSplits, load_dataset
+from .data import DataSplits
 from .rules import Rule, make_rule
 
 __all__ = ["Run", "load_run"]
@@ -26,19 +26,17 @@ class Run:
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """The run in ``run_dir`` with its network in eval mode on ``device``;
     the dataset is reloaded with the run's own split and scaling."""
-    from .training import DTYPES, _val_size
+    from .training import DTYPES, load_splits
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    dtype = DTYPES[config.dtype]
-    splits = load_dataset(config.data, val_size=_val_size(config.val_size), seed=config.seed,
-                          dtype=dtype, limit=config.limit, standardize=config.standardize)
     rule = make_rule(config.rule, **config.to_dict())
+    splits = load_splits(config, rule)
     net = rule.build_network(config.arch, splits.num_features, splits.num_classes, config.activation,
-                             config.dropout, config.layer_hidden).to(device, dtype)
+                             config.dropout, config.layer_hidden).to(device, DTYPES[config.dtype])
     try:
         net.load_state_dict(state["learner"]["net"])
     except (KeyError, RuntimeError) as error:

@@ -67,12 +67,15 @@ class Top(nn.Module):
         """Running average: the first batch sets it, later ones move it by 5 %."""
         running.copy_(value if self.batches == 0 else torch.lerp(running, value.to(running), _RUNNING))
 
-    def step(self) -> None:
-        """Counts training batches (called once per ``loss``)."""
+    def loss(self, h: Tensor, known: Tensor | None) -> Tensor:
+        """The top's own criterion on the batch ``h`` (``known``: which
+        modalities each row has); counts the training batches."""
+        out = self._loss(h, known)
         if self.training:
             self.batches += 1
+        return out
 
-    def loss(self, h: Tensor, known: Tensor) -> Tensor:
+    def _loss(self, h: Tensor, known: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def target(self, h: Tensor, known: Tensor | None = None) -> Tensor:
@@ -86,8 +89,9 @@ class Top(nn.Module):
         return {"top_sigma": float(self.sigma)}
 
     def _randn(self, *shape: int, generator: torch.Generator | None = None) -> Tensor:
-        like = self.sigma
-        return torch.randn(*shape, generator=generator, device=like.device).to(like.dtype)
+        """N(0, I) drawn on the CPU (where a seeded generator lives) and moved:
+        a seed gives the same samples on every device."""
+        return torch.randn(*shape, generator=generator).to(self.sigma.device, self.sigma.dtype)
 
 
 class DenoisingTop(Top):
@@ -169,8 +173,7 @@ class DenoisingTop(Top):
     def _corrupt(self, code: Tensor) -> Tensor:
         return code + self.scale(code) * gaussian_like(code)
 
-    def loss(self, h: Tensor, known: Tensor) -> Tensor:
-        self.step()
+    def _loss(self, h: Tensor, known: Tensor) -> Tensor:
         present = known
         if len(self.widths) > 1 and self.hide:
             present = known & (torch.rand(known.shape, device=h.device) >= self.hide)
@@ -231,8 +234,7 @@ class LinearTop(Top):
         super().__init__(sigma)
         self.linear = nn.Linear(width, width)
 
-    def loss(self, h, known):
-        self.step()
+    def _loss(self, h, known):
         return half_squared_error(self.linear(h + self.scale(h) * gaussian_like(h)), h)
 
     def target(self, h, known=None):
@@ -257,13 +259,12 @@ class FactorialTop(Top):
         super().__init__(sigma)
         self.prior = FactorialGaussianPrior(width)
 
-    def loss(self, h, known):
+    def _loss(self, h, known):
         if self.training:
             self.scale(h)
             with torch.no_grad():
                 self._track(self.prior.mean, h.mean(0))
                 self._track(self.prior.std, h.std(0, unbiased=False).clamp_min(1e-4))
-        self.step()
         return h.new_zeros(())
 
     def target(self, h, known=None):
@@ -287,14 +288,13 @@ class ParzenTop(Top):
     def centres(self) -> Tensor:
         return self.bank[:min(int(self.stored), len(self.bank))]
 
-    def loss(self, h, known):
+    def _loss(self, h, known):
         if self.training:
             self.scale(h)
             with torch.no_grad():
                 rows = (self.stored + torch.arange(len(h), device=h.device)) % len(self.bank)
                 self.bank[rows] = h.detach()
                 self.stored += len(h)
-        self.step()
         return h.new_zeros(())
 
     def target(self, h, known=None):
@@ -307,7 +307,7 @@ class ParzenTop(Top):
         centres = self.centres()
         if len(centres) == 0:
             raise ValueError("the Parzen top has stored no codes yet: train first")
-        pick = torch.randint(len(centres), (n,), generator=generator, device=centres.device)
+        pick = torch.randint(len(centres), (n,), generator=generator).to(centres.device)
         return [centres[pick] + float(self.sigma) * self._randn(n, centres.shape[1], generator=generator)]
 
 
@@ -328,8 +328,7 @@ class LearnedNoiseTop(Top):
         self.decoder = make_map(code_width, width, activation, hidden, activation)
         self.log_variance = nn.Parameter(torch.full((width,), -4.0))
 
-    def loss(self, h, known):
-        self.step()
+    def _loss(self, h, known):
         mean = self.encoder(h)
         reconstruction = self.decoder(self.noise(mean))
         return gaussian_nll(h, reconstruction, self.log_variance) + self.noise.penalty(mean)

@@ -35,7 +35,7 @@ from .learner import Learner
 from .rules import RULES, make_rule
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train", "validate_config",
-           "resolve_device", "evaluate"]
+           "resolve_device", "evaluate", "evaluate_reconstruction", "load_splits"]
 
 FEEDBACK_SCHEDULES = ("interleaved", "alternating")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -184,15 +184,13 @@ class Trainer:
             torch.set_num_threads(config.threads)
 
         torch.manual_seed(config.seed)
-        self.splits = splits or load_dataset(config.data, val_size=_val_size(config.val_size),
-                                             seed=config.seed, dtype=dtype, limit=config.limit,
-                                             standardize=config.standardize)
+        self.rule = make_rule(config.rule, **config.to_dict())
+        self.splits = splits or load_splits(config, self.rule)
         if config.labels is not None:
             self._keep_labels(config)
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
                                     labelled_per_batch=config.labelled_per_batch)
         self.shuffle_generator = self.loaders["train"].generator
-        self.rule = make_rule(config.rule, **config.to_dict())
         self.net = self.rule.build_network(config.arch, self.splits.num_features,
                                            self.splits.num_classes, config.activation,
                                            config.dropout, config.layer_hidden).to(self.device, dtype)
@@ -455,8 +453,14 @@ class Trainer:
         }
 
 
-def _val_size(value: float) -> float | int:
-    return int(value) if value >= 1 else value
+def load_splits(config: Config, rule) -> DataSplits:
+    """The run's data: its split, and standardised unless ``standardize`` says
+    otherwise (by default generative stacks see features in [0, 1], where
+    their samples are images and their Parzen estimates are comparable)."""
+    standardize = not rule.generative if config.standardize is None else config.standardize
+    val_size = int(config.val_size) if config.val_size >= 1 else config.val_size
+    return load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
+                        limit=config.limit, standardize=standardize)
 
 
 def train(config: Config, out_dir: str | Path, *, resume: bool = False,

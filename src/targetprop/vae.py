@@ -60,7 +60,7 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Decoder means of n prior samples (what a Parzen estimate is built on)."""
         like = self.log_variance  # for dtype and device
-        z = torch.randn(n, self.latent, generator=generator, dtype=like.dtype, device=like.device)
+        z = torch.randn(n, self.latent, generator=generator, dtype=like.dtype).to(like.device)
         return self.decoder(z)
 
 
