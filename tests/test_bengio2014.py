@@ -206,3 +206,25 @@ def test_feedback_loss_given_targets_trains_the_long_loop_decoders():
                for layer, t, h in zip(net.layers, targets, record.hs))
     torch.testing.assert_close(rule.feedback_loss(net, record, targets),
                                rule.feedback_loss(net, record) + long)
+
+
+@pytest.mark.parametrize("layer_backprop", [False, True])
+def test_layer_backprop_lets_each_layers_reconstruction_train_its_encoder(layer_backprop):
+    """The feedback loss reaches f_l only with ``layer_backprop``, and then as
+    autograd of Σ_l ½‖g_l(f_l(h_{l-1})) − h_{l-1}‖² (no corruption, no
+    recirculation: nothing else depends on f_l)."""
+    from targetprop.corruption import Corruption
+    torch.manual_seed(0)
+    rule = Bengio2014(corruption=Corruption(sigma=0.0), layer_backprop=layer_backprop)
+    net = rule.build_network("mlp:12x3", 8, 4).double()
+    x = torch.randn(16, 8, dtype=torch.float64)
+    record = rule.record(net, x)
+    weight = net.layers[1].f[0].weight
+    (got,) = torch.autograd.grad(rule.feedback_loss(net, record), weight, allow_unused=True)
+    if not layer_backprop:
+        assert got is None
+        return
+    h_below = record.hs[1]
+    want = torch.autograd.grad(0.5 * (net.layers[1].g(net.layers[1].f(h_below)) - h_below).pow(2).sum() / 16,
+                               weight)[0]
+    torch.testing.assert_close(got, want)

@@ -72,6 +72,8 @@ def test_cli_complete_halves_and_labels(tmp_path, capsys):
     assert main(["complete", str(labelled), "--hide", "label", "--out", str(tmp_path / "l.png")]) == 0
     assert "by label completion" in capsys.readouterr().out
     assert main(["sample", str(labelled), "--label", "3", "--n", "4", "--out", str(tmp_path / "3.png")]) == 0
+    assert main(["sample", str(halves), "--label", "3", "--out", str(tmp_path / "no.png")]) == 2
+    assert "need an image+label stack" in capsys.readouterr().err
 
 
 def test_sampling_a_classifier_run_is_a_clear_error(tmp_path, capsys):

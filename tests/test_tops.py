@@ -7,6 +7,7 @@ import torch
 
 from targetprop.corruption import nearest_neighbour_sigma
 from targetprop.parzen import parzen_log_density
+from targetprop.priors import linear_dae_optimum
 from targetprop.tops import (DenoisingTop, FactorialTop, LearnedNoiseTop, LinearTop, ParzenTop,
                              make_top)
 
@@ -121,10 +122,16 @@ def test_factorial_top_tracks_the_moments_and_steps_along_its_score():
         top.loss(batch, None)
     assert torch.allclose(top.prior.mean, torch.tensor([1.0, -2.0, 0.0, 3.0]), atol=0.15)
     assert torch.allclose(top.prior.std, torch.tensor([0.5, 1.0, 2.0, 0.1]), rtol=0.15)
+    # the target is the best linear denoiser of this Gaussian (priors.linear_dae_optimum)
     h = torch.randn(5, 4)
+    sigma = float(top.sigma)
+    weight, bias = linear_dae_optimum(top.prior.mean, torch.diag(top.prior.std ** 2), sigma)
+    assert torch.allclose(top.target(h), h @ weight.T + bias)
+    # which, for a small σ, is a step of σ² along the score
+    top.sigma.fill_(1e-3)
     log_p = torch.distributions.Normal(top.prior.mean, top.prior.std).log_prob
     score = torch.func.vmap(torch.func.grad(lambda v: log_p(v).sum()))(h)
-    assert torch.allclose(top.target(h), h + top.sigma ** 2 * score)
+    assert torch.allclose(top.target(h), h + 1e-6 * score, rtol=1e-5, atol=1e-9)
 
 
 def test_parzen_top_target_is_a_step_along_the_autograd_score():
@@ -204,3 +211,12 @@ def test_the_running_sigma_starts_at_the_first_batch_and_then_averages():
     top.eval()
     top.loss(second, known)  # evaluation leaves it alone
     assert torch.allclose(top.sigma, 0.95 * sigma_first + 0.05 * sigma_second)
+
+
+def test_training_hides_one_modality_in_a_fraction_of_the_rows():
+    torch.manual_seed(0)
+    top = DenoisingTop([4, 3, 2], [False, False, False], width=5, hide=0.6)
+    hidden = top._hidden(torch.Size([6000, 3]))
+    assert hidden.sum(1).max() == 1  # never more than one per row
+    assert hidden.any(1).float().mean().item() == pytest.approx(0.6, abs=0.03)
+    assert torch.allclose(hidden.double().mean(0), torch.full((3,), 0.2), atol=0.03)

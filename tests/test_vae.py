@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop.vae import VAE
+from targetprop.vae import VAE, fit
 
 
 def test_loss_is_the_negative_elbo_of_torch_distributions():
@@ -26,16 +26,14 @@ def test_loss_is_the_negative_elbo_of_torch_distributions():
     torch.testing.assert_close(loss, expected)
 
 
-def test_training_lowers_the_loss_and_samples_have_the_data_shape():
+def test_fit_lowers_the_loss_reports_every_epoch_and_samples_have_the_data_shape():
     torch.manual_seed(0)
     data = torch.randn(512, 2) @ torch.randn(2, 6)  # a 2-d subspace of R^6
     vae = VAE(6, [16, 2])
-    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
     before = vae.loss(data).item()
-    for _ in range(300):
-        optimizer.zero_grad()
-        vae.loss(data).backward()
-        optimizer.step()
+    seen = []
+    losses = fit(vae, data, 20, batch_size=64, lr=1e-2, after_epoch=lambda epoch, model: seen.append(epoch))
+    assert seen == list(range(1, 21)) and len(losses) == 20
     assert vae.loss(data).item() < before - 5
     assert vae.sample(10).shape == (10, 6)
     with pytest.raises(ValueError, match="latent width"):

@@ -30,8 +30,11 @@ Departures from the paper's text, and why:
     decoders' half of the short loop is always trained.
   - Unlabelled examples pulled toward their reconstruction (Algorithm 5,
     ``unlabelled_step=1``, kept as the default) collapse the
-    representations in semi-supervised training;
-    ``unlabelled_step=0`` lets them train the auto-encoders only.
+    representations in semi-supervised training (a constant code satisfies
+    every target); ``unlabelled_step=0`` lets them train the auto-encoders
+    only, and ``layer_backprop=True`` (each layer's reconstruction error also
+    trains its encoder, §6) removes the constant solution: the pull then
+    helps (benchmarks/semi_supervised.py).
 """
 from __future__ import annotations
 
@@ -139,6 +142,7 @@ class Bengio2014(Rule):
     discriminant_step: float = 1.0
     top_hidden: int = 0
     unlabelled_step: float = 1.0
+    layer_backprop: bool = False
     uses_feedback: bool = field(default=True, init=False)
     handles_unlabelled: bool = field(default=True, init=False)
 
@@ -190,14 +194,16 @@ class Bengio2014(Rule):
         ``feedback_pretrain_epochs``) no label is needed.
 
         The corruption of ĥ_l uses h_l's σ; layers of equal width share the
-        record's noise sample."""
+        record's noise sample. With ``layer_backprop`` the reconstruction of
+        h_{l-1} also trains f_l (back-prop inside the layer, §6)."""
         hs, noise = record.hs, record.noise
-        losses = [short_loop_loss(layer, hs[l], hs[l + 1],
+        codes = record.outputs if self.layer_backprop else hs[1:]
+        losses = [short_loop_loss(layer, hs[l], codes[l],
                                   partial(self.corruption, sigma=record.sigmas[l], noise=noise),
                                   partial(self.corruption, noise=noise, index=l)
                                   if self.corrupt_encoder_input else None,
                                   self.recirculation_weight,
-                                  None if targets is None else targets[l])
+                                  None if targets is None else targets[l], self.layer_backprop)
                   for l, layer in enumerate(net.layers)]
         return torch.stack(losses).sum()
 

@@ -41,7 +41,8 @@ class Config:
     feedback_reg: float = 0.0           # λ of the DRL damping term
     shared_noise: bool = True           # layers of equal width share a step's noise sample
     # bengio2014 (Bengio 2014, Algorithm 5)
-    alpha: float = 0.0                  # Eq. 19: 1 = joint target, 0 = discriminant target
+    alpha: float | None = None          # Eq. 19: 1 = joint target, 0 = discriminant (None: bengio2014 0,
+                                        # generative image+label 1)
     credit_assignment: str = "strict"   # strict (no back-prop between layers) or hybrid
     label_hide: float = 0.5             # chance of hiding an observed label at the top input
     top_input_noise: float = 0.3        # σ of noise on h_{L-1} while the top auto-encoder trains
@@ -61,10 +62,11 @@ class Config:
     top_prior: str = "dae"              # dae, linear, factorial, parzen, learned-noise
     top_width: int = 256                # code width h_L of a dae or learned-noise top
     top_sigma: float = 0.0              # corruption σ of the top level (0: nearest-neighbour, §2.2.5)
-    modality_hide: float = 0.5          # chance of hiding a modality at the top input in training
+    modality_hide: float = 0.67         # fraction of training rows that hide one modality at the top input
     walk_back: int = 1                  # > 1: walk-back steps for the dae top (§2.2.4)
     top_criterion: str = "reconstruction"  # or nearest-neighbour (Eq. 15)
-    layer_backprop: bool = True         # generative: each layer's reconstruction error also trains f_l (§6)
+    layer_backprop: bool | None = None  # each layer's reconstruction error also trains f_l (§6)
+                                        # (None: generative true, bengio2014 false)
     prior_weight: float = 0.1           # strength of the top prior's pull on the codes
     # schedule
     epochs: int = 3

@@ -117,8 +117,8 @@ class Corruption:
     def check_depth(self, representations: int) -> None:
         """A tuple of σ must name one per representation, input included."""
         if isinstance(self.sigma, tuple) and len(self.sigma) != representations:
-            raise ValueError(f"per-layer sigma needs {representations} values (the input, every hidden "
-                             f"layer and the top code), got {len(self.sigma)}")
+            raise ValueError(f"per-layer sigma needs {representations} values, one per representation "
+                             f"from the input up, got {len(self.sigma)}")
 
     def __call__(self, h: Tensor, sigma: float | Tensor | None = None,
                  noise: Callable[[Tensor], Tensor] = gaussian_like, index: int = -1) -> Tensor:

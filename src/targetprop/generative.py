@@ -34,6 +34,7 @@ from functools import partial
 
 import torch
 
+from .bengio2014 import hybrid_target
 from .corruption import Corruption, gaussian_like, parse_sigma
 from .feedback import SharedNoise
 from .networks import parse_arch
@@ -94,11 +95,13 @@ class GenerativeRule(Rule):
     top_width: int = 256
     top_hidden: int = 512
     top_sigma: float = 0.0
-    modality_hide: float = 0.5
+    modality_hide: float = 0.67
     walk_back: int = 1
     top_criterion: str = "reconstruction"
     prior_weight: float = 0.1
+    alpha: float = 1.0
     uses_feedback: bool = field(default=True, init=False)
+    handles_unlabelled = True  # an image+label stack takes y = -1 as a missing label
     generative = True
     learned_noise = False
 
@@ -107,16 +110,14 @@ class GenerativeRule(Rule):
             raise ValueError(f"unknown top_prior {self.top_prior!r}; choose one of: {', '.join(TOPS)}")
         if self.prior_weight < 0:
             raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if self.top_width < 1:
             raise ValueError(f"top_width must be >= 1, got {self.top_width}")
 
     @property
     def supervised(self) -> bool:  # image+label stacks are scored by their classification
         return self.modalities == "image+label"
-
-    @property
-    def handles_unlabelled(self) -> bool:
-        return True
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
         if dropout:
@@ -131,11 +132,14 @@ class GenerativeRule(Rule):
         return y if net.labelled else None
 
     @staticmethod
-    def _reconstruction_error(net: GenerativeStack, x: Tensor, h: Tensor) -> Tensor:
+    @torch.no_grad()
+    def _reconstruction_error(net: GenerativeStack, x: Tensor, h: Tensor | None = None) -> Tensor:
         """Mean squared error per input feature of the noise-free deep
-        auto-encoder x → h_{L-1} → x̂ (the output loss of these rules)."""
-        with torch.no_grad():
-            return squared_error_per_feature(net.decode(h), x)
+        auto-encoder x → h_{L-1} → x̂ (the output loss of these rules);
+        ``h``: the top code of x, when already computed."""
+        if h is None:
+            return squared_error_per_feature(net.reconstruct(x), x)
+        return squared_error_per_feature(net.decode(h), x)
 
     @torch.no_grad()
     def diagnostics(self, net: GenerativeStack, record, y: Tensor) -> dict[str, float]:
@@ -188,6 +192,10 @@ class GenerativeTP(GenerativeRule):
         if self.recirculation_weight < 0:
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
 
+    def build_network(self, arch, *args, **kwargs):
+        self.corruption.check_depth(len(parse_arch(arch)) + 1)  # a σ per representation, x to h_{L-1}
+        return super().build_network(arch, *args, **kwargs)
+
     def record(self, net: GenerativeStack, x: Tensor) -> StackRecord:
         chains, outputs, sigmas = [], [], []
         for chain, h in zip(net.chains, net.split(x)):
@@ -205,13 +213,26 @@ class GenerativeTP(GenerativeRule):
         h, known = net.join([hs[-1] for hs in record.chains], self._labels(net, y))
         loss = net.top.loss(h, known)
         with torch.no_grad():
-            top_target = torch.lerp(h, net.top.target(h, known), self.prior_weight)
+            top_target = torch.lerp(h, self.top_target(net, h, known), self.prior_weight)
             targets = []
             for hs, chain, part in zip(record.chains, net.chains, top_target.split(net.code_widths, 1)):
                 feedbacks = [None] + [layer.feedback for layer in chain]
                 targets += propagate_targets(feedbacks, hs, part, PROPAGATION_RULES[self.propagation])
         loss = loss + local_target_loss(record.outputs, targets)
         return ForwardLoss(loss, self._reconstruction_error(net, record.x, h), targets)
+
+    def top_target(self, net: GenerativeStack, h: Tensor, known: Tensor) -> Tensor:
+        """ĥ_{L-1}: the top's noise-free reconstruction. For an image+label
+        stack with ``alpha`` < 1, rows with a label get Eq. 19's target,
+        α ĥ + (1 − α)(h + ĥ − h̃), h̃ the reconstruction with the label
+        hidden (Algorithm 5 on a multi-modal stack)."""
+        joint = net.top.target(h, known)
+        if not net.labelled or self.alpha == 1 or not known[:, -1].any():
+            return joint
+        hidden = known.clone()
+        hidden[:, -1] = False
+        discriminant = hybrid_target(joint, joint - net.top.target(h, hidden), h, self.alpha)
+        return torch.where(known[:, -1:], discriminant, joint)
 
     def feedback_loss(self, net: GenerativeStack, record: StackRecord,
                       targets: list[Tensor] | None = None) -> Tensor:
@@ -270,8 +291,7 @@ class GenerativeBackprop(GenerativeRule):
                 for l in range(len(hs) - 1, 0, -1):  # ĥ_{l-1} = g_l(ĥ_l) against h_{l-1}, l-1 ≥ 1
                     part = chain[l].feedback(part)
                     loss = loss + self.prior_weight * half_squared_error(part, hs[l - 1])
-        clean = net.join([hs[-1] for hs in net.encode(record.x)])[0].detach()
-        return ForwardLoss(loss, self._reconstruction_error(net, record.x, clean))
+        return ForwardLoss(loss, self._reconstruction_error(net, record.x))
 
 
 def make_generative(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,

@@ -42,33 +42,34 @@ class GenerativeStack(nn.Module):
     def __init__(self, in_features: int, widths: list[int], num_classes: int, *,
                  modalities: str = "image", top: str = "dae", top_width: int = 256,
                  activation: str = "tanh", hidden: int = 0, top_hidden: int = 0,
-                 top_sigma: float = 0.0, modality_hide: float = 0.5, walk_back: int = 1,
+                 top_sigma: float = 0.0, modality_hide: float = 0.67, walk_back: int = 1,
                  top_criterion: str = "reconstruction", learned_noise: bool = False):
         super().__init__()
         if modalities not in MODALITIES:
             raise ValueError(f"unknown modalities {modalities!r}; choose one of: {', '.join(MODALITIES)}")
         if not widths:
             raise ValueError("a generative stack needs at least one hidden layer")
-        make_activation(activation)
-        self.modalities, self.in_features, self.num_classes = modalities, in_features, num_classes
         if modalities == "halves" and in_features < 2:
             raise ValueError("halves needs at least two input features")
+        make_activation(activation)
+        self.modalities, self.in_features, self.num_classes = modalities, in_features, num_classes
         half = in_features // 2
         self.sizes = [half, in_features - half] if modalities == "halves" else [in_features]
-        self.chains = nn.ModuleList(
-            nn.ModuleList(TPLayer(s, widths[0], activation, "linear", hidden=hidden) if i == 0 else
-                          TPLayer(widths[i - 1], widths[i], activation, activation, hidden=hidden)
-                          for i in range(len(widths)))
-            for s in self.sizes)
-        labelled = modalities == "image+label"
-        code_widths = [widths[-1]] * len(self.chains) + ([num_classes] if labelled else [])
-        self.top: Top = make_top(top, code_widths, [False] * len(self.chains) + [labelled] * labelled,
-                                 top_width, activation, top_hidden, top_sigma, modality_hide, walk_back,
-                                 top_criterion)
-        self.code_widths = code_widths
+        self.chains = nn.ModuleList(self._chain(size, widths, activation, hidden) for size in self.sizes)
+        # the top code joins every chain's h_{L-1} and, for image+label, the one-hot label
+        self.code_widths = [widths[-1]] * len(self.sizes) + [num_classes] * self.labelled
+        categorical = [False] * len(self.sizes) + [True] * self.labelled
+        self.top: Top = make_top(top, self.code_widths, categorical, top_width, activation, top_hidden,
+                                 top_sigma, modality_hide, walk_back, top_criterion)
         self.log_noise = (nn.ParameterList(nn.Parameter(torch.full((w,), -2.0)) for w in widths * len(self.sizes))
                           if learned_noise else None)
         self.log_variance = nn.Parameter(torch.full((in_features,), -3.0)) if learned_noise else None
+
+    @staticmethod
+    def _chain(in_features: int, widths: list[int], activation: str, hidden: int) -> nn.ModuleList:
+        sizes = [in_features, *widths]
+        return nn.ModuleList(TPLayer(sizes[i], sizes[i + 1], activation, activation if i else "linear",
+                                     hidden=hidden) for i in range(len(widths)))
 
     @property
     def layers(self) -> list[TPLayer]:

@@ -101,9 +101,10 @@ class DenoisingTop(Top):
     by squared error, categorical ones (a label as a one-hot code) by
     cross-entropy.
 
-    While it trains, each present modality is hidden with probability
-    ``hide`` (multi-modal stacks only) and stays a reconstruction target, so
-    the missing-modality path that Algorithm 6 uses is trained.
+    While it trains (multi-modal stacks only), a fraction ``hide`` of the
+    rows hide one of their modalities, drawn uniformly, which stays a
+    reconstruction target: the missing-modality paths that Algorithm 6 uses
+    are trained, and every row keeps something to infer from.
     ``walk_back`` > 1 adds the walk-back steps of Bengio et al. (2013b);
     ``criterion="nearest-neighbour"`` trains by Eq. 15 instead (§2.2.8), the
     batch being the candidate pool.
@@ -112,7 +113,7 @@ class DenoisingTop(Top):
     analytic_sampling = False
 
     def __init__(self, widths: list[int], categorical: list[bool], width: int,
-                 activation: str = "tanh", hidden: int = 0, sigma: float = 0.0, hide: float = 0.5,
+                 activation: str = "tanh", hidden: int = 0, sigma: float = 0.0, hide: float = 0.67,
                  walk_back: int = 1, criterion: str = "reconstruction"):
         super().__init__(sigma)
         if criterion not in TOP_CRITERIA:
@@ -121,8 +122,8 @@ class DenoisingTop(Top):
             raise ValueError("the nearest-neighbour criterion needs a single continuous modality")
         if walk_back < 1:
             raise ValueError(f"walk_back must be >= 1, got {walk_back}")
-        if not 0 <= hide < 1:
-            raise ValueError(f"modality_hide must lie in [0, 1), got {hide}")
+        if not 0 <= hide <= 1:
+            raise ValueError(f"modality_hide must lie in [0, 1], got {hide}")
         self.widths, self.categorical = list(widths), list(categorical)
         self.hide, self.walk_back, self.criterion = hide, walk_back, criterion
         self.encoder = make_map(sum(widths) + len(widths), width, activation, hidden, activation)
@@ -170,13 +171,21 @@ class DenoisingTop(Top):
     def reconstruct(self, code: Tensor) -> Tensor:
         return self.values(self.decode(code))
 
+    def _hidden(self, shape: torch.Size) -> Tensor:
+        """Which modalities to hide: in a fraction ``hide`` of the rows, one
+        modality drawn uniformly (so a row never loses all of them)."""
+        rows, modalities = shape
+        which = torch.randint(modalities, (rows,), device=self.sigma.device)
+        chosen = torch.rand(rows, device=self.sigma.device) < self.hide
+        return torch.nn.functional.one_hot(which, modalities).bool() & chosen.unsqueeze(1)
+
     def _corrupt(self, code: Tensor) -> Tensor:
         return code + self.scale(code) * gaussian_like(code)
 
     def _loss(self, h: Tensor, known: Tensor) -> Tensor:
         present = known
         if len(self.widths) > 1 and self.hide:
-            present = known & (torch.rand(known.shape, device=h.device) >= self.hide)
+            present = known & ~self._hidden(known.shape)
         if self.criterion == "nearest-neighbour":
             code = self.encode(h)
             return nearest_neighbour_reconstruction_loss(self.encode, self.reconstruct, h, h,
@@ -253,7 +262,12 @@ class LinearTop(Top):
 class FactorialTop(Top):
     """A factorial Gaussian P(h) = Π_j N(h_j; m_j, s_j²) (§7.2), whose moments
     follow the codes as running averages; no auto-encoder is needed, the
-    score (m − h)/s² is analytic and sampling is exact."""
+    score (m − h)/s² is analytic and sampling is exact.
+
+    The target is what the best denoising auto-encoder of this prior would
+    reconstruct under corruption σ (§7.1's optimum, per unit),
+    h + σ²/(s² + σ²) (m − h): h + σ² × score for σ ≪ s, and never past the
+    mean where a unit's spread s is smaller than σ."""
 
     def __init__(self, width: int, sigma: float = 0.0):
         super().__init__(sigma)
@@ -268,7 +282,8 @@ class FactorialTop(Top):
         return h.new_zeros(())
 
     def target(self, h, known=None):
-        return h + self.sigma ** 2 * self.prior.score(h)
+        variance = self.sigma ** 2
+        return torch.lerp(h, self.prior.mean, variance / (self.prior.std ** 2 + variance))
 
     def sample(self, n, start=None, steps=1, generator=None):
         return [self.prior.sample(n, generator)]
@@ -350,7 +365,7 @@ TOPS = ("dae", "linear", "factorial", "parzen", "learned-noise")
 
 
 def make_top(kind: str, widths: list[int], categorical: list[bool], code_width: int,
-             activation: str = "tanh", hidden: int = 0, sigma: float = 0.0, hide: float = 0.5,
+             activation: str = "tanh", hidden: int = 0, sigma: float = 0.0, hide: float = 0.67,
              walk_back: int = 1, criterion: str = "reconstruction") -> Top:
     """The top named ``kind`` over modality codes of ``widths``; every top but
     the denoising auto-encoder models a single continuous modality."""

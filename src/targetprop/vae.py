@@ -10,6 +10,8 @@ sample.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -65,9 +67,10 @@ class VAE(nn.Module):
 
 
 def fit(vae: VAE, x: Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-3,
-        seed: int = 0) -> list[float]:
+        seed: int = 0, after_epoch: Callable[[int, VAE], None] | None = None) -> list[float]:
     """Adam on the negative ELBO over ``x`` for ``epochs`` passes in shuffled
-    mini-batches; returns the mean loss of each epoch."""
+    mini-batches; returns the mean loss of each epoch. ``after_epoch(epoch,
+    vae)`` is called after each (e.g. to keep the best checkpoint)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     losses = []
@@ -81,4 +84,6 @@ def fit(vae: VAE, x: Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-
             optimizer.step()
             total += loss.item() * len(rows)
         losses.append(total / len(x))
+        if after_epoch is not None:
+            after_epoch(len(losses), vae)
     return losses
