@@ -88,6 +88,8 @@ def _load_generative(run_dir: str):
     if not run.rule.generative:
         raise ConfigError(f"{run_dir} was trained with rule {run.config.rule!r}, not a generative stack "
                           "(rules generative, generative-bp)")
+    if run.splits.image_shape is None or len(run.splits.image_shape) != 2:
+        raise ConfigError(f"{run.config.data} is not a dataset of images: nothing to draw")
     return run
 
 

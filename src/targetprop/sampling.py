@@ -11,7 +11,7 @@ import torch
 Tensor = torch.Tensor
 Map = Callable[[Tensor], Tensor]
 
-__all__ = ["top_chain", "decode_down", "generate", "walk_back_loss", "map_complete"]
+__all__ = ["top_chain", "decode_down", "walk_back_loss", "map_complete"]
 
 
 @torch.no_grad()
@@ -34,15 +34,6 @@ def decode_down(h: Tensor, decoders: Sequence[Map]) -> Tensor:
     for decode in reversed(decoders):
         h = decode(h)
     return h
-
-
-@torch.no_grad()
-def generate(start: Tensor, encode: Map, decode: Map, corrupt: Map, decoders: Sequence[Map],
-             steps: int) -> list[Tensor]:
-    """Algorithm 3: run the top chain from ``start`` (random, or recorded
-    h_{L-1} of training data) and map every state down to data space; the
-    list shows the chain over time, its last entry is the sample."""
-    return [decode_down(h, decoders) for h in top_chain(start, encode, decode, corrupt, steps)]
 
 
 def walk_back_loss(h: Tensor, encode: Map, decode: Map, corrupt: Map, walks: int,

@@ -177,7 +177,7 @@ class DenoisingTop(Top):
         rows, modalities = shape
         which = torch.randint(modalities, (rows,), device=self.sigma.device)
         chosen = torch.rand(rows, device=self.sigma.device) < self.hide
-        return torch.nn.functional.one_hot(which, modalities).bool() & chosen.unsqueeze(1)
+        return F.one_hot(which, modalities).bool() & chosen.unsqueeze(1)
 
     def _corrupt(self, code: Tensor) -> Tensor:
         return code + self.scale(code) * gaussian_like(code)
