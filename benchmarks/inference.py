@@ -98,7 +98,7 @@ def main() -> None:
     rows = [generate_class(labelled.net, label, 10, 20, 1.0, generator)
             for label in range(labelled.splits.num_classes)]
     save_image_rows(rows, labelled.splits.image_shape, results / f"{stem}_class_samples.png",
-                    row_labels=[str(label) for label in range(len(rows))])
+                    row_labels=[labelled.splits.class_name(label) for label in range(len(rows))])
     write_results(results, f"{stem}_inference", table, lines)
 
 

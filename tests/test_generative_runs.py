@@ -24,6 +24,7 @@ def test_digits_in_unit_range_and_back():
     assert raw.mean is None and 0 <= raw.train.tensors[0].min() and raw.train.tensors[0].max() <= 1
     standard = load_dataset("digits")
     assert torch.allclose(standard.to_unit_range(standard.train.tensors[0]), raw.train.tensors[0], atol=1e-5)
+    assert standard.class_name(3) == "3"
 
 
 @pytest.mark.parametrize("rule", ["generative", "generative-bp"])

@@ -136,7 +136,8 @@ def _complete(args: argparse.Namespace) -> int:
         if not net.labelled:
             raise ConfigError("--hide label needs an image+label stack (modalities=image+label)")
         predicted = net.label_probabilities(net.complete(x, "label", args.steps)).argmax(1)
-        titles = [f"{p} (truth {t})" for p, t in zip(predicted[:args.n].tolist(), y[:args.n].tolist())]
+        name = run.splits.class_name
+        titles = [f"{name(p)}\n(truth: {name(t)})" for p, t in zip(predicted[:args.n].tolist(), y[:args.n].tolist())]
         path = save_image_rows([to_image(x[:args.n])], run.splits.image_shape, args.out, titles=titles)
         print(f"test accuracy by label completion (Algorithm 6, {args.steps} steps): "
               f"{(predicted == y).double().mean().item():.4f}")

@@ -29,6 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, T
 __all__ = [
     "DATASETS",
     "DEFAULT_FASHION_MNIST_ROOT",
+    "FASHION_MNIST_CLASSES",
     "STD_FLOOR",
     "DataSplits",
     "DatasetNotAvailable",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist-5k", "digits", "mnist1d")
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
 
 DEFAULT_FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
@@ -89,6 +93,10 @@ class DataSplits:
     # the per-feature standardisation applied (None: features as loaded, in [0, 1])
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+
+    def class_name(self, label: int) -> str:
+        """A readable name for class ``label`` (the digit itself for digit sets)."""
+        return FASHION_MNIST_CLASSES[label] if self.name == "fashion-mnist" else str(label)
 
     def to_unit_range(self, x: torch.Tensor) -> torch.Tensor:
         """Features back in their loaded [0, 1] scale (undoing standardisation)."""
