@@ -10,12 +10,7 @@ from targetprop import InverseAffine, build_network, make_rule
 from targetprop.targets import difference_propagate, propagate_targets, tp_propagate
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
 
 
 def invertible_net(width=6, depth=3, activation="tanh", seed=0):

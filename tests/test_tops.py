@@ -12,13 +12,7 @@ from targetprop.tops import (DenoisingTop, FactorialTop, LearnedNoiseTop, Linear
                              make_top)
 
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
 
 
 def multimodal_top(**kwargs) -> DenoisingTop:
