@@ -93,3 +93,7 @@ def test_nearest_neighbour_reconstruction_follows_eq_15():
     torch.testing.assert_close(plain, 0.5 * (decoder(encoder(x)) - x).pow(2).sum() / 8)
     loss.backward()
     assert all(p.grad is not None for p in [*encoder.parameters(), *decoder.parameters()])
+    # the batch as its own pool, σ a function of the codes: the same as passing both explicitly
+    own = nearest_neighbour_reconstruction_loss(encoder, decoder, x, None, lambda c: c.std(), noise)
+    explicit = nearest_neighbour_reconstruction_loss(encoder, decoder, x, x, encoder(x).std(), noise)
+    torch.testing.assert_close(own, explicit)

@@ -43,7 +43,8 @@ def nearest(queries: Tensor, pool: Tensor, chunk: int = 2048) -> tuple[Tensor, T
 
 def nearest_neighbour_reconstruction_loss(encoder: Callable[[Tensor], Tensor],
                                           decoder: Callable[[Tensor], Tensor], x: Tensor,
-                                          pool: Tensor, sigma: float,
+                                          pool: Tensor | None,
+                                          sigma: float | Tensor | Callable[[Tensor], float | Tensor],
                                           noise: Tensor | None = None) -> Tensor:
     """The nearest-neighbour reconstruction criterion (Bengio 2014 §2.2.8, Eq. 15):
 
@@ -54,15 +55,19 @@ def nearest_neighbour_reconstruction_loss(encoder: Callable[[Tensor], Tensor],
 
     Returns the sum of the ½‖·‖² terms averaged over the batch. The search runs
     without gradient over the pool's codes, in chunks; ``noise`` (the ξ/σ
-    sample) may be given for reproducibility.
+    sample) may be given for reproducibility. ``pool=None`` makes the batch
+    its own pool (its codes are encoded once); ``sigma`` may be a function
+    of the batch's codes (e.g. their nearest-neighbour σ).
     """
     from .corruption import gaussian_like  # corruption builds on this module
 
     codes = encoder(x)
+    if callable(sigma):
+        sigma = sigma(codes)
     xi = sigma * (gaussian_like(codes) if noise is None else noise)
     with torch.no_grad():
-        index, _ = nearest(codes - xi, encoder(pool))
-    neighbour_codes = encoder(pool[index])
+        index, _ = nearest(codes - xi, codes if pool is None else encoder(pool))
+    neighbour_codes = codes[index] if pool is None else encoder(pool[index])
     n = len(x)
     reconstruction = 0.5 * (decoder(neighbour_codes + xi) - x).pow(2).sum() / n
     agreement = 0.5 * ((codes - neighbour_codes.detach()).pow(2).sum()

@@ -186,10 +186,8 @@ class DenoisingTop(Top):
         present = known
         if len(self.widths) > 1 and self.hide:
             present = known & ~self._hidden(known.shape)
-        if self.criterion == "nearest-neighbour":
-            code = self.encode(h)
-            return nearest_neighbour_reconstruction_loss(self.encode, self.reconstruct, h, h,
-                                                         self.scale(code))
+        if self.criterion == "nearest-neighbour":  # the batch is the candidate pool
+            return nearest_neighbour_reconstruction_loss(self.encode, self.reconstruct, h, None, self.scale)
         first = self.reconstruct(self._corrupt(self.encode(h, present)))
         loss = self._error(first, h, known)
         if self.walk_back > 1:  # walks 2..K start where the previous reconstruction ended
