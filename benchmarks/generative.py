@@ -33,13 +33,13 @@ import torch
 import yaml
 
 from accuracy import HERE, run_name, train, write_results
-from targetprop.data import load_dataset
-from targetprop.images import save_image_rows
-from targetprop.inference import generate
-from targetprop.networks import parse_arch
-from targetprop.parzen import parzen_log_likelihood, select_bandwidth
-from targetprop.runs import load_run
-from targetprop.vae import VAE, fit
+from targetprop.running.data import load_dataset
+from targetprop.plotting.images import save_image_rows
+from targetprop.rules.generative.inference import generate
+from targetprop.core.networks import parse_arch
+from targetprop.autoencoders.parzen import parzen_log_likelihood, select_bandwidth
+from targetprop.running.runs import load_run
+from targetprop.rules.generative.vae import VAE, fit
 
 BANDWIDTHS = [0.05, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4]
 

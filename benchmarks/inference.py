@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from accuracy import HERE, run_name, train, write_results
-from targetprop.images import save_image_rows
-from targetprop.inference import complete, completion_error, generate_class, hidden_features
-from targetprop.runs import load_run
+from targetprop.plotting.images import save_image_rows
+from targetprop.rules.generative.inference import complete, completion_error, generate_class, hidden_features
+from targetprop.running.runs import load_run
 
 STEPS = (1, 2, 3, 5, 10)  # iterations of Algorithm 6 tried on validation
 SETUPS = {"halves": {"modalities": "halves"}, "image+label": {"modalities": "image+label"}}

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop import InverseAffine, TPLayer
-from targetprop.bengio2014 import Bengio2014, hybrid_target
-from targetprop.conditional import ConditionalNetwork
+from targetprop import InverseAffine, TPLayer, make_rule
+from targetprop.core.targets import hybrid_target
+from targetprop.rules.bengio2014 import Bengio2014
+from targetprop.rules.bengio2014.conditional import ConditionalNetwork
 
 
 def small(mode="strict", seed=0, hidden=0):
@@ -109,8 +110,8 @@ def test_perfect_auto_encoder_makes_the_propagated_target_reachable():
 
 
 def test_training_step_updates_encoders_and_decoders():
-    from targetprop.learner import Learner
-    from targetprop.optim import make_optimizer
+    from targetprop.core.learner import Learner
+    from targetprop.running.optim import make_optimizer
     rule, net, x, y = small()
     y[::2] = -1  # half the batch unlabelled
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -122,16 +123,15 @@ def test_training_step_updates_encoders_and_decoders():
 
 
 def test_per_layer_sigma_reaches_each_representation():
-    from targetprop.bengio2014 import make_bengio2014
-    rule = make_bengio2014(corruption_sigma="0.1,0.2,0.3,0.4")  # x, h_1, h_2, top code
+    rule = make_rule("bengio2014", corruption_sigma="0.1,0.2,0.3,0.4")  # x, h_1, h_2, top code
     net = rule.build_network("mlp:12x3", 8, 4)
     record = rule.record(net, torch.randn(16, 8))
     assert record.sigmas == [0.2, 0.3]
-    assert make_bengio2014(corruption_sigma="0.25").corruption.sigma == 0.25
+    assert make_rule("bengio2014", corruption_sigma="0.25").corruption.sigma == 0.25
     with pytest.raises(ValueError, match="needs 4 values"):
-        make_bengio2014(corruption_sigma="0.1,0.2").build_network("mlp:12x3", 8, 4)
+        make_rule("bengio2014", corruption_sigma="0.1,0.2").build_network("mlp:12x3", 8, 4)
     with pytest.raises(ValueError, match="comma-separated"):
-        make_bengio2014(corruption_sigma="big")
+        make_rule("bengio2014", corruption_sigma="big")
 
 
 def test_bad_settings():
@@ -162,7 +162,7 @@ def test_label_blind_top_gives_no_discriminant_signal(propagation):
 
 
 def test_diagnostics_of_the_rule():
-    from targetprop.diagnostics import layer_diagnostics
+    from targetprop.core.diagnostics import layer_diagnostics
     rule, net, x, y = small()
     out = layer_diagnostics(net, rule, x, y)
     assert {"angle_1", "recon_1", "target_2", "discriminant_norm", "discriminant_angle",
@@ -195,9 +195,9 @@ def test_unlabelled_examples_are_pulled_toward_their_reconstruction(step):
 
 def test_feedback_loss_given_targets_trains_the_long_loop_decoders():
     """Without corruption noise the long loop adds Σ_l ½‖g_l(ĥ_l) − h_{l-1}‖²."""
-    from targetprop.corruption import Corruption
+    from targetprop.autoencoders.corruption import Corruption
     torch.manual_seed(0)
-    rule = Bengio2014(corruption=Corruption(sigma=0.0))
+    rule = Bengio2014(corruption_sigma=0.0)
     net = rule.build_network("mlp:12x3", 8, 4)
     x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
     record = rule.record(net, x)
@@ -213,9 +213,9 @@ def test_layer_backprop_lets_each_layers_reconstruction_train_its_encoder(layer_
     """The feedback loss reaches f_l only with ``layer_backprop``, and then as
     autograd of Σ_l ½‖g_l(f_l(h_{l-1})) − h_{l-1}‖² (no corruption, no
     recirculation: nothing else depends on f_l)."""
-    from targetprop.corruption import Corruption
+    from targetprop.autoencoders.corruption import Corruption
     torch.manual_seed(0)
-    rule = Bengio2014(corruption=Corruption(sigma=0.0), layer_backprop=layer_backprop)
+    rule = Bengio2014(corruption_sigma=0.0, layer_backprop=layer_backprop)
     net = rule.build_network("mlp:12x3", 8, 4).double()
     x = torch.randn(16, 8, dtype=torch.float64)
     record = rule.record(net, x)

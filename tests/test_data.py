@@ -1,4 +1,4 @@
-"""Tests for targetprop.data: IDX parsing, splits, standardisation and loaders."""
+"""Tests for targetprop.running.data: IDX parsing, splits, standardisation and loaders."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from targetprop import data
-from targetprop.data import (
+from targetprop.running import data
+from targetprop.running.data import (
     DATASETS,
     STD_FLOOR,
     DatasetNotAvailable,

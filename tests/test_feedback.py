@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from targetprop import TPLayer
-from targetprop import feedback as fb
-from targetprop.feedback import FEEDBACK_OBJECTIVES
+from targetprop.core import feedback as fb
+from targetprop.core.feedback import FEEDBACK_OBJECTIVES
 
 
 def linear_layer(n_in=4, n_out=3, seed=0):

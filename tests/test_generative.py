@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop.corruption import Corruption
-from targetprop.generative import GenerativeBackprop, GenerativeTP
-from targetprop.inference import complete, completion_error, generate, generate_class, hidden_features
-from targetprop.rules import make_rule
-from targetprop.stacks import GenerativeStack
-from targetprop.targets import difference_propagate
-from targetprop.updates import half_squared_error
+from targetprop.autoencoders.corruption import Corruption
+from targetprop.rules.generative import GenerativeBackprop, GenerativeTP
+from targetprop.rules.generative.inference import complete, completion_error, generate, generate_class, hidden_features
+from targetprop.registry import make_rule
+from targetprop.rules.generative.stacks import GenerativeStack
+from targetprop.core.targets import difference_propagate
+from targetprop.core.updates import half_squared_error
 
 
 def stack(modalities="image", top="dae", **kwargs) -> GenerativeStack:
@@ -128,7 +128,7 @@ def test_short_loops_reach_the_encoders_only_with_layer_backprop(layer_backprop)
 def test_the_layer_backprop_term_is_each_layers_denoising_error():
     """With no long-loop targets and no recirculation, the feedback loss is
     Σ_l ½‖g_l(h_l + σ_l ξ) − h_{l-1}‖² and its gradient on f_1 is autograd's."""
-    rule = quick_rule(GenerativeTP, recirculation_weight=0.0, corruption=Corruption(0.1))
+    rule = quick_rule(GenerativeTP, recirculation_weight=0.0, corruption_sigma=0.1)
     net = rule.build_network("mlp:12-8", 16, 3).double()
     x = torch.rand(10, 16, dtype=torch.float64)
     record = rule.record(net, x)

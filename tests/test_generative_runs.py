@@ -12,9 +12,9 @@ pytest.importorskip("sklearn")
 from test_training import assert_stopping_mid_epoch_then_resuming_is_exact, quick_config, rows  # noqa: E402
 
 from targetprop.cli import main  # noqa: E402
-from targetprop.data import load_dataset  # noqa: E402
-from targetprop.runs import load_run  # noqa: E402
-from targetprop.training import Trainer  # noqa: E402
+from targetprop.running.data import load_dataset  # noqa: E402
+from targetprop.running.runs import load_run  # noqa: E402
+from targetprop.running.trainer import Trainer  # noqa: E402
 
 GENERATIVE = dict(rule="generative", arch="mlp:32-16", top_width=16, epochs=2)
 
@@ -81,7 +81,7 @@ def test_sampling_a_classifier_run_is_a_clear_error(tmp_path, capsys):
     run = tmp_path / "run"
     Trainer(quick_config(rule="dtp", epochs=1), run).run()
     assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
-    assert "not a generative stack" in capsys.readouterr().err
+    assert "cannot generate" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "nothing")]) == 2
 
 

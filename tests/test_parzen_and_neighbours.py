@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from targetprop.parzen import parzen_log_density, parzen_log_likelihood, parzen_score, select_bandwidth
+from targetprop.autoencoders.parzen import parzen_log_density, parzen_log_likelihood, parzen_score, select_bandwidth
 
 
 def data(n=30, m=50, d=4, seed=0):
@@ -62,7 +62,7 @@ def test_bandwidth_selection_and_standard_error():
 
 
 def test_nearest_matches_brute_force_across_chunks():
-    from targetprop.neighbours import nearest
+    from targetprop.autoencoders.neighbours import nearest
     queries, pool = data(n=23, m=41, d=5, seed=3)
     brute = torch.cdist(queries, pool)
     indices, squared = nearest(queries, pool, chunk=8)
@@ -75,7 +75,7 @@ def test_nearest_matches_brute_force_across_chunks():
 def test_nearest_neighbour_reconstruction_follows_eq_15():
     """With fixed noise the criterion picks, by brute force, the pool example
     whose code is nearest to f(x) − ξ, and reconstructs x from its code + ξ."""
-    from targetprop.neighbours import nearest_neighbour_reconstruction_loss
+    from targetprop.autoencoders.neighbours import nearest_neighbour_reconstruction_loss
     torch.manual_seed(0)
     encoder, decoder = torch.nn.Linear(5, 3).double(), torch.nn.Linear(3, 5).double()
     x, pool = data(n=8, m=40, d=5, seed=4)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from targetprop.priors import gaussian_of_linear_dae, linear_dae_optimum, sample_gaussian
+from targetprop.autoencoders.priors import gaussian_of_linear_dae, linear_dae_optimum, sample_gaussian
 
 
 def gaussian(d=4, seed=0):
@@ -54,7 +54,7 @@ def test_exact_samples_have_the_gaussian_moments():
 
 
 def test_eq_22_penalty_is_the_kl_to_the_standard_normal():
-    from targetprop.priors import LearnedTopNoise
+    from targetprop.autoencoders.priors import LearnedTopNoise
     noise = LearnedTopNoise(3, initial_sigma=0.4).double()
     with torch.no_grad():
         noise.log_sigma.copy_(torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64).log())
@@ -68,7 +68,7 @@ def test_eq_22_penalty_is_the_kl_to_the_standard_normal():
 def test_learned_noise_finds_the_signal_dimensions():
     """Data on a 2-d subspace of R^6, a 4-unit linear auto-encoder with learned
     top noise: two σ_j shrink (signal), two go to the prior's 1 (noise)."""
-    from targetprop.priors import LearnedTopNoise
+    from targetprop.autoencoders.priors import LearnedTopNoise
     torch.manual_seed(0)
     mixing = torch.randn(6, 2)
     encoder, decoder, noise = torch.nn.Linear(6, 4), torch.nn.Linear(4, 6), LearnedTopNoise(4)
@@ -86,7 +86,7 @@ def test_learned_noise_finds_the_signal_dimensions():
 
 
 def test_factorial_prior_score_is_the_gradient_of_its_log_density():
-    from targetprop.priors import FactorialGaussianPrior
+    from targetprop.autoencoders.priors import FactorialGaussianPrior
     generator = torch.Generator().manual_seed(0)
     codes = torch.randn(1000, 3, generator=generator, dtype=torch.float64) * torch.tensor(
         [0.5, 1.0, 2.0], dtype=torch.float64) + 1.0

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from targetprop import TPLayer
-from targetprop.corruption import (Corruption, masking_corruption, nearest_neighbour_distances,
+from targetprop.autoencoders.corruption import (Corruption, masking_corruption, nearest_neighbour_distances,
                                    nearest_neighbour_sigma)
-from targetprop.recirculation import short_loop_loss
+from targetprop.autoencoders.recirculation import short_loop_loss
 
 
 def test_nearest_neighbour_distances_match_brute_force():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop.sampling import decode_down, map_complete, top_chain, walk_back_loss
+from targetprop.autoencoders.sampling import decode_down, map_complete, top_chain, walk_back_loss
 
 
 def test_top_chain_and_decoding_down_compose_the_maps():

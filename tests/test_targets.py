@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from targetprop import InverseAffine, build_network, make_rule
-from targetprop.targets import difference_propagate, propagate_targets, tp_propagate
+from targetprop.core.targets import difference_propagate, propagate_targets, tp_propagate
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
@@ -99,11 +99,11 @@ def test_linear_chain_with_transpose_feedback_reproduces_backprop():
     net = build_network("mlp:5-4-6", 3, 3, activation="linear")
     with torch.no_grad():
         for layer in net.layers[1:]:
-            layer.g[0].weight.copy_(layer.weight.T)
+            layer.g[0].weight.copy_(layer.f[0].weight.T)
     eta = 0.3
     rule = make_rule("ldrl", target_step=eta)
     x, y = torch.randn(9, 3), torch.randint(0, 3, (9,))
-    weights = [layer.weight for layer in net.layers]
+    weights = [layer.f[0].weight for layer in net.layers]
     bp = torch.autograd.grad(F.cross_entropy(net(x), y), weights)
     rule_grads = torch.autograd.grad(rule.forward_loss(net, rule.record(net, x), y).loss, weights)
     for got, want in zip(rule_grads, bp):

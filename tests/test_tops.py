@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop.corruption import nearest_neighbour_sigma
-from targetprop.parzen import parzen_log_density
-from targetprop.priors import linear_dae_optimum
-from targetprop.tops import (DenoisingTop, FactorialTop, LearnedNoiseTop, LinearTop, ParzenTop,
+from targetprop.autoencoders.corruption import nearest_neighbour_sigma
+from targetprop.autoencoders.parzen import parzen_log_density
+from targetprop.autoencoders.priors import linear_dae_optimum
+from targetprop.rules.generative.tops import (DenoisingTop, FactorialTop, LearnedNoiseTop, LinearTop, ParzenTop,
                              make_top)
 
 

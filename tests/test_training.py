@@ -11,32 +11,18 @@ import torch
 
 pytest.importorskip("sklearn")
 
-from targetprop.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from helpers import (assert_same_params, assert_stopping_mid_epoch_then_resuming_is_exact,  # noqa: E402
+                     params, quick_config)
 from targetprop.cli import main  # noqa: E402
-from targetprop.config import Config, ConfigError, load_config  # noqa: E402
-from targetprop.training import Trainer, TrainingDiverged, TrainingInterrupted  # noqa: E402
-
-QUICK = dict(data="digits", arch="mlp:32x3", batch_size=64, forward_lr=5e-3, progress=False,
-             probe_size=64)
-
-
-def quick_config(**values) -> Config:
-    return Config().update(QUICK | values)
+from targetprop.running.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from targetprop.running.config import Config, ConfigError, load_config  # noqa: E402
+from targetprop.running.setup import validate_config  # noqa: E402
+from targetprop.running.trainer import Trainer, TrainingDiverged, TrainingInterrupted  # noqa: E402
 
 
 def rows(run) -> list[dict]:
     with (run / "metrics.csv").open() as handle:
         return list(csv.DictReader(handle))
-
-
-def params(trainer: Trainer) -> dict:
-    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
-
-
-def assert_same_params(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.parametrize("rule", ["bp", "dtp"])
@@ -72,28 +58,6 @@ def test_resume_after_finished_epochs_equals_one_long_run(tmp_path):
 def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, schedule):
     config = quick_config(rule="ldrl", epochs=2, feedback_schedule=schedule, feedback_pretrain_epochs=1)
     assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=30)
-
-
-def assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at: int) -> None:
-    """A run stopped (as by Ctrl-C) after ``stop_at`` steps, inside an epoch,
-    and resumed ends with the weights of an uninterrupted run."""
-    straight = Trainer(config, tmp_path / "a")
-    straight.run()
-    calls = 0
-
-    def stop(trainer):
-        nonlocal calls
-        calls += 1
-        if calls == stop_at:
-            trainer.stop_requested = True
-
-    with pytest.raises(TrainingInterrupted, match="--resume"):
-        Trainer(config, tmp_path / "b", callback=stop).run()
-    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
-    assert state["batch_index"] > 0  # it really stopped inside an epoch
-    resumed = Trainer(config, tmp_path / "b", resume=True)
-    resumed.run()
-    assert_same_params(params(straight), params(resumed))
 
 
 def test_ctrl_c_saves_and_resumes(tmp_path):
@@ -177,22 +141,28 @@ def test_config_overrides_parse_types(tmp_path):
     assert config.forward_optimizer_args == {"weight_decay": 0.01}
 
 
-def test_settings_left_to_the_rule():
-    """None means "the rule's default"; a value given is typed by the declaration."""
-    assert Config().recirculation_weight is None and Config().top_hidden is None
-    config = Config().with_overrides(["recirculation_weight=1", "top_hidden=64", "standardize=false"])
-    assert (config.recirculation_weight, config.top_hidden, config.standardize) == (1.0, 64, False)
-    assert isinstance(config.recirculation_weight, float)
-    from targetprop.rules import make_rule
-    assert make_rule("bengio2014", **Config().to_dict()).recirculation_weight == 0.0
-    assert make_rule("generative", **Config().to_dict()).recirculation_weight == 1.0
-    assert make_rule("generative", **config.to_dict()).top_hidden == 64
-    with pytest.raises(ConfigError, match="'top_hidden' needs a int"):
-        Config().with_overrides(["top_hidden=wide"])
+def test_settings_belong_to_their_rule():
+    """Each rule has its own defaults; a value given is typed by the rule's
+    declaration; a setting the rule does not read is an error naming it."""
+    from targetprop.registry import make_rule
+    assert make_rule("bengio2014").recirculation_weight == 0.0
+    assert make_rule("generative").recirculation_weight == 1.0
+    config = Config().with_overrides(["rule=generative", "recirculation_weight=1", "top_hidden=64",
+                                      "standardize=false"])
+    assert config.standardize is False and config.rule_settings == {"recirculation_weight": 1, "top_hidden": 64}
+    rule = make_rule("generative", **config.rule_settings)
+    assert (rule.recirculation_weight, rule.top_hidden) == (1.0, 64)
+    assert isinstance(rule.recirculation_weight, float)
+    with pytest.raises(ValueError, match="'top_hidden' needs a int"):
+        make_rule("generative", top_hidden="wide")
+    with pytest.raises(ConfigError, match="rule 'dtp' does not read setting.*'alpha'.*it takes: target_step"):
+        validate_config(Config().with_overrides(["alpha=0.3"]))
+    with pytest.raises(ConfigError, match="rule 'bp' has no feedback maps.*'feedback_lr'"):
+        validate_config(Config(rule="bp").with_overrides(["feedback_lr=0.1"]))
 
 
 @pytest.mark.parametrize("override, message", [
-    ("learning_rate=1", "unknown setting.*'learning_rate'.*valid settings:.*forward_lr"),
+    ("learning_rate=1", "unknown setting.*'learning_rate'.*run-level settings:.*forward_lr"),
     ("epochs=many", "'epochs' needs a int"),
     ("epochs", "key=value"),
 ])
@@ -239,8 +209,10 @@ def test_cli_train_resume_plot(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     assert main(["train", "--resume", "--epochs", "2", "--no-progress", "--out", out]) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 2
+    assert main(["train", "--resume", "--epochs", "2", "--out", out, "--set", "target_step=0.5"]) == 2
+    assert "(target_step); only epochs" in capsys.readouterr().err
     assert main(["train", "--resume", "--epochs", "2", "--out", out, "--set", "rule=bp"]) == 2
-    assert "rule); only epochs" in capsys.readouterr().err
+    assert "rule 'bp' does not read setting" in capsys.readouterr().err  # the dtp run's own settings
 
     assert main(["train"] + args[1:-1] + [str(tmp_path / "other"), "--set", "rule=bp"]) == 0
     assert main(["plot", out, str(tmp_path / "other"), "--out", str(tmp_path / "fig")]) == 0
@@ -285,11 +257,11 @@ def test_semi_supervised_runs(tmp_path):
     semi = Trainer(quick_config(rule="bengio2014", labels=100, epochs=1), tmp_path / "semi")
     assert len(semi.splits.train) > 1000 and (semi.splits.train.tensors[1] >= 0).sum() == 100
     assert semi.run()["completed"]
-    alone = Trainer(quick_config(rule="bp", labels=100, use_unlabelled=False, epochs=1), tmp_path / "bp")
-    assert len(alone.splits.train) == 100
+    alone = Trainer(quick_config(rule="bp", labels=100, epochs=1), tmp_path / "bp")  # by default
+    assert len(alone.splits.train) == 100 and "the rest are left out" in alone.data_note
     assert 0 < alone.run()["train_accuracy"] <= 1
     with pytest.raises(ConfigError, match="cannot learn from unlabelled"):
-        Trainer(quick_config(rule="dtp", labels=100), tmp_path / "dtp")
+        Trainer(quick_config(rule="dtp", labels=100, use_unlabelled=True), tmp_path / "dtp")
 
 
 def test_semi_supervised_mixed_batches_resume_exactly(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from targetprop.updates import half_squared_error, local_target_loss
+from targetprop.core.updates import half_squared_error, local_target_loss
 
 
 def test_local_target_loss_matches_autograd_of_the_plain_sum():

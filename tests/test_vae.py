@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop.vae import VAE, fit
+from targetprop.rules.generative.vae import VAE, fit
 
 
 def test_loss_is_the_negative_elbo_of_torch_distributions():

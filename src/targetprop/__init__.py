@@ -1,15 +1,40 @@
 """targetprop: target propagation for PyTorch (Bengio 2014; Lee et al. 2015;
-Meulemans et al. 2020; Ernoult et al. 2022)."""
-from .learner import Learner, StepResult
-from .networks import InverseAffine, TPLayer, TPNetwork, build_network, parse_arch
-from .rules import RULES, BackProp, ForwardLoss, ForwardRecord, Rule, TargetPropagation, make_rule
-from .targets import difference_propagate, gradient_top_target, propagate_targets, tp_propagate
-from .updates import local_target_loss
+Meulemans et al. 2020; Ernoult et al. 2022).
+
+What a researcher imports to use a rule or to write one:
+
+* the registry: ``make_rule``, ``RULES``, ``rule_settings``;
+* networks and layers: ``build_network``, ``TPNetwork``, ``Layer`` (any pair
+  of modules f, g), ``TPLayer``, ``InverseAffine``;
+* a training loop: ``Learner``;
+* writing a rule: ``Rule``, ``ForwardRecord``, ``ForwardLoss``, ``setting``,
+  and the pieces it composes, the propagation rules
+  (``difference_propagate``, ...), the feedback objectives
+  (``noisy_reconstruction_loss``, ...) and the local update
+  ``local_target_loss``.
+
+Running from settings (``Config``, ``Trainer``) lives in
+:mod:`targetprop.running`.
+"""
+from .core.feedback import (difference_reconstruction_loss, local_difference_reconstruction_loss,
+                            noisy_reconstruction_loss)
+from .core.layers import InverseAffine, Layer, TPLayer
+from .core.learner import Learner, StepResult
+from .core.networks import TPNetwork, build_network, parse_arch
+from .core.rule import ForwardLoss, ForwardRecord, Rule
+from .core.settings import setting
+from .core.targets import (difference_propagate, gradient_top_target, hybrid_target, propagate_targets,
+                           tp_propagate)
+from .core.updates import local_target_loss
+from .registry import RULES, make_rule, rule_settings
 
 __all__ = [
-    "Learner", "StepResult", "InverseAffine", "TPLayer", "TPNetwork", "build_network", "parse_arch",
-    "RULES", "BackProp", "ForwardLoss", "ForwardRecord", "Rule", "TargetPropagation", "make_rule",
-    "difference_propagate", "gradient_top_target", "propagate_targets", "tp_propagate",
+    "make_rule", "RULES", "rule_settings",
+    "build_network", "parse_arch", "TPNetwork", "Layer", "TPLayer", "InverseAffine",
+    "Learner", "StepResult",
+    "Rule", "ForwardRecord", "ForwardLoss", "setting",
+    "gradient_top_target", "tp_propagate", "difference_propagate", "propagate_targets", "hybrid_target",
+    "noisy_reconstruction_loss", "difference_reconstruction_loss", "local_difference_reconstruction_loss",
     "local_target_loss",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""The ``targetprop`` command: train, plot, bench."""
+"""The ``targetprop`` command: ``train``, ``rules``, ``plot``, ``bench``,
+``sample`` and ``complete``."""
 from __future__ import annotations
 
 import argparse
@@ -8,16 +9,16 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError
-from .config import Config, ConfigError, load_config
-from .data import DatasetNotAvailable
+from .running.checkpoint import CheckpointError
+from .running.config import ConfigError, load_config
+from .running.data import DatasetNotAvailable
 
 # Flags that are shortcuts for settings; every other setting goes through --set.
 _TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import Trainer, TrainingDiverged, TrainingInterrupted, validate_config
+    from .running.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
     values = {key: getattr(args, key) for key in _TRAIN_FLAGS}
     if args.no_progress:
@@ -26,7 +27,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and config_file is None and (Path(args.out) / "config.yaml").is_file():
         config_file = Path(args.out) / "config.yaml"
     config = load_config(config_file, args.set, **values)
-    validate_config(config)
     try:
         summary = Trainer(config, args.out, resume=args.resume).run()
     except TrainingInterrupted as stop:
@@ -35,18 +35,40 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    figures = []
-    if summary["test_accuracy"] is not None:
-        figures.append(f"test accuracy {summary['test_accuracy']:.4f}")
-    if summary["test_reconstruction"] is not None:
-        figures.append(f"test reconstruction error {summary['test_reconstruction']:.4f}")
+    figures = [f"{key.replace('_', ' ')} {value:.4f}" for key, value in summary.items()
+               if key in ("test_accuracy", "test_reconstruction") and value is not None]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
     return 0
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from .registry import RULES, rule_settings
+    from .running.config import run_settings
+
+    if args.name is None:
+        width = max(map(len, RULES))
+        for name, recipe in RULES.items():
+            print(f"{name:<{width}}  {recipe.summary}")
+        print("\nthe settings of one rule: targetprop rules NAME")
+        return 0
+    try:
+        specs = rule_settings(args.name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(f"{args.name}: {RULES[args.name].summary}\n\nsettings of {args.name} (--set KEY=VALUE):")
+    for spec in specs.values():
+        print(f"  {spec.describe()}")
+    if not specs:
+        print("  none")
+    print("\nrun-level settings (every rule):")
+    for spec in run_settings().values():
+        print(f"  {spec.describe()}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
-    from .plotting import plot_runs
+    from .plotting.curves import plot_runs
 
     out = args.out or (args.runs[0] if len(args.runs) == 1 else "plots")
     for path in plot_runs(args.runs, out):
@@ -55,10 +77,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import time_rules
-    from .data import load_dataset
-    from .rules import RULES
-    from .training import resolve_device
+    from .running.bench import time_rules
+    from .running.data import load_dataset
+    from .registry import RULES
+    from .running.setup import resolve_device
 
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     for rule in rules:
@@ -82,20 +104,20 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _load_generative(run_dir: str):
-    from .runs import load_run
+    from .running.runs import load_run
 
     run = load_run(run_dir)
-    if not run.rule.generative:
-        raise ConfigError(f"{run_dir} was trained with rule {run.config.rule!r}, not a generative stack "
-                          "(rules generative, generative-bp)")
+    if not hasattr(run.net, "sample"):
+        raise ConfigError(f"{run_dir} was trained with rule {run.config.rule!r}, whose network cannot "
+                          "generate: train a generative stack (rules generative, generative-bp)")
     if run.splits.image_shape is None or len(run.splits.image_shape) != 2:
         raise ConfigError(f"{run.config.data} is not a dataset of images: nothing to draw")
     return run
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .images import save_image_rows
-    from .inference import generate, generate_class
+    from .plotting.images import save_image_rows
+    from .rules.generative.inference import generate, generate_class
 
     run = _load_generative(args.run)
     if args.n < 1 or (args.steps is not None and args.steps < 1):
@@ -126,8 +148,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _complete(args: argparse.Namespace) -> int:
-    from .images import save_image_rows
-    from .inference import complete, completion_error, hidden_features
+    from .plotting.images import save_image_rows
+    from .rules.generative.inference import complete, completion_error, hidden_features
 
     run = _load_generative(args.run)
     x, y = run.splits.test.tensors
@@ -165,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a network on a dataset with one rule",
-                           epilog=f"settings for --set: {', '.join(Config.keys())}")
+                           epilog="settings for --set: `targetprop rules NAME` lists the rule's own "
+                                  "and the run-level ones, with defaults and meanings")
     train.add_argument("--config", help="YAML file of settings")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any setting (repeatable), e.g. --set forward_lr=3e-4")
@@ -178,11 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--labels", type=int,
                        help="keep labels for N training examples (balanced over classes); the "
-                            "rest train unlabelled (or drop them: --set use_unlabelled=false)")
+                            "rest train unlabelled where the rule learns from unlabelled examples "
+                            "(bengio2014, generative) and are left out otherwise")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+
+    rules = sub.add_parser("rules", help="list the rules, or one rule's settings")
+    rules.add_argument("name", nargs="?", help="a rule: list its settings with defaults and meanings")
+    rules.set_defaults(func=_rules)
 
     plot = sub.add_parser("plot", help="PNG figures of one or more runs")
     plot.add_argument("runs", nargs="+", help="run directories")

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import TPNetwork, make_map
+from ...core.layers import make_map
+from ...core.networks import TPNetwork
 
 Tensor = torch.Tensor
 

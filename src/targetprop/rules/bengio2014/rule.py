@@ -44,34 +44,21 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from ...autoencoders.corruption import Corruption, parse_sigma
+from ...autoencoders.recirculation import short_loop_loss
+from ...core.diagnostics import angle_degrees
+from ...core.networks import parse_arch
+from ...core.noise import SharedNoise
+from ...core.rule import ForwardLoss, ForwardRecord, Rule
+from ...core.settings import check, setting
+from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
+from ...core.updates import half_squared_error, local_target_loss
 from .conditional import ConditionalNetwork
-from .corruption import Corruption, parse_sigma
-from .feedback import SharedNoise
-from .diagnostics import angle_degrees
-from .networks import parse_arch
-from .recirculation import short_loop_loss
-from .rules import ForwardLoss, ForwardRecord, Rule, accepted_settings
-from .targets import PROPAGATION_RULES, propagate_targets
-from .updates import half_squared_error, local_target_loss
 
 Tensor = torch.Tensor
 
-__all__ = ["Bengio2014", "hybrid_target", "make_bengio2014", "CREDIT_ASSIGNMENT", "DISCRIMINANT"]
+__all__ = ["Bengio2014", "AutoEncoderRecord"]
 
-CREDIT_ASSIGNMENT = ("strict", "hybrid")
-
-
-def hybrid_target(joint: Tensor, step: Tensor, h: Tensor, alpha: float) -> Tensor:
-    """Eq. 19: α ĥ + (1 − α)(h + s), with ĥ the reconstruction of h with y
-    given (``joint``) and s the discriminant step, Eq. 17's
-    ∂log P(y|h)/∂h up to a scale. Eq. 18 estimates s by ĥ − h̃, h̃ the
-    reconstruction without y, and the target becomes ĥ + (1 − α)(h − h̃).
-    α = 1: ĥ (Eq. 16, the joint of x and y); α = 0: h + s (Eq. 18, the
-    discriminant target)."""
-    return alpha * joint + (1.0 - alpha) * (h + step)
-
-
-DISCRIMINANT = ("reconstruction", "gradient")
 
 
 @dataclass
@@ -127,29 +114,33 @@ class Bengio2014(Rule):
     """
 
     name: str = "bengio2014"
-    alpha: float = 0.0
-    credit_assignment: str = "strict"
+    alpha: float = setting(0.0, "Eq. 19: 1 = the joint target (Eq. 16), 0 = the discriminant one (Eq. 18)")
+    credit_assignment: str = setting("strict", "strict: no gradient crosses a layer; hybrid: targets "
+                                     "back-propagated through the stack below (§9)", ("strict", "hybrid"))
     # σ from the nearest-neighbour distance (§2.2.5): a fixed σ larger than
     # the spread of a representation makes the best denoiser a constant, and
     # the long-loop targets then collapse the stack onto it.
-    corruption: Corruption = field(default_factory=lambda: Corruption(sigma="nn"))
-    label_hide: float = 0.5
-    corrupt_encoder_input: bool = False
-    recirculation_weight: float = 0.0
-    top_input_noise: float = 0.3
-    propagation: str = "difference"
-    discriminant: str = "reconstruction"
-    discriminant_step: float = 1.0
-    top_hidden: int = 0
-    unlabelled_step: float = 1.0
-    layer_backprop: bool = False
-    uses_feedback: bool = field(default=True, init=False)
-    handles_unlabelled: bool = field(default=True, init=False)
+    corruption_sigma: str = setting("nn", "auto-encoder corruption σ: nn (§2.2.5), a number, or one per "
+                                    "representation 'σ_x,σ_1,...,σ_L'")
+    corruption_mask: float = setting(0.0, "masking-noise probability of that corruption")
+    label_hide: float = setting(0.5, "chance of hiding an observed label at the top input while it trains")
+    corrupt_encoder_input: bool = setting(False, "also h_l a target for f_l(corrupt(h_{l-1}))")
+    recirculation_weight: float = setting(0.0, "weight of Algorithm 2's f_l(h̃_{l-1}) → h_l term (the paper: 1)")
+    top_input_noise: float = setting(0.3, "σ of noise on h_{L-1} while the top auto-encoder trains")
+    propagation: str = setting("difference", "long-loop propagation: difference, or tp (the paper's "
+                               "ĥ_{l-1} = g_l(ĥ_l); collapses)", tuple(PROPAGATION_RULES))
+    discriminant: str = setting("reconstruction", "discriminant step: reconstruction (Eq. 18) or "
+                                "gradient (Eq. 17)", ("reconstruction", "gradient"))
+    discriminant_step: float = setting(1.0, "scale of the discriminant step")
+    top_hidden: int = setting(0, "> 0: the top encoder and decoder are MLPs with a hidden layer this wide (§6)")
+    unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
+    layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6)")
+    uses_feedback = True
+    handles_unlabelled = True
 
     def __post_init__(self) -> None:
-        if self.credit_assignment not in CREDIT_ASSIGNMENT:
-            raise ValueError(f"unknown credit_assignment {self.credit_assignment!r}; "
-                             f"choose one of: {', '.join(CREDIT_ASSIGNMENT)}")
+        check(self)
+        self.corruption = Corruption(parse_sigma(self.corruption_sigma), self.corruption_mask)
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0 <= self.unlabelled_step <= 1:
@@ -160,12 +151,10 @@ class Bengio2014(Rule):
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
         if not 0 <= self.label_hide <= 1:
             raise ValueError(f"label_hide must lie in [0, 1], got {self.label_hide}")
-        if self.discriminant not in DISCRIMINANT:
-            raise ValueError(f"unknown discriminant {self.discriminant!r}; "
-                             f"choose one of: {', '.join(DISCRIMINANT)}")
-        if self.propagation not in PROPAGATION_RULES:
-            raise ValueError(f"unknown propagation {self.propagation!r}; "
-                             f"choose one of: {', '.join(PROPAGATION_RULES)}")
+
+    @property
+    def local(self) -> bool:
+        return self.credit_assignment == "strict"
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
         widths = parse_arch(arch)
@@ -257,7 +246,7 @@ class Bengio2014(Rule):
                            torch.lerp(h_below, joint, self.unlabelled_step))
 
     @torch.no_grad()
-    def diagnostics(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
+    def record_diagnostics(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
         """``discriminant_norm``: mean ‖ĥ_{L-1} − h̃_{L-1}‖, the step of the fully
         discriminant target (Eq. 18) on labelled examples; ``discriminant_angle``:
         its angle (degrees) to the gradient of the prediction's log-likelihood,
@@ -293,11 +282,3 @@ def _log_likelihood_gradient(top, h_below: Tensor, y: Tensor, labelled: Tensor) 
 
 def _relative_error(reconstruction: Tensor, h: Tensor) -> float:
     return ((reconstruction - h).pow(2).sum() / h.pow(2).sum().clamp_min(1e-12)).item()
-
-
-def make_bengio2014(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,
-                    **settings) -> Bengio2014:
-    """The rule from flat settings (the run configuration); keys it does not
-    use are ignored."""
-    return Bengio2014(corruption=Corruption(parse_sigma(corruption_sigma), corruption_mask),
-                      **accepted_settings(Bengio2014, settings, {"name", "corruption"}))

@@ -7,6 +7,8 @@ from typing import Callable
 
 import torch
 
+from ..core.noise import gaussian_like
+
 Tensor = torch.Tensor
 
 __all__ = ["squared_distances", "nearest", "nearest_neighbour_reconstruction_loss"]
@@ -59,8 +61,6 @@ def nearest_neighbour_reconstruction_loss(encoder: Callable[[Tensor], Tensor],
     its own pool (its codes are encoded once); ``sigma`` may be a function
     of the batch's codes (e.g. their nearest-neighbour σ).
     """
-    from .corruption import gaussian_like  # corruption builds on this module
-
     codes = encoder(x)
     if callable(sigma):
         sigma = sigma(codes)

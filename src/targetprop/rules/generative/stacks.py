@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import TPLayer, make_activation
-from .sampling import decode_down
+from ...core.layers import TPLayer, make_activation
+from ...autoencoders.sampling import decode_down
 from .tops import Top, make_top
 
 Tensor = torch.Tensor

@@ -15,48 +15,22 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
-from .corruption import gaussian, gaussian_like
-from .networks import TPLayer
+from .layers import TPLayer
+from .noise import Noise, gaussian_like
 from .updates import half_squared_error
 
 Tensor = torch.Tensor
 
 __all__ = [
-    "gaussian_like", "SharedNoise", "noisy_reconstruction_loss", "difference_reconstruction_loss",
+    "noisy_reconstruction_loss", "difference_reconstruction_loss",
     "local_difference_reconstruction_loss", "FEEDBACK_OBJECTIVES",
 ]
 
-
-Noise = Callable[[Tensor], Tensor]
 
 
 class FeedbackObjective(Protocol):
     def __call__(self, layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
                  regularization: float = 0.0, noise: Noise = ...) -> Tensor: ...
-
-
-class SharedNoise:
-    """N(0, I) samples drawn once per shape and handed to every caller.
-
-    Within one training step, layers of the same width then share a noise
-    sample (and so do the ε and η of one layer's DRL or L-DRL when its widths
-    match). Every term of every objective still sees exact N(0, I) noise, so
-    each expected loss and gradient is unchanged; only the estimators'
-    errors become correlated. What is saved is the random-number generation,
-    the largest non-matmul cost of a CPU step.
-    """
-
-    def __init__(self) -> None:
-        self._drawn: dict[tuple, Tensor] = {}
-
-    def __call__(self, like: Tensor) -> Tensor:
-        return self.sample(like.shape, like.dtype, like.device)
-
-    def sample(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
-        key = (tuple(shape), dtype, device)
-        if key not in self._drawn:
-            self._drawn[key] = gaussian(shape, dtype, device)
-        return self._drawn[key]
 
 
 def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:

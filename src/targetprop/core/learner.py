@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .networks import TPNetwork
-from .rules import Rule
+from .networks import Network
+from .rule import Rule
 
 Tensor = torch.Tensor
 
@@ -18,7 +18,7 @@ __all__ = ["Learner", "StepResult"]
 @dataclass
 class StepResult:
     output_loss: Tensor          # the rule's output loss before the update (detached)
-    logits: Tensor | None        # logits before the update (detached); None for generative rules
+    scores: dict                 # the rule's training scores (``Rule.train_scores``), detached
     feedback_loss: Tensor | None
 
 
@@ -28,14 +28,19 @@ class Learner:
     1. forward pass, recording every h_l;
     2. targets from the current feedback maps (under ``no_grad``) and the local
        losses Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖²;
-    3. ``feedback_iterations`` steps of the feedback optimizer (0 skips them);
+    3. one step of the feedback optimizer (none with ``feedback_iterations=0``);
     4. one step of the forward optimizer toward the targets of step 2.
 
     The targets are constants and the feedback losses never reach f, so the
-    last feedback loss and the local losses share one backward pass.
+    feedback loss and the local losses share one backward pass. With
+    ``feedback_iterations`` = k > 1, k − 1 feedback-only steps, each on a
+    fresh forward pass and without targets (the objective of feedback
+    pre-training), come before step 1: the targets are then taken from
+    inverses that have already adapted to this batch, and no step reuses a
+    graph that an earlier update has invalidated.
     """
 
-    def __init__(self, net: TPNetwork, rule: Rule, forward_optimizer: torch.optim.Optimizer,
+    def __init__(self, net: Network, rule: Rule, forward_optimizer: torch.optim.Optimizer,
                  feedback_optimizer: torch.optim.Optimizer | None = None,
                  feedback_iterations: int = 1):
         if rule.uses_feedback and feedback_optimizer is None and feedback_iterations > 0:
@@ -44,16 +49,16 @@ class Learner:
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
 
-    def feedback_step(self, x: Tensor, record=None, targets=None) -> Tensor | None:
-        """One step on the rule's feedback loss alone; returns the loss before it.
-        Both optimizers step: one whose parameters got no gradient from that
-        loss (the forward weights, for the DTP family) is left untouched."""
+    def feedback_step(self, x: Tensor) -> Tensor | None:
+        """One step on the rule's feedback loss alone, without targets, on a
+        fresh forward pass; returns the loss before it. Both optimizers step:
+        one whose parameters got no gradient from that loss (the forward
+        weights, for the DTP family) is left untouched."""
         if self.feedback_optimizer is None:
             return None
-        if record is None:
-            with torch.no_grad():
-                record = self.rule.record(self.net, x)
-        loss = self.rule.feedback_loss(self.net, record, targets)
+        with torch.no_grad():
+            record = self.rule.record(self.net, x)
+        loss = self.rule.feedback_loss(self.net, record)
         if loss is None:
             return None
         self._step(loss, [self.forward_optimizer, self.feedback_optimizer])
@@ -75,10 +80,10 @@ class Learner:
         iterations = self.feedback_iterations if feedback_iterations is None else feedback_iterations
         if self.feedback_optimizer is None:
             iterations = 0
+        for _ in range(iterations - 1):
+            self.feedback_step(x)
         record = self.rule.record(self.net, x)
         result = self.rule.forward_loss(self.net, record, y)
-        for _ in range(iterations - 1):
-            self.feedback_step(x, record, result.targets)
         feedback_loss = (self.rule.feedback_loss(self.net, record, result.targets)
                          if iterations > 0 else None)
         total = result.loss if feedback_loss is None else result.loss + feedback_loss
@@ -88,8 +93,8 @@ class Learner:
                            if o is not None])
         if feedback_loss is not None:
             feedback_loss = feedback_loss.detach()
-        logits = record.logits.detach() if record.logits is not None else None
-        return StepResult(result.output_loss.detach(), logits, feedback_loss)
+        return StepResult(result.output_loss.detach(), self.rule.train_scores(record, result, y),
+                          feedback_loss)
 
     def state_dict(self) -> dict:
         return {

@@ -10,7 +10,9 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, load_config
 from .data import DataSplits
-from .rules import Rule, make_rule
+from .setup import build_parts, load_splits
+from ..core.rule import Rule
+from ..registry import make_rule
 
 __all__ = ["Run", "load_run"]
 
@@ -26,17 +28,14 @@ class Run:
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """The run in ``run_dir`` with its network in eval mode on ``device``;
     the dataset is reloaded with the run's own split and scaling."""
-    from .training import DTYPES, load_splits
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    rule = make_rule(config.rule, **config.to_dict())
+    rule = make_rule(config.rule, **config.rule_settings)
     splits = load_splits(config, rule)
-    net = rule.build_network(config.arch, splits.num_features, splits.num_classes, config.activation,
-                             config.dropout, config.layer_hidden).to(device, DTYPES[config.dtype])
+    net = build_parts(config, rule, splits, torch.device(device)).net
     try:
         net.load_state_dict(state["learner"]["net"])
     except (KeyError, RuntimeError) as error:

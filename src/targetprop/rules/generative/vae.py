@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .networks import make_activation
-from .updates import gaussian_nll
+from ...core.layers import make_activation
+from ...core.updates import gaussian_nll
 
 Tensor = torch.Tensor
 

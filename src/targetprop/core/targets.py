@@ -17,7 +17,7 @@ PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
     "gradient_top_target", "tp_propagate", "difference_propagate",
-    "propagate_targets", "PROPAGATION_RULES",
+    "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
 ]
 
 
@@ -65,3 +65,13 @@ def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor]
         for l in range(top, first, -1):
             targets.append(rule(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
     return targets[::-1]
+
+
+def hybrid_target(joint: Tensor, step: Tensor, h: Tensor, alpha: float) -> Tensor:
+    """Eq. 19 of Bengio (2014): α ĥ + (1 − α)(h + s), with ĥ the
+    reconstruction of h with y given (``joint``) and s the discriminant step,
+    Eq. 17's ∂log P(y|h)/∂h up to a scale. Eq. 18 estimates s by ĥ − h̃, h̃
+    the reconstruction without y, and the target becomes ĥ + (1 − α)(h − h̃).
+    α = 1: ĥ (Eq. 16, the joint of x and y); α = 0: h + s (Eq. 18, the
+    discriminant target)."""
+    return alpha * joint + (1.0 - alpha) * (h + step)

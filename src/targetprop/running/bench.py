@@ -8,8 +8,8 @@ import time
 import torch
 
 from . import optim
-from .learner import Learner
-from .rules import make_rule
+from ..core.learner import Learner
+from ..registry import make_rule
 
 __all__ = ["time_rules"]
 

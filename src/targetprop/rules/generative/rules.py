@@ -31,25 +31,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import torch
 
-from .bengio2014 import hybrid_target
-from .corruption import Corruption, gaussian_like, parse_sigma
-from .feedback import SharedNoise
-from .networks import parse_arch
-from .recirculation import short_loop_loss
-from .rules import ForwardLoss, Rule, accepted_settings
-from .sampling import decode_down
-from .stacks import GenerativeStack
-from .targets import PROPAGATION_RULES, propagate_targets
-from .tops import TOPS
-from .updates import gaussian_nll, half_squared_error, local_target_loss
+from ...autoencoders.corruption import Corruption, parse_sigma
+from ...autoencoders.recirculation import short_loop_loss
+from ...autoencoders.sampling import decode_down
+from ...core.networks import parse_arch
+from ...core.noise import SharedNoise, gaussian_like
+from ...core.rule import ForwardLoss, Rule, Scores, classification_scores
+from ...core.settings import check, setting
+from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
+from ...core.updates import gaussian_nll, half_squared_error, local_target_loss
+from .stacks import MODALITIES, GenerativeStack
+from .tops import TOP_CRITERIA, TOPS
 
 Tensor = torch.Tensor
 
-__all__ = ["StackRecord", "GenerativeRule", "GenerativeTP", "GenerativeBackprop",
-           "make_generative", "make_generative_bp"]
+__all__ = ["StackRecord", "GenerativeRule", "GenerativeTP", "GenerativeBackprop"]
 
 
 @dataclass
@@ -90,34 +90,31 @@ class GenerativeRule(Rule):
     the diagnostics (reconstruction error of x from every layer)."""
 
     name: str
-    top_prior: str = "dae"
-    modalities: str = "image"
-    top_width: int = 256
-    top_hidden: int = 512
-    top_sigma: float = 0.0
-    modality_hide: float = 0.67
-    walk_back: int = 1
-    top_criterion: str = "reconstruction"
-    prior_weight: float = 0.1
-    alpha: float = 1.0
-    uses_feedback: bool = field(default=True, init=False)
+    top_prior: str = setting("dae", "the model of P(h_{L-1}) on top (§7)", tuple(TOPS))
+    modalities: str = setting("image", "image, halves (top and bottom, one chain each) or image+label (§4)",
+                              MODALITIES)
+    top_width: int = setting(256, "code width h_L of a dae or learned-noise top")
+    top_hidden: int = setting(512, "> 0: the top encoder and decoder are MLPs with a hidden layer this wide (§6)")
+    top_sigma: float = setting(0.0, "corruption σ of the top level (0: nearest-neighbour, §2.2.5)")
+    modality_hide: float = setting(0.67, "fraction of training rows that hide one modality at the top input")
+    walk_back: int = setting(1, "> 1: walk-back steps for the dae top (§2.2.4)")
+    top_criterion: str = setting("reconstruction", "criterion of the dae top: reconstruction, or "
+                                 "nearest-neighbour (Eq. 15)", TOP_CRITERIA)
+    prior_weight: float = setting(0.1, "strength of the top prior's pull on the codes (the paper: 1)")
+    alpha: float = setting(1.0, "image+label stacks, Eq. 19: 1 = the joint target, 0 = the discriminant one")
+    uses_feedback = True
     handles_unlabelled = True  # an image+label stack takes y = -1 as a missing label
-    generative = True
-    learned_noise = False
+    standardize_inputs = False  # features in [0, 1]: samples are images, Parzen estimates comparable
+    learned_noise: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.top_prior not in TOPS:
-            raise ValueError(f"unknown top_prior {self.top_prior!r}; choose one of: {', '.join(TOPS)}")
+        check(self)
         if self.prior_weight < 0:
             raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if self.top_width < 1:
             raise ValueError(f"top_width must be >= 1, got {self.top_width}")
-
-    @property
-    def supervised(self) -> bool:  # image+label stacks are scored by their classification
-        return self.modalities == "image+label"
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
         if dropout:
@@ -141,19 +138,33 @@ class GenerativeRule(Rule):
             return squared_error_per_feature(net.reconstruct(x), x)
         return squared_error_per_feature(net.decode(h), x)
 
+    def train_scores(self, record, result: ForwardLoss, y: Tensor) -> Scores:
+        """``train_loss``: the reconstruction error, over every example."""
+        count = torch.tensor(len(y), device=y.device)
+        return {"loss": (result.output_loss.detach().double() * count, count)}
+
     @torch.no_grad()
-    def diagnostics(self, net: GenerativeStack, record, y: Tensor) -> dict[str, float]:
+    def evaluate(self, net: GenerativeStack, x: Tensor, y: Tensor) -> Scores:
+        """``recon``: squared error per input feature of the noise-free deep
+        auto-encoder; an image+label stack adds the loss and accuracy of
+        classification by label completion (Algorithm 6)."""
+        scores = classification_scores(net(x), y) if net.labelled else {}
+        error = (net.reconstruct(x) - x).pow(2).sum().double()
+        return scores | {"recon": (error, torch.tensor(x.numel(), device=x.device))}
+
+    @torch.no_grad()
+    def diagnostics(self, net: GenerativeStack, x: Tensor, y: Tensor) -> dict[str, float]:
         """``x_recon_l``: mean squared error per feature of x decoded from
         h_l (noise-free, every chain); ``recon_l``: relative error of layer
         l's own auto-encoder, ‖g_l(f_l(h_{l-1})) − h_{l-1}‖²/‖h_{l-1}‖²
         (chains summed); the top's own figures."""
-        chains = net.encode(record.x)
+        chains = net.encode(x)
         depth = len(chains[0]) - 1
         out = {}
         for l in range(1, depth + 1):
             decoded = torch.cat([decode_down(hs[l], [layer.feedback for layer in chain[:l]])
                                  for hs, chain in zip(chains, net.chains)], dim=1)
-            out[f"x_recon_{l}"] = squared_error_per_feature(decoded, record.x).item()
+            out[f"x_recon_{l}"] = squared_error_per_feature(decoded, x).item()
             error = sum((chain[l - 1].feedback(hs[l]) - hs[l - 1]).pow(2).sum()
                         for hs, chain in zip(chains, net.chains))
             scale = sum(hs[l - 1].pow(2).sum() for hs in chains)
@@ -179,16 +190,18 @@ class GenerativeTP(GenerativeRule):
     """
 
     name: str = "generative"
-    corruption: Corruption = field(default_factory=lambda: Corruption(sigma="nn"))
-    recirculation_weight: float = 1.0
-    propagation: str = "difference"
-    layer_backprop: bool = True
+    corruption_sigma: str = setting("nn", "auto-encoder corruption σ: nn (§2.2.5), a number, or one per "
+                                    "representation 'σ_x,σ_1,...,σ_{L-1}'")
+    corruption_mask: float = setting(0.0, "masking-noise probability of that corruption")
+    recirculation_weight: float = setting(1.0, "weight of Algorithm 2's f_l(h̃_{l-1}) → h_l term")
+    propagation: str = setting("difference", "long-loop propagation: difference, or tp (the paper's "
+                               "ĥ_{l-1} = g_l(ĥ_l))", tuple(PROPAGATION_RULES))
+    layer_backprop: bool = setting(True, "each layer's reconstruction error also trains its encoder (§6; "
+                                   "false: Algorithm 2 as written, which collapses)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.propagation not in PROPAGATION_RULES:
-            raise ValueError(f"unknown propagation {self.propagation!r}; "
-                             f"choose one of: {', '.join(PROPAGATION_RULES)}")
+        self.corruption = Corruption(parse_sigma(self.corruption_sigma), self.corruption_mask)
         if self.recirculation_weight < 0:
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
 
@@ -264,6 +277,14 @@ class GenerativeBackprop(GenerativeRule):
 
     name: str = "generative-bp"
     learned_noise = True
+    separate_feedback = False  # the decoders learn inside the one back-propagated cost
+    contract_exemptions = {"targets": "Algorithm 1 back-propagates its whole cost: it has no targets",
+                           "feedback": "Algorithm 1 trains its decoders inside its one back-propagated "
+                                       "cost: there are no feedback steps to schedule"}
+
+    @property
+    def local(self) -> bool:
+        return False
 
     def record(self, net: GenerativeStack, x: Tensor) -> StackRecord:
         return StackRecord([[h] for h in net.split(x)])
@@ -292,13 +313,3 @@ class GenerativeBackprop(GenerativeRule):
                     part = chain[l].feedback(part)
                     loss = loss + self.prior_weight * half_squared_error(part, hs[l - 1])
         return ForwardLoss(loss, self._reconstruction_error(net, record.x))
-
-
-def make_generative(corruption_sigma: str | float = "nn", corruption_mask: float = 0.0,
-                    **settings) -> GenerativeTP:
-    return GenerativeTP(corruption=Corruption(parse_sigma(corruption_sigma), corruption_mask),
-                        **accepted_settings(GenerativeTP, settings, {"name", "corruption"}))
-
-
-def make_generative_bp(**settings) -> GenerativeBackprop:
-    return GenerativeBackprop(**accepted_settings(GenerativeBackprop, settings, {"name"}))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .corruption import gaussian_like
+from ..core.noise import gaussian_like
 
 Tensor = torch.Tensor
 

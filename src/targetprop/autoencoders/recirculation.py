@@ -8,8 +8,8 @@ from typing import Callable
 
 import torch
 
-from .networks import TPLayer
-from .updates import half_squared_error
+from ..core.layers import TPLayer
+from ..core.updates import half_squared_error
 
 Tensor = torch.Tensor
 

@@ -22,13 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corruption import gaussian_like, nearest_neighbour_sigma
-from .neighbours import nearest_neighbour_reconstruction_loss
-from .networks import make_map
-from .parzen import parzen_score
-from .priors import FactorialGaussianPrior, LearnedTopNoise, gaussian_of_linear_dae, sample_gaussian
-from .sampling import map_complete, top_chain, walk_back_loss
-from .updates import gaussian_nll, half_squared_error
+from ...autoencoders.corruption import nearest_neighbour_sigma
+from ...core.noise import gaussian_like
+from ...autoencoders.neighbours import nearest_neighbour_reconstruction_loss
+from ...core.layers import make_map
+from ...autoencoders.parzen import parzen_score
+from ...autoencoders.priors import FactorialGaussianPrior, LearnedTopNoise, gaussian_of_linear_dae, sample_gaussian
+from ...autoencoders.sampling import map_complete, top_chain, walk_back_loss
+from ...core.updates import gaussian_nll, half_squared_error
 
 Tensor = torch.Tensor
 

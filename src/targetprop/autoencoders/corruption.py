@@ -13,23 +13,13 @@ from typing import Callable
 
 import torch
 
+from ..core.noise import gaussian_like
 from .neighbours import squared_distances
 
 Tensor = torch.Tensor
 
-__all__ = ["gaussian", "gaussian_like", "nearest_neighbour_distances", "nearest_neighbour_sigma",
+__all__ = ["nearest_neighbour_distances", "nearest_neighbour_sigma",
            "masking_corruption", "parse_sigma", "Corruption"]
-
-
-def gaussian(shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A fresh N(0, I) sample, drawn in float32 and cast: a float64 run sees
-    the same noise as a float32 one."""
-    return torch.randn(shape, device=device).to(dtype)
-
-
-def gaussian_like(t: Tensor) -> Tensor:
-    """:func:`gaussian` shaped like ``t``."""
-    return gaussian(t.shape, t.dtype, t.device)
 
 
 def nearest_neighbour_distances(h: Tensor) -> Tensor:

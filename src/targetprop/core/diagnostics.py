@@ -1,0 +1,63 @@
+"""Per-layer diagnostics on a fixed probe batch.
+
+* ``angle_l``: the angle (degrees) between the forward-weight update the rule
+  makes for layer l, −∂(rule loss)/∂W_l, and the back-prop update
+  −∂(cross-entropy)/∂W_l (Lillicrap et al. 2016; Meulemans et al. 2020 §5),
+  W_l every weight tensor of f_l (``layer.weights()``, biases left out).
+* ``recon_l``: relative reconstruction error of the feedback map,
+  ‖g_l(f_l(h_{l-1})) − h_{l-1}‖² / ‖h_{l-1}‖², for layers that have one.
+* ``target_l``: mean target step ‖ĥ_l − h_l‖ per example, for rules with targets.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["angle_degrees", "layer_diagnostics"]
+
+
+def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Angle between two tensors seen as flat vectors; nan if either is zero."""
+    a, b = a.flatten().double(), b.flatten().double()
+    denominator = a.norm() * b.norm()
+    if denominator == 0:
+        return math.nan
+    cosine = (a @ b / denominator).clamp(-1.0, 1.0)
+    return math.degrees(math.acos(cosine.item()))
+
+
+def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Diagnostics for every layer, keyed ``angle_1``, ``recon_2``, ...
+    (layers numbered from 1 as in the paper), then the rule's own
+    (``rule.record_diagnostics``). Parameters are left untouched."""
+    weights = [layer.weights() for layer in net.layers]
+    flat = [w for ws in weights for w in ws]
+    bp_grads = _split(torch.autograd.grad(F.cross_entropy(net(x), y), flat), weights)
+
+    record = rule.record(net, x)
+    result = rule.forward_loss(net, record, y)
+    rule_grads = _split(torch.autograd.grad(result.loss, flat, allow_unused=True), weights)
+
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for l, (layer, (h_below, h)) in enumerate(zip(net.layers, record.pairs()), start=1):
+            used = [(a, b) for a, b in zip(rule_grads[l - 1], bp_grads[l - 1]) if a is not None]
+            out[f"angle_{l}"] = (angle_degrees(torch.cat([a.flatten() for a, _ in used]),
+                                               torch.cat([b.flatten() for _, b in used]))
+                                 if used else math.nan)
+            if layer.g is not None:
+                error = (layer.feedback(h) - h_below).pow(2).sum()
+                out[f"recon_{l}"] = (error / h_below.pow(2).sum().clamp_min(1e-12)).item()
+            if result.targets is not None:
+                step = (result.targets[l - 1] - h).norm(dim=1).mean()
+                out[f"target_{l}"] = step.item()
+        out |= rule.record_diagnostics(net, record, y)
+    return out
+
+
+def _split(grads, groups: list[list]) -> list[list]:
+    """A flat tuple of gradients back into one list per layer."""
+    it = iter(grads)
+    return [[next(it) for _ in group] for group in groups]

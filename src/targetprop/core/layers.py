@@ -1,0 +1,149 @@
+"""Layers of target propagation: a layer is a pair of modules, a forward map
+f_l and a feedback map g_l (the decoder of the layer's auto-encoder).
+
+Notation follows Bengio (2014) §2: h_l = f_l(h_{l-1}); the feedback map g_l
+goes the other way, h_l -> h_{l-1}, and is trained to invert f_l. Any pair
+of modules makes a :class:`Layer`; :class:`TPLayer` is the fully connected
+kind, act(W h + b), and a new layer kind is a new pair of modules.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "make_activation", "make_map", "Layer", "TPLayer", "InverseAffine"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky-relu": lambda: nn.LeakyReLU(0.1),
+    "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def make_map(in_features: int, out_features: int, activation: str, hidden: int = 0,
+             hidden_activation: str = "tanh") -> nn.Sequential:
+    """act(W x + b), or with ``hidden`` > 0 a small MLP
+    act(W₂ act_h(W₁ x + b₁) + b₂): an encoder or decoder that is itself a
+    network, trained by back-prop inside the layer (Bengio 2014 §6)."""
+    if hidden < 0:
+        raise ValueError(f"hidden width must be >= 0, got {hidden}")
+    inner = ([nn.Linear(in_features, hidden), make_activation(hidden_activation)]
+             if hidden else [])
+    return nn.Sequential(*inner, nn.Linear(hidden or in_features, out_features),
+                         make_activation(activation))
+
+
+class Layer(nn.Module):
+    """One layer of a target-propagation chain: a forward map ``f``
+    (h_{l-1} -> h_l, the encoder) and an optional feedback map ``g``
+    (h_l -> h_{l-1}, the decoder), any two modules.
+
+    With ``dropout`` > 0 the layer drops units of its *input* in training mode:
+    the layer computes f(drop(h_{l-1})) while f itself stays deterministic, so
+    feedback objectives, which evaluate ``layer.f``, invert f and not the
+    random mask.
+    """
+
+    def __init__(self, f: nn.Module, g: nn.Module | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.f, self.g = f, g
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, h_below: torch.Tensor) -> torch.Tensor:
+        return self.f(self.dropout(h_below))
+
+    @property
+    def drops_input(self) -> bool:
+        """Whether ``forward`` differs from ``f`` right now (dropout in training mode)."""
+        return self.training and isinstance(self.dropout, nn.Dropout)
+
+    def feedback(self, h: torch.Tensor) -> torch.Tensor:
+        if self.g is None:
+            raise RuntimeError("this layer has no feedback map g")
+        return self.g(h)
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return list(self.f.parameters())
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return list(self.g.parameters()) if self.g is not None else []
+
+    def weights(self) -> list[nn.Parameter]:
+        """The forward map's weight tensors (biases left out): what the angle
+        diagnostics compare with back-prop's update."""
+        return [p for p in self.f.parameters() if p.dim() > 1]
+
+
+class TPLayer(Layer):
+    """The fully connected layer:
+
+    f(h_{l-1}) = act(W h_{l-1} + b)           (forward map, the encoder)
+    g(h_l)     = act_g(V h_l + c)             (feedback map, the decoder)
+
+    With ``hidden`` > 0, f and g are each a one-hidden-layer MLP
+    (:func:`make_map`).
+
+    ``act_g`` is the activation of the layer below, so that g_l produces values
+    in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
+    optional (``feedback_activation=None``): the first layer of a classifier
+    never needs one.
+    """
+
+    def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
+                 feedback_activation: str | None = "linear", dropout: float = 0.0, hidden: int = 0):
+        f = make_map(in_features, out_features, activation, hidden, activation)
+        g = (make_map(out_features, in_features, feedback_activation, hidden, activation)
+             if feedback_activation is not None else None)
+        super().__init__(f, g, dropout)
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = activation
+
+
+_INVERSE_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: lambda h: torch.atanh(h.clamp(-1 + 1e-7, 1 - 1e-7)),
+    nn.Sigmoid: lambda h: torch.logit(h, eps=1e-7),
+    nn.Identity: lambda h: h,
+}
+
+
+class InverseAffine(nn.Module):
+    """The exact inverse of a square invertible layer f(h) = act(W h + b):
+    f^{-1}(y) = W^{-1}(act^{-1}(y) - b) (Bengio 2014 §6).
+
+    It reads W and b from the forward layer on every call, so it stays exact
+    while f learns. Used as an oracle feedback map in tests and studies.
+    """
+
+    def __init__(self, layer: TPLayer):
+        super().__init__()
+        if len(layer.f) != 2:
+            raise ValueError("an exact inverse needs a one-layer encoder")
+        linear, act = layer.f[0], layer.f[1]
+        if linear.in_features != linear.out_features:
+            raise ValueError("an exact inverse needs a square layer")
+        if isinstance(act, nn.LeakyReLU):
+            slope = act.negative_slope
+            self._act_inv = lambda h: torch.where(h >= 0, h, h / slope)
+        elif type(act) in _INVERSE_ACTIVATIONS:
+            self._act_inv = _INVERSE_ACTIVATIONS[type(act)]
+        else:
+            raise ValueError(f"activation {type(act).__name__} has no inverse")
+        self._linear = [linear]  # a list, so the forward layer is not registered twice
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        linear = self._linear[0]
+        pre = self._act_inv(y) - linear.bias
+        return torch.linalg.solve(linear.weight, pre.T).T
+
+

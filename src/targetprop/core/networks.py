@@ -1,0 +1,97 @@
+"""Networks for target propagation: chains of layers (:mod:`.layers`) under
+a read-out. A classifier is the chain of hidden layers h_1..h_L (h_0 = x)
+followed by a linear read-out that produces the logits.
+
+Every network that a rule trains answers the same protocol
+(:class:`Network`): ``layers`` (each with f_l and, where it has one, g_l),
+``forward(x)`` (the prediction), and the parameters of the two optimizers,
+``forward_parameters()`` and ``feedback_parameters()``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+from .layers import TPLayer, make_activation
+
+__all__ = ["Network", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network"]
+
+ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...")
+
+
+class Network(Protocol):
+    """What the learner, the trainer and the diagnostics ask of a network."""
+
+    layers: Sequence[nn.Module]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+    def forward_parameters(self) -> list[nn.Parameter]: ...
+    def feedback_parameters(self) -> list[nn.Parameter]: ...
+
+
+class TPNetwork(nn.Module):
+    """Hidden layers h_1..h_L (each a :class:`TPLayer`) and a linear read-out.
+
+    Layer l > 1 has g_l: h_l -> h_{l-1}; ``layers[0]`` has one (a linear
+    decoder back to the input) only with ``first_feedback``, since a
+    classifier never needs a target for x. ``dropout`` drops hidden units on
+    their way into the next layer and the read-out (never the input pixels).
+    """
+
+    def __init__(self, in_features: int, widths: list[int], num_classes: int,
+                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
+                 hidden: int = 0):
+        super().__init__()
+        if not widths:
+            raise ValueError("a network needs at least one hidden layer")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        sizes = [in_features, *widths]
+        self.layers = nn.ModuleList(
+            TPLayer(sizes[i], sizes[i + 1], activation,
+                    feedback_activation=activation if i else ("linear" if first_feedback else None),
+                    dropout=0.0 if i == 0 else dropout, hidden=hidden)
+            for i in range(len(widths)))
+        self.output = nn.Linear(widths[-1], num_classes)
+        if dropout > 0:
+            self.output = nn.Sequential(nn.Dropout(dropout), self.output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        return self.output(h)
+
+    def hidden_forward_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in layer.forward_parameters()]
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return self.hidden_forward_parameters() + list(self.output.parameters())
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in layer.feedback_parameters()]
+
+
+_ARCH_RE = re.compile(r"^mlp:(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
+
+
+def parse_arch(spec: str) -> list[int]:
+    """Hidden widths from a spec: ``mlp:256x5`` (5 layers of 256) or ``mlp:512-256-128``."""
+    match = _ARCH_RE.match(spec.strip())
+    if match is None:
+        raise ValueError(f"unknown architecture {spec!r}; valid forms: {', '.join(ARCHITECTURES)}"
+                         " (e.g. mlp:256x5)")
+    width, depth, listed = match.groups()
+    widths = [int(width)] * int(depth) if listed is None else [int(w) for w in listed.split("-")]
+    if not widths or min(widths) < 1:
+        raise ValueError(f"architecture {spec!r} needs at least one layer of positive width")
+    return widths
+
+
+def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+                  dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
+    make_activation(activation)  # validates the name before any allocation
+    return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout, hidden=hidden)

@@ -1,0 +1,139 @@
+"""What every training rule is: the base class, the record of a forward pass
+and the result of a rule's forward loss.
+
+A rule answers, for one batch:
+
+* ``record(net, x)``: the forward pass, keeping what the rule needs;
+* ``forward_loss(net, record, y)``: the loss whose gradient is the rule's
+  update of the forward weights (and its targets ĥ_l, where it has them);
+* ``feedback_loss(net, record, targets)``: the loss that trains the feedback
+  maps g_l;
+
+and it owns what is reported about it: ``train_scores`` (the training
+columns), ``evaluate`` (the validation and test columns) and ``diagnostics``
+(per-epoch figures on a probe batch). The trainer sums and prints whatever
+names these return, so it never asks what kind of rule or network it holds.
+
+A rule declares its settings as dataclass fields made by
+:func:`settings.setting` and its capabilities as class attributes; the
+contract tests read ``contract_exemptions`` (case → reason) and nothing else
+to leave a case out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .diagnostics import layer_diagnostics
+from .networks import Network
+
+Tensor = torch.Tensor
+Scores = dict[str, tuple[Tensor, Tensor]]  # name -> (sum, count), summed over batches
+
+__all__ = ["ForwardRecord", "ForwardLoss", "Rule", "Scores", "classification_scores"]
+
+
+@dataclass
+class ForwardRecord:
+    """One forward pass through a chain. ``hs`` holds detached h_0..h_L;
+    ``outputs`` holds h_1..h_L again with a graph back to each layer's own
+    input (detached, for local rules); ``top`` is h_L as a leaf, so
+    ∂loss/∂h_L can be read off; ``logits`` hangs from ``top`` (local rules)
+    or from the whole chain (back-prop).
+
+    Every record answers ``pairs()``, (h_{l-1}, h_l) detached for each layer
+    in ``net.layers`` order, and ``x``."""
+    hs: list[Tensor]
+    outputs: list[Tensor]
+    top: Tensor
+    logits: Tensor | None
+
+    @property
+    def x(self) -> Tensor:
+        return self.hs[0]
+
+    def pairs(self) -> list[tuple[Tensor, Tensor]]:
+        return list(zip(self.hs[:-1], self.hs[1:]))
+
+
+@dataclass
+class ForwardLoss:
+    loss: Tensor                     # its gradient is the forward-weight update
+    output_loss: Tensor              # the rule's output loss (cross-entropy, reconstruction error)
+    targets: list[Tensor] | None = None   # ĥ_l for every layer in net.layers order, where the rule has them
+
+
+def classification_scores(logits: Tensor, y: Tensor, loss: Tensor | None = None) -> Scores:
+    """``loss`` (cross-entropy) and ``acc`` summed over the labelled rows
+    (y ≥ 0); ``loss`` is the batch's mean over them when already computed."""
+    labelled = y >= 0
+    count = labelled.sum()
+    if loss is None:
+        loss = F.cross_entropy(logits[labelled], y[labelled], reduction="sum").double()
+    else:
+        loss = loss.detach().double() * count
+    return {"loss": (loss, count), "acc": (((logits.argmax(1) == y) & labelled).sum(), count)}
+
+
+class Rule:
+    """Base class of all rules; subclasses override the three methods, and
+    ``build_network`` when they need another architecture."""
+
+    name = "rule"
+    uses_feedback: ClassVar[bool] = False       # has feedback maps g_l (and a feedback optimizer)
+    separate_feedback: ClassVar[bool] = True    # with uses_feedback: trains them by its own feedback_loss,
+                                                # so feedback steps can be scheduled apart
+    handles_unlabelled: ClassVar[bool] = False  # batches may hold examples with y = -1
+    standardize_inputs: ClassVar[bool] = True   # default of the run's ``standardize``
+    # contract cases this rule is exempt from, with the reason (tests/test_contract.py)
+    contract_exemptions: ClassVar[dict[str, str]] = {}
+
+    @property
+    def local(self) -> bool:
+        """Whether no gradient crosses a layer boundary (checked by the contract)."""
+        return True
+
+    def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+                      dropout: float = 0.0, hidden: int = 0) -> Network:
+        from .networks import build_network
+        return build_network(arch, in_features, num_classes, activation, dropout, hidden)
+
+    def record(self, net: Network, x: Tensor) -> ForwardRecord:
+        hs, outputs, h = [x], [], x
+        for layer in net.layers:
+            out = layer(h.detach())
+            outputs.append(out)
+            hs.append(out.detach())
+            h = out
+        top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
+        return ForwardRecord(hs, outputs, top, net.output(top))
+
+    def feedback_loss(self, net: Network, record, targets: list[Tensor] | None = None) -> Tensor | None:
+        return None
+
+    def forward_loss(self, net: Network, record, y: Tensor) -> ForwardLoss:
+        raise NotImplementedError
+
+    # -- what is reported ----------------------------------------------------
+
+    def train_scores(self, record, result: ForwardLoss, y: Tensor) -> Scores:
+        """Sums for the training columns of one step (``train_loss``, ``train_acc``)."""
+        return classification_scores(record.logits.detach(), y, result.output_loss)
+
+    @torch.no_grad()
+    def evaluate(self, net: Network, x: Tensor, y: Tensor) -> Scores:
+        """Sums for the validation and test columns of one batch (``val_loss``, ``val_acc``, ...)."""
+        return classification_scores(net(x), y)
+
+    def diagnostics(self, net: Network, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-epoch figures on the probe batch: angles to back-prop,
+        reconstruction errors and target steps per layer
+        (:func:`diagnostics.layer_diagnostics`), and the rule's own."""
+        return layer_diagnostics(net, self, x, y)
+
+    def record_diagnostics(self, net: Network, record, y: Tensor) -> dict[str, float]:
+        """Rule-specific figures from the probe batch's record (none by default)."""
+        return {}

@@ -1,0 +1,1 @@
+"""Figures: learning curves from run directories, image grids."""

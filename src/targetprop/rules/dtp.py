@@ -1,0 +1,91 @@
+"""The difference-target-propagation family: vanilla TP and DTP (Lee et al.
+2015), DRL (Meulemans et al. 2020) and L-DRL (Ernoult et al. 2022) are one
+rule composed of four pieces (DESIGN.md), a top target, a propagation rule,
+a feedback objective and a local update; the registry's recipes pick the
+propagation rule and the feedback objective.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..core import feedback as fb
+from ..core import targets as tg
+from ..core.noise import SharedNoise, gaussian_like
+from ..core.rule import ForwardLoss, ForwardRecord, Rule
+from ..core.settings import check, setting
+from ..core.updates import local_target_loss
+
+Tensor = torch.Tensor
+
+__all__ = ["TargetPropagation", "DampedTargetPropagation"]
+
+
+@dataclass(kw_only=True)
+class TargetPropagation(Rule):
+    """The difference-target-propagation family.
+
+    1. top target:   ĥ_L = h_L − η ∂ℓ/∂h_L, ℓ the per-example cross-entropy;
+    2. propagation:  ĥ_{l-1} = P(g_l, h_{l-1}, h_l, ĥ_l) for l = L..2;
+    3. feedback:     an objective that teaches g_l to invert f_l, layers 2..L
+                     (with ``shared_noise``, layers of equal width share the
+                     step's noise sample: see :class:`feedback.SharedNoise`);
+    4. local update: Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² for the hidden layers, plus
+       the cross-entropy for the read-out layer (a single layer, so its
+       gradient is local too).
+    """
+
+    name: str
+    propagate: tg.PropagationRule
+    feedback_objective: fb.FeedbackObjective
+    target_step: float = setting(0.1, "η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L")
+    feedback_noise: float = setting(0.1, "σ of the noise in the feedback objective")
+    shared_noise: bool = setting(True, "layers of equal width share a step's noise sample")
+    uses_feedback = True
+    feedback_reg: ClassVar[float] = 0.0  # DRL's damping λ (:class:`DampedTargetPropagation`)
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.feedback_noise <= 0:
+            raise ValueError("setting 'feedback_noise' must be > 0")
+
+    def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+        per_example = F.cross_entropy(record.logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
+        return tg.gradient_top_target(record.hs[-1], grad, self.target_step), per_example / len(y)
+
+    def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        top, output_loss = self.top_target(record, y)
+        feedbacks = [None] + [layer.feedback if layer.g is not None else None for layer in net.layers]
+        return tg.propagate_targets(feedbacks, record.hs, top, self.propagate), output_loss
+
+    def forward_loss(self, net, record, y):
+        targets, output_loss = self.targets(net, record, y)
+        loss = output_loss + local_target_loss(record.outputs, targets)
+        return ForwardLoss(loss, output_loss.detach(), targets)
+
+    def feedback_loss(self, net, record, targets=None):
+        hs = record.hs
+        noise = SharedNoise() if self.shared_noise else gaussian_like
+        losses = []
+        for l, layer in enumerate(net.layers):
+            if layer.g is None:
+                continue
+            h = hs[l + 1]
+            if layer.drops_input:  # the objectives invert the deterministic f, without the mask
+                with torch.no_grad():
+                    h = layer.f(hs[l])
+            losses.append(self.feedback_objective(layer, hs[l], h, self.feedback_noise,
+                                                  self.feedback_reg, noise))
+        return torch.stack(losses).sum() if losses else None
+
+
+@dataclass(kw_only=True)
+class DampedTargetPropagation(TargetPropagation):
+    """The family with a damped feedback objective: DRL's λ‖g(h_l + ση) − g(h_l)‖²
+    term (Meulemans et al. 2020) is a setting of its own."""
+
+    feedback_reg: float = setting(0.0, "λ of DRL's damping term ‖g(h_l + ση) − g(h_l)‖²/σ²")

@@ -1,0 +1,2 @@
+"""Running: settings, data, the trainer, checkpoints, optimizers, reopening
+runs and timing."""

@@ -1,0 +1,140 @@
+"""Run settings, loadable from YAML and overridable with ``key=value`` strings.
+
+Two kinds of setting share one flat namespace, as they do on the command line
+and in YAML files:
+
+* run-level settings (data, network, schedule, optimisation, machinery), the
+  fields of :class:`Config`, each declared with its type, default and
+  meaning;
+* the rule's own settings (``target_step``, ``alpha``, ...), declared by the
+  rule (``targetprop rules NAME`` lists them). They are kept in
+  ``Config.rule_settings`` and checked against the chosen rule by
+  :func:`targetprop.registry.make_rule`: a setting the rule does not read is
+  an error that names it.
+
+A run-level setting whose default is ``None`` takes the choice of the rule
+that runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.settings import SettingError, coerce, declared, setting
+from ..registry import RULES, rule_settings
+
+__all__ = ["Config", "ConfigError", "load_config", "run_settings"]
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or has a bad value."""
+
+
+@dataclass
+class Config:
+    # data
+    data: str = setting("fashion-mnist", "dataset: fashion-mnist, mnist-5k, digits or mnist1d")
+    val_size: float = setting(0.1, "validation split: a fraction of the training set, or a count")
+    limit: int | None = setting(None, "keep only this many training examples (quick runs)")
+    labels: int | None = setting(None, "keep labels for this many training examples (balanced over classes)")
+    use_unlabelled: bool | None = setting(None, "with labels: train on the rest as unlabelled (y = -1); "
+                                          "default: when the rule learns from unlabelled examples")
+    standardize: bool | None = setting(None, "per-feature standardisation (default: the rule's choice)")
+    labelled_per_batch: int = setting(0, "with unlabelled data: labelled examples in every batch (0: as drawn)")
+    # network
+    arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH or mlp:W1-W2-...")
+    activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, linear")
+    dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
+    layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)")
+    # rule
+    rule: str = setting("dtp", "training rule (targetprop rules lists them)")
+    # schedule
+    epochs: int = setting(3, "training epochs")
+    batch_size: int = setting(128, "examples per batch")
+    feedback_schedule: str = setting("interleaved", "interleaved (feedback steps in every batch) or "
+                                     "alternating (a feedback epoch before each forward epoch)",
+                                     ("interleaved", "alternating"))
+    feedback_iterations: int = setting(1, "feedback steps per batch when interleaved")
+    feedback_pretrain_epochs: int = setting(0, "feedback-only epochs before training starts")
+    # optimisation: any torch.optim optimizer / lr_scheduler by (case-insensitive) class name
+    forward_optimizer: str = setting("adam", "torch.optim optimizer of the forward weights (class name)")
+    forward_lr: float = setting(1e-3, "its learning rate")
+    forward_optimizer_args: dict = setting({}, "its other arguments, e.g. {weight_decay: 1e-4}")
+    forward_scheduler: str = setting("none", "torch.optim.lr_scheduler of the forward weights (class name)")
+    forward_scheduler_args: dict = setting({}, "its arguments")
+    feedback_optimizer: str = setting("adam", "torch.optim optimizer of the feedback weights")
+    feedback_lr: float = setting(1e-3, "its learning rate")
+    feedback_optimizer_args: dict = setting({}, "its other arguments")
+    feedback_scheduler: str = setting("none", "lr_scheduler of the feedback weights")
+    feedback_scheduler_args: dict = setting({}, "its arguments")
+    # machinery
+    seed: int = setting(0, "random seed")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    dtype: str = setting("float32", "float32 or float64", ("float32", "float64"))
+    probe_size: int = setting(512, "examples in the fixed diagnostics batch")
+    threads: int = setting(0, "CPU threads for torch (0: torch's default)")
+    progress: bool = setting(True, "progress bar on a terminal")
+    # the chosen rule's own settings, checked against its declaration (registry.make_rule)
+    rule_settings: dict = field(default_factory=dict)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return list(run_settings())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting in one flat mapping, as YAML files and ``--set`` write them."""
+        out = {key: getattr(self, key) for key in self.keys()}
+        return out | dict(self.rule_settings)
+
+    def update(self, values: dict[str, Any]) -> "Config":
+        """A copy with ``values`` applied: run-level settings are checked here,
+        the others are kept as the rule's settings; a name no rule declares
+        is an error."""
+        specs = run_settings()
+        known_to_rules = {name for rule in RULES for name in rule_settings(rule)}
+        unknown = sorted(set(values) - set(specs) - known_to_rules)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(map(repr, unknown))}; run-level settings: "
+                              f"{', '.join(specs)}; a rule's own: targetprop rules NAME")
+        try:
+            run = {k: coerce(specs[k], v) for k, v in values.items() if k in specs}
+        except SettingError as error:
+            raise ConfigError(str(error)) from None
+        rule = {k: v for k, v in values.items() if k not in specs}
+        return dataclasses.replace(self, **run, rule_settings=self.rule_settings | rule)
+
+    def with_overrides(self, overrides: list[str]) -> "Config":
+        """Apply ``key=value`` strings; values are parsed as YAML (``3``, ``1e-3``,
+        ``true``, ``{momentum: 0.9}``)."""
+        values = {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        return self.update(values)
+
+
+def run_settings():
+    """The run-level settings (name → declaration)."""
+    return declared(Config)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                **values: Any) -> Config:
+    """Defaults, then the YAML file, then keyword values, then ``key=value`` overrides."""
+    config = Config()
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of settings")
+        config = config.update(loaded)
+    config = config.update({k: v for k, v in values.items() if v is not None})
+    return config.with_overrides(overrides or [])

@@ -1,0 +1,108 @@
+"""What a run records: running sums of the rule's scores, evaluation over a
+loader, the per-epoch line, ``metrics.csv`` and ``summary.json``.
+
+The names come from the rule (``Rule.train_scores``, ``Rule.evaluate``,
+``Rule.diagnostics``): a column is ``train_NAME``, ``val_NAME`` or
+``test_NAME`` for every NAME the rule reports, so nothing here knows which
+kind of rule ran.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..core.rule import Scores
+
+__all__ = ["Totals", "evaluate", "epoch_line", "write_metrics", "summarize"]
+
+# Short names of the score columns in the per-epoch line and the summary.
+_LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction"}
+
+
+class Totals:
+    """Sums and counts of named scores, kept on the device (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add(self, scores: Scores) -> None:
+        for name, (total, count) in scores.items():
+            if name in self.sums:
+                self.sums[name] += total
+                self.counts[name] += count
+            else:
+                self.sums[name], self.counts[name] = total.clone(), torch.as_tensor(count).clone()
+
+    def means(self) -> dict[str, float]:
+        """Sum over count for every name (nan where nothing was counted)."""
+        out = {}
+        for name, total in self.sums.items():
+            count = self.counts[name].item()
+            out[name] = total.item() / count if count else math.nan
+        return out
+
+    def finite(self) -> bool:
+        return all(bool(torch.isfinite(t)) for t in self.sums.values())
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()},
+                "counts": {k: v.cpu() for k, v in self.counts.items()}}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.counts = {k: v.to(device) for k, v in state["counts"].items()}
+
+
+@torch.no_grad()
+def evaluate(rule, net: torch.nn.Module, loader, device: torch.device) -> dict[str, float]:
+    """The rule's evaluation scores averaged over a loader (nan where it is empty)."""
+    totals = Totals()
+    for x, y in loader:
+        totals.add(rule.evaluate(net, x.to(device), y.to(device)))
+    return totals.means()
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One line for the terminal: losses and every train/val/test score."""
+    if row["epoch"] <= 0:
+        return f"pretrain feedback_loss {row['feedback_loss']:.4f}"
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    names = [k for k in row if k.startswith(("train_", "val_", "test_")) and not k.endswith("_loss")]
+    parts += [f"loss {row['train_loss']:.4f}"] + [f"{k.replace('_', ' ')} {row[k]:.4f}" for k in names]
+    return "  ".join(parts) + f"  {row['seconds']:.1f}s"
+
+
+def write_metrics(rows: list[dict], out_dir: Path, summary: dict) -> None:
+    """``metrics.csv`` (one row per epoch, atomically replaced) and ``summary.json``."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    path = out_dir / "metrics.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The last trained epoch's scores (``test_accuracy``, ``val_reconstruction``,
+    ...) and, where the rule reports an accuracy, the epoch of the best
+    validation accuracy."""
+    trained = [r for r in rows if r["epoch"] > 0]
+    last = trained[-1] if trained else {}
+    out = {"epochs": len(trained)}
+    for split in ("test", "val", "train"):
+        for short, long in _LONG_NAMES.items():
+            out[f"{split}_{long}"] = last.get(f"{split}_{short}")
+    best = max(trained, key=lambda r: r["val_acc"] if not math.isnan(r.get("val_acc", math.nan)) else -1,
+               default={})
+    out["best_val_epoch"], out["test_accuracy_at_best_val"] = best.get("epoch"), best.get("test_acc")
+    return out

@@ -1,0 +1,276 @@
+"""A training run: data, network, rule and optimizers from a :class:`Config`;
+epochs with a progress bar, per-epoch metrics and diagnostics; atomic
+checkpoints, exact resume, a NaN guard and a clean stop on Ctrl-C.
+
+Files in the run directory:
+
+* ``config.yaml``   the resolved settings;
+* ``metrics.csv``   one row per epoch;
+* ``summary.json``  rule, data, epochs, the last epoch's scores, seconds;
+* ``checkpoint.pt`` everything needed to continue exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ..core.rule import Rule
+from ..registry import make_rule
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config
+from .data import DataSplits, make_loaders
+from .metrics import Totals, epoch_line, evaluate, summarize, write_metrics
+from .setup import build_parts, keep_labelled, load_splits, resolve_device, validate_config
+
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]
+
+# Settings a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """The run was stopped (Ctrl-C) after saving a checkpoint."""
+
+
+@contextlib.contextmanager
+def _deferred_interrupt(trainer: "Trainer") -> Iterator[None]:
+    """Turn the first Ctrl-C into a stop request honoured between two steps (so
+    the checkpoint holds a consistent state); a second Ctrl-C stops at once."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """Owns one run directory. ``callback(trainer)`` is called after every
+    step; setting ``trainer.stop_requested`` stops the run like Ctrl-C."""
+
+    def __init__(self, config: Config, out_dir: str | Path, *, resume: bool = False,
+                 callback: Callable[["Trainer"], None] | None = None, splits: DataSplits | None = None):
+        config = validate_config(config)
+        self.out_dir = Path(out_dir)
+        self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        state = None
+        if resume:
+            state = load_checkpoint(self.checkpoint_path)
+        elif self.checkpoint_path.exists():
+            raise FileExistsError(f"{self.out_dir} already holds a run; pass --resume to continue it "
+                                  "or choose another --out")
+        self.config, self.callback, self.stop_requested = config, callback, False
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+
+        torch.manual_seed(config.seed)
+        self.rule: Rule = make_rule(config.rule, **config.rule_settings)
+        self.splits = splits or load_splits(config, self.rule)
+        self.data_note = keep_labelled(self.splits, config, self.rule) if config.labels is not None else None
+        self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
+                                    labelled_per_batch=config.labelled_per_batch)
+        self.shuffle_generator = self.loaders["train"].generator
+        parts = build_parts(config, self.rule, self.splits, self.device)
+        self.net, self.learner, self.schedulers = parts.net, parts.learner, parts.schedulers
+        probe_source = self.splits.val if len(self.splits.val) else self.splits.train
+        n = min(config.probe_size, len(probe_source))
+        self.probe = tuple(t[:n].to(self.device) for t in probe_source.tensors)
+
+        # position: epochs 1-P..0 are feedback pre-training, 1..E training
+        self.epoch = 1 - (config.feedback_pretrain_epochs if self.learner.feedback_optimizer else 0)
+        self.pass_index, self.batch_index = 0, 0
+        self.pass_generator_state = self.shuffle_generator.get_state()
+        self.totals = Totals()
+        self.rows: list[dict] = []
+        self.seconds = 0.0
+        if state is not None:
+            self._restore(state)
+
+    # -- state ---------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "learner": self.learner.state_dict(),
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items() if s is not None},
+            "epoch": self.epoch, "pass_index": self.pass_index, "batch_index": self.batch_index,
+            "pass_generator_state": self.pass_generator_state,
+            "torch_rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "totals": self.totals.state_dict(),
+            "rows": self.rows, "seconds": self.seconds,
+        }
+
+    def _restore(self, state: dict) -> None:
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_CHANGES}
+        mine = {k: v for k, v in self.config.to_dict().items() if k in saved}
+        if saved != mine:
+            changed = sorted(k for k in saved if saved[k] != mine.get(k))
+            raise CheckpointError(f"checkpoint in {self.out_dir} was made with other settings "
+                                  f"({', '.join(changed)}); only {', '.join(RESUMABLE_CHANGES)} "
+                                  "may change on resume")
+        try:
+            self.learner.load_state_dict(state["learner"])
+            for key, scheduler in self.schedulers.items():
+                if scheduler is not None:
+                    scheduler.load_state_dict(state["schedulers"][key])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint in {self.out_dir} does not fit this network: "
+                                  f"{str(error).splitlines()[0]}") from None
+        self.epoch, self.pass_index = state["epoch"], state["pass_index"]
+        self.batch_index = state["batch_index"]
+        self.pass_generator_state = state["pass_generator_state"]
+        torch.set_rng_state(state["torch_rng_state"])
+        if state["cuda_rng_state"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng_state"])
+        self.totals.load_state_dict(state["totals"], self.device)
+        self.rows, self.seconds = state["rows"], state["seconds"]
+
+    def save(self) -> None:
+        save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    # -- the loop ------------------------------------------------------------
+
+    def _passes(self) -> list[str]:
+        if self.epoch <= 0:
+            return ["feedback"]
+        if self.config.feedback_schedule == "alternating" and self.learner.feedback_optimizer:
+            return ["feedback", "forward"]
+        return ["train"]
+
+    def run(self) -> dict:
+        """Train until ``config.epochs``; returns the summary."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        if self.data_note and self.epoch <= 1 and not self.rows:
+            tqdm.write(self.data_note)
+        with _deferred_interrupt(self):
+            while self.epoch <= self.config.epochs:
+                started = time.perf_counter()
+                passes = self._passes()
+                while self.pass_index < len(passes):
+                    self._run_pass(passes[self.pass_index], started)
+                    self.pass_index += 1
+                    self.batch_index = 0
+                    self.pass_generator_state = self.shuffle_generator.get_state()
+                self.seconds += time.perf_counter() - started
+                self._end_epoch(time.perf_counter() - started)
+        return self.summary()
+
+    def _run_pass(self, kind: str, started: float) -> None:
+        self.shuffle_generator.set_state(self.pass_generator_state)
+        loader = self.loaders["train"]
+        batches = islice(loader, self.batch_index, None)
+        label = (f"pretrain {self.epoch + self.config.feedback_pretrain_epochs}" if self.epoch <= 0
+                 else f"epoch {self.epoch}/{self.config.epochs}")
+        # disable=None: a live bar on a terminal, none in logs and pipes
+        bar = tqdm(batches, total=len(loader), initial=self.batch_index, leave=False,
+                   desc=f"{label} {kind}", disable=None if self.config.progress else True,
+                   dynamic_ncols=True)
+        for x, y in bar:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self._step(kind, x, y)
+            self.batch_index += 1
+            if self.batch_index % 25 == 0 or self.batch_index == len(loader):
+                self._check_finite()
+                bar.set_postfix(self._running(), refresh=False)
+            if self.callback is not None:
+                self.callback(self)
+            if self.stop_requested:
+                self.seconds += time.perf_counter() - started
+                self.save()
+                bar.close()
+                raise TrainingInterrupted(
+                    f"stopped at epoch {max(self.epoch, 0)}, batch {self.batch_index}; checkpoint saved "
+                    f"in {self.out_dir} (continue with: targetprop train --resume --out {self.out_dir})")
+        bar.close()
+
+    def _step(self, kind: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        one = torch.ones((), dtype=torch.int64, device=x.device)
+        if kind == "feedback":
+            loss = self.learner.feedback_step(x)
+            if loss is not None:
+                self.totals.add({"feedback_loss": (loss.double(), one)})
+            return
+        result = (self.learner.train_step(x, y) if kind == "train"
+                  else self.learner.forward_step(x, y))
+        self.totals.add(result.scores)
+        if result.feedback_loss is not None:
+            self.totals.add({"feedback_loss": (result.feedback_loss.double(), one)})
+
+    def _running(self) -> dict[str, str]:
+        return {name: f"{value:.4f}" for name, value in self.totals.means().items()}
+
+    def _check_finite(self) -> None:
+        if not self.totals.finite():
+            raise TrainingDiverged(
+                f"loss became NaN or infinite at epoch {self.epoch}, batch {self.batch_index} "
+                f"(rule {self.config.rule}); the last good checkpoint in {self.out_dir} is kept. "
+                "Try a smaller learning rate or target_step.")
+
+    def _end_epoch(self, epoch_seconds: float) -> None:
+        self._check_finite()
+        means = self.totals.means()
+        row: dict = {"epoch": self.epoch}
+        if self.epoch > 0:
+            row |= {f"train_{k}": v for k, v in means.items() if k != "feedback_loss"}
+        row["feedback_loss"] = means.get("feedback_loss", math.nan)
+        self.net.eval()
+        for split in ("val", "test"):
+            row |= {f"{split}_{k}": v for k, v in
+                    evaluate(self.rule, self.net, self.loaders[split], self.device).items()}
+        row |= self.rule.diagnostics(self.net, *self.probe)
+        self.net.train()
+        row["forward_lr"] = self.learner.forward_optimizer.param_groups[0]["lr"]
+        row["epoch_seconds"], row["seconds"] = epoch_seconds, self.seconds
+        self.rows.append(row)
+        if self.epoch > 0:
+            for scheduler in self.schedulers.values():
+                if scheduler is not None:
+                    scheduler.step()
+        self.epoch += 1
+        self.pass_index = self.batch_index = 0
+        self.totals = Totals()
+        write_metrics(self.rows, self.out_dir, self.summary())
+        self.save()
+        tqdm.write(epoch_line(row, self.config.epochs))
+
+    def summary(self) -> dict:
+        return {"rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,
+                "epochs_planned": self.config.epochs, **summarize(self.rows),
+                "seconds": self.seconds, "device": str(self.device),
+                "completed": self.epoch > self.config.epochs}
+
+
+def train(config: Config, out_dir: str | Path, *, resume: bool = False,
+          callback: Callable[[Trainer], None] | None = None) -> dict:
+    """Run (or continue) a training run and return its summary."""
+    return Trainer(config, out_dir, resume=resume, callback=callback).run()

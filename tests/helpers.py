@@ -1,0 +1,52 @@
+"""Helpers shared by the run-level tests and the rule contract."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
+from targetprop.running.config import Config  # noqa: E402
+from targetprop.running.trainer import Trainer, TrainingInterrupted  # noqa: E402
+
+QUICK = dict(data="digits", arch="mlp:32x3", batch_size=64, forward_lr=5e-3, progress=False,
+             probe_size=64)
+
+
+def quick_config(**values) -> Config:
+    return Config().update(QUICK | values)
+
+
+def params(trainer: Trainer) -> dict:
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+def assert_same_params(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at: int) -> None:
+    """A run stopped (as by Ctrl-C) after ``stop_at`` steps, inside an epoch,
+    and resumed ends with the weights of an uninterrupted run."""
+    straight = Trainer(config, tmp_path / "a")
+    straight.run()
+    calls = 0
+
+    def stop(trainer):
+        nonlocal calls
+        calls += 1
+        if calls == stop_at:
+            trainer.stop_requested = True
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        Trainer(config, tmp_path / "b", callback=stop).run()
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert state["batch_index"] > 0  # it really stopped inside an epoch
+    resumed = Trainer(config, tmp_path / "b", resume=True)
+    resumed.run()
+    assert_same_params(params(straight), params(resumed))

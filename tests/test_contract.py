@@ -1,0 +1,216 @@
+"""The contract every registered rule honours (the pattern of torch's optim_db).
+
+Each case runs on every rule in ``targetprop.RULES`` with its default
+settings. A rule leaves a case out only by naming it, with the reason, in
+its own ``contract_exemptions``; nothing here skips a rule by name.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")  # the short runs train on scikit-learn's digits
+
+from helpers import assert_stopping_mid_epoch_then_resuming_is_exact, quick_config  # noqa: E402
+from targetprop import RULES, Learner, make_rule  # noqa: E402
+from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
+from targetprop.running.optim import make_optimizer  # noqa: E402
+from targetprop.running.trainer import Trainer, TrainingDiverged  # noqa: E402
+
+CASES = ("step", "feedback", "targets", "locality", "float64", "state_dict", "run", "resume", "nan")
+
+
+def contract(case: str) -> list:
+    """Every registered rule, each one exempt from ``case`` marked skipped with its reason."""
+    params = []
+    for name, recipe in RULES.items():
+        reason = recipe.cls.contract_exemptions.get(case)
+        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def test_exemptions_name_real_cases_and_give_reasons():
+    for name, recipe in RULES.items():
+        for case, reason in recipe.cls.contract_exemptions.items():
+            assert case in CASES and len(reason) > 10, (name, case)
+
+
+def small_problem(rule: str, seed: int = 0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    net = make_rule(rule).build_network("mlp:12x3", 8, 3).to(dtype)
+    x = torch.randn(32, 8, dtype=dtype)
+    y = torch.randint(0, 3, (32,))
+    return net, x, y
+
+
+def make_learner(net, rule_name: str, iterations: int = 1, lr: float = 1e-2) -> Learner:
+    rule = make_rule(rule_name)
+    feedback = make_optimizer("adam", net.feedback_parameters(), lr) if rule.uses_feedback else None
+    return Learner(net, rule, make_optimizer("adam", net.forward_parameters(), lr), feedback, iterations)
+
+
+def changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("rule_name", contract("step"))
+def test_one_step_moves_the_forward_and_feedback_weights(rule_name):
+    net, x, y = small_problem(rule_name)
+    learner = make_learner(net, rule_name)
+    forward = [p.detach().clone() for p in net.forward_parameters()]
+    feedback = [p.detach().clone() for p in net.feedback_parameters()]
+    result = learner.train_step(x, y)
+    assert torch.isfinite(result.output_loss)
+    assert all(torch.isfinite(total).all() for total, _ in result.scores.values())
+    assert changed(forward, [p.detach() for p in net.forward_parameters()])
+    if learner.rule.uses_feedback:
+        assert changed(feedback, [p.detach() for p in net.feedback_parameters()])
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+@pytest.mark.parametrize("rule_name", contract("feedback"))
+def test_feedback_iterations(rule_name, iterations):
+    """k feedback steps per batch: k − 1 feedback-only steps, then the joint step."""
+    net, x, y = small_problem(rule_name)
+    learner = make_learner(net, rule_name, iterations)
+    for _ in range(2):
+        result = learner.train_step(x, y)
+    assert result.feedback_loss is not None and torch.isfinite(result.feedback_loss)
+    steps = {int(s["step"]) for s in learner.feedback_optimizer.state.values()}
+    assert max(steps) == 2 * iterations
+
+
+@pytest.mark.parametrize("rule_name", contract("targets"))
+def test_targets_lower_each_local_loss(rule_name):
+    """A small step on Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² lowers every layer's term."""
+    net, x, y = small_problem(rule_name)
+    rule = make_rule(rule_name)
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    assert targets is not None and len(targets) == len(net.layers)
+
+    def local_losses():
+        return [0.5 * (layer(h_below) - t).pow(2).sum() / len(x)
+                for layer, (h_below, _), t in zip(net.layers, record.pairs(), targets)]
+
+    before = local_losses()
+    optimizer = torch.optim.SGD([p for layer in net.layers for p in layer.forward_parameters()], lr=0.05)
+    sum(before).backward()
+    optimizer.step()
+    before, after = [b.item() for b in before], [a.item() for a in local_losses()]
+    assert all(a < b for a, b in zip(after, before)), (before, after)
+
+
+def gradient_into_layer_inputs(net, rule, x, y) -> float:
+    """The gradient of one step's whole loss (forward and feedback) that
+    arrives at the input of any layer's forward map f_l: zero exactly when
+    no gradient crosses a layer boundary."""
+    arrived = []
+
+    def watch(module, args):
+        if args[0].requires_grad:
+            args[0].register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
+
+    handles = [layer.f.register_forward_pre_hook(watch) for layer in net.layers]
+    try:
+        record = rule.record(net, x)
+        result = rule.forward_loss(net, record, y)
+        feedback = rule.feedback_loss(net, record, result.targets)
+        (result.loss if feedback is None else result.loss + feedback).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(arrived)
+
+
+@pytest.mark.parametrize("rule_name", contract("locality"))
+def test_locality_holds_where_the_rule_claims_it(rule_name):
+    """A rule that claims locality sends no gradient across a layer boundary;
+    one that does not (back-prop) does, which shows the check can fail."""
+    net, x, y = small_problem(rule_name)
+    rule = make_rule(rule_name)
+    crossing = gradient_into_layer_inputs(net, rule, x, y)
+    assert (crossing == 0) == rule.local, crossing
+
+
+def test_locality_check_sees_hybrid_credit_assignment():
+    net, x, y = small_problem("bengio2014")
+    for mode, local in (("strict", True), ("hybrid", False)):
+        rule = make_rule("bengio2014", credit_assignment=mode)
+        assert rule.local == local
+        assert (gradient_into_layer_inputs(net, rule, x, y) == 0) == local
+
+
+@pytest.mark.parametrize("rule_name", contract("float64"))
+def test_float32_agrees_with_float64(rule_name):
+    """The same step's gradients in float32 and float64 (noise is drawn in
+    float32 and cast, so both see the same sample)."""
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        net, x, y = small_problem(rule_name)
+        net, x = net.to(dtype), x.to(dtype)
+        rule = make_rule(rule_name)
+        torch.manual_seed(5)
+        record = rule.record(net, x)
+        params = list(net.parameters())
+        losses = [rule.feedback_loss(net, record), rule.forward_loss(net, record, y).loss]
+        grads[dtype] = [torch.zeros_like(p, dtype=torch.float64) if g is None else g.double()
+                        for loss in losses if loss is not None
+                        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True,
+                                                                    retain_graph=True))]
+    for a, b in zip(grads[torch.float32], grads[torch.float64]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("rule_name", contract("state_dict"))
+def test_state_dict_round_trip(rule_name):
+    net, x, y = small_problem(rule_name)
+    learner = make_learner(net, rule_name)
+    for _ in range(3):
+        learner.train_step(x, y)
+    buffer = io.BytesIO()
+    torch.save(learner.state_dict(), buffer)
+    buffer.seek(0)
+    clone = make_learner(make_rule(rule_name).build_network("mlp:12x3", 8, 3), rule_name)  # fresh
+    clone.load_state_dict(torch.load(buffer, weights_only=True))
+    for target in (learner, clone):
+        torch.manual_seed(9)
+        for _ in range(2):
+            target.train_step(x, y)
+    for a, b in zip(learner.net.state_dict().values(), clone.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rule_name", contract("run"))
+def test_a_short_run_reports_finite_scores(rule_name, tmp_path):
+    summary = Trainer(quick_config(rule=rule_name, epochs=1, limit=400), tmp_path / "run").run()
+    assert summary["completed"] and summary["epochs"] == 1
+    scores = [v for k, v in summary.items() if k.startswith("test_") and v is not None]
+    assert scores and all(math.isfinite(v) for v in scores)
+
+
+@pytest.mark.parametrize("rule_name", contract("resume"))
+def test_resume_equals_an_uninterrupted_run(rule_name, tmp_path):
+    config = quick_config(rule=rule_name, epochs=2, limit=400)
+    assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=8)
+
+
+@pytest.mark.parametrize("rule_name", contract("nan"))
+def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(rule_name, tmp_path):
+    config = quick_config(rule=rule_name, epochs=3, limit=400)
+
+    def poison_in_epoch_2(trainer):
+        if trainer.epoch == 2 and trainer.batch_index == 2:
+            with torch.no_grad():
+                trainer.net.layers[0].forward_parameters()[0].fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        Trainer(config, tmp_path / "run", callback=poison_in_epoch_2).run()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["batch_index"] == 0
+    assert all(torch.isfinite(v).all() for v in state["learner"]["net"].values() if v.is_floating_point())
+
