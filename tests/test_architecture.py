@@ -34,3 +34,18 @@ def test_an_import_against_the_layers_breaks_the_contract(tmp_path):
     rule.write_text(rule.read_text() + "\nfrom ..registry import RULES  # noqa\n")
     result = lint_imports(tmp_path / "src", tmp_path)
     assert result.returncode != 0 and "targetprop.core.rule -> targetprop.registry" in result.stdout
+
+
+def test_running_code_has_no_function_longer_than_60_lines():
+    """The trainer, data and command line stay readable in screen-sized pieces."""
+    import ast
+
+    package = ROOT / "src" / "targetprop"
+    long = []
+    for path in [*sorted((package / "running").glob("*.py")), package / "cli.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long

@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="targetprop", description="Target propagation for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_train(sub)
+    _add_inspection(sub)
+    _add_generation(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train a network on a dataset with one rule",
                            epilog="settings for --set: `targetprop rules NAME` lists the rule's own "
                                   "and the run-level ones, with defaults and meanings")
@@ -208,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
+
+def _add_inspection(sub) -> None:
+    """``rules``, ``plot`` and ``bench``."""
     rules = sub.add_parser("rules", help="list the rules, or one rule's settings")
     rules.add_argument("name", nargs="?", help="a rule: list its settings with defaults and meanings")
     rules.set_defaults(func=_rules)
@@ -217,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="folder for the PNGs (default: the run, or ./plots)")
     plot.set_defaults(func=_plot)
 
+    bench = sub.add_parser("bench", help="time one training step per rule")
+    bench.add_argument("--rules", default="bp,tp,dtp,drl,ldrl")
+    bench.add_argument("--data", default="fashion-mnist")
+    bench.add_argument("--arch", default="mlp:256x5")
+    bench.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    bench.add_argument("--repeats", type=int, default=60)
+    bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--json", help="write the results here")
+    bench.set_defaults(func=_bench)
+
+
+def _add_generation(sub) -> None:
+    """``sample`` and ``complete``: generative stacks."""
     sample = sub.add_parser("sample", help="generate inputs from a trained generative stack")
     sample.add_argument("run", help="run directory (rule generative or generative-bp)")
     sample.add_argument("--n", type=int, default=100, help="number of samples")
@@ -243,18 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--out", default="completion.png", help="PNG file")
     complete.add_argument("--seed", type=int, default=0)
     complete.set_defaults(func=_complete)
-
-    bench = sub.add_parser("bench", help="time one training step per rule")
-    bench.add_argument("--rules", default="bp,tp,dtp,drl,ldrl")
-    bench.add_argument("--data", default="fashion-mnist")
-    bench.add_argument("--arch", default="mlp:256x5")
-    bench.add_argument("--batch-size", dest="batch_size", type=int, default=128)
-    bench.add_argument("--repeats", type=int, default=60)
-    bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--json", help="write the results here")
-    bench.set_defaults(func=_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,8 @@ class Rule:
                                                 # so feedback steps can be scheduled apart
     handles_unlabelled: ClassVar[bool] = False  # batches may hold examples with y = -1
     standardize_inputs: ClassVar[bool] = True   # default of the run's ``standardize``
+    # defaults that replace the declared ones when a run trains on unlabelled examples
+    semi_supervised_defaults: ClassVar[dict] = {}
     # contract cases this rule is exempt from, with the reason (tests/test_contract.py)
     contract_exemptions: ClassVar[dict[str, str]] = {}
 

@@ -44,7 +44,8 @@ class Config:
     use_unlabelled: bool | None = setting(None, "with labels: train on the rest as unlabelled (y = -1); "
                                           "default: when the rule learns from unlabelled examples")
     standardize: bool | None = setting(None, "per-feature standardisation (default: the rule's choice)")
-    labelled_per_batch: int = setting(0, "with unlabelled data: labelled examples in every batch (0: as drawn)")
+    labelled_per_batch: int | None = setting(None, "with unlabelled data: labelled examples in every batch "
+                                             "(0: as drawn; default: an eighth of the batch)")
     # network
     arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH or mlp:W1-W2-...")
     activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, linear")

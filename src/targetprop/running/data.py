@@ -328,6 +328,26 @@ def _num_val(val_size: float | int, n: int) -> int:
     return n_val
 
 
+def _split_indices(n: int, val_size: float | int, seed: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validation and training indices from one permutation drawn from ``seed``;
+    ``limit`` keeps the first ``limit`` training ones."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = _num_val(val_size, n)
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    return val_idx, train_idx if limit is None else train_idx[: int(limit)]
+
+
+def _standardize(xs: dict[str, np.ndarray], work: type) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise every split in place with the training split's per-feature
+    mean and std (floored at ``STD_FLOOR``); returns them (float64)."""
+    mean = xs["train"].mean(axis=0, dtype=np.float64)
+    std = np.maximum(xs["train"].std(axis=0, dtype=np.float64), STD_FLOOR)
+    for x in xs.values():
+        x -= mean.astype(work)
+        x /= std.astype(work)
+    return mean, std
+
+
 def load_dataset(
     name: str,
     *,
@@ -356,11 +376,7 @@ def load_dataset(
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
     raw = _load_raw(name, root)
-    n_val = _num_val(val_size, len(raw.y_train))
-    perm = np.random.default_rng(seed).permutation(len(raw.y_train))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if limit is not None:
-        train_idx = train_idx[: int(limit)]
+    val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
 
     # Work in float64 only when asked for it, to keep fashion-mnist memory modest.
     work = np.float64 if dtype == torch.float64 else np.float32
@@ -373,13 +389,7 @@ def load_dataset(
     if raw.scale != 1.0:
         for x in xs.values():
             x /= work(raw.scale)
-    mean = std = None
-    if standardize:
-        mean = xs["train"].mean(axis=0, dtype=np.float64)
-        std = np.maximum(xs["train"].std(axis=0, dtype=np.float64), STD_FLOOR)
-        for x in xs.values():
-            x -= mean.astype(work)
-            x /= std.astype(work)
+    mean, std = _standardize(xs, work) if standardize else (None, None)
 
     def to_dataset(split: str) -> TensorDataset:
         x = torch.from_numpy(np.ascontiguousarray(xs[split])).to(dtype)

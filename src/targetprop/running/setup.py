@@ -48,6 +48,8 @@ def validate_config(config: Config) -> Config:
         raise ConfigError(f"unknown data {config.data!r}; choose one of: {', '.join(DATASETS)}")
     try:
         rule = make_rule(config.rule, **config.rule_settings)  # the rule checks its own settings
+        if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
+            rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
         with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
             rule.build_network(config.arch, 2, 2, config.activation, config.dropout, config.layer_hidden)
         for prefix in ("forward", "feedback"):
@@ -56,8 +58,11 @@ def validate_config(config: Config) -> Config:
         resolve_device(config.device)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    _check_ranges(config)
     _check_rule_fits(config, rule)
+    if config.labelled_per_batch is None:  # an eighth of every batch labelled, where some are not
+        mixed = config.batch_size // 8 if uses_unlabelled(config, rule) else 0
+        config = dataclasses.replace(config, labelled_per_batch=mixed)
+    _check_ranges(config)
     return dataclasses.replace(config, rule_settings=current(rule))
 
 
@@ -89,7 +94,7 @@ def _check_rule_fits(config: Config, rule: Rule) -> None:
                           "use_unlabelled unset to train on the labelled ones alone")
     if config.use_unlabelled is not None and config.labels is None:
         raise ConfigError("setting 'use_unlabelled' needs labels=N (the number of labelled examples)")
-    if config.labelled_per_batch and (config.labels is None or not uses_unlabelled(config, rule)):
+    if config.labelled_per_batch and not uses_unlabelled(config, rule):
         raise ConfigError("setting 'labelled_per_batch' mixes labelled and unlabelled examples: "
                           "it needs labels=N and a rule that learns from unlabelled examples")
 

@@ -134,9 +134,14 @@ class Bengio2014(Rule):
     discriminant_step: float = setting(1.0, "scale of the discriminant step")
     top_hidden: int = setting(0, "> 0: the top encoder and decoder are MLPs with a hidden layer this wide (§6)")
     unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
-    layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6)")
+    layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6); "
+                                   "true by default when the run trains on unlabelled examples")
     uses_feedback = True
     handles_unlabelled = True
+    # Unlabelled examples pulled toward their reconstruction collapse the codes
+    # unless each layer's own reconstruction error trains its encoder
+    # (benchmarks/semi_supervised.py); with every label known it costs accuracy.
+    semi_supervised_defaults = {"layer_backprop": True}
 
     def __post_init__(self) -> None:
         check(self)
