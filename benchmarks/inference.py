@@ -3,7 +3,7 @@ MAP completion by Algorithm 6 and its annealed-noise MCMC variant.
 
 Two stacks are trained with ``targetprop train --rule generative``:
 
-* ``halves``: the top and bottom half of each image are two modalities, each
+* ``halves``: the upper and lower half of each image are two modalities, each
   with its own chain, joined by a denoising top that hides one at random
   while it trains. Score: mean squared error per pixel of the completed
   hidden half on the test set, against filling it with the training mean.
@@ -29,7 +29,7 @@ import torch
 
 from accuracy import HERE, run_name, train, write_results
 from targetprop.plotting.images import save_image_rows
-from targetprop.rules.generative.inference import complete, completion_error, generate_class, hidden_features
+from targetprop.rules.generative.inference import complete, completion_error, generate_class, part_features
 from targetprop.running.runs import load_run
 
 STEPS = (1, 2, 3, 5, 10)  # iterations of Algorithm 6 tried on validation
@@ -61,13 +61,13 @@ def main() -> None:
     halves = load_run(runs / run_name("generative", SETUPS["halves"]))
     x, val = halves.splits.test.tensors[0], halves.splits.val.tensors[0]
     fill = halves.splits.train.tensors[0].mean(0)
-    for hide in ("bottom", "top"):
+    for hide in ("lower", "upper"):
         # the iterations are a hyper-parameter of Algorithm 6: the ascent moves each
         # completion toward a mode, which can cost squared error; chosen on validation
         steps = min(STEPS, key=lambda k: completion_error(halves.net, val, hide, fill, k)[0])
         error, baseline = completion_error(halves.net, x, hide, fill, steps)
         longest = completion_error(halves.net, x, hide, fill, max(STEPS))[0]
-        part = hidden_features(halves.net, hide)
+        part = part_features(halves.net, hide)
         noisy = complete(halves.net, x, hide, steps, noise=1.0, generator=torch.Generator().manual_seed(0))
         mcmc = (noisy[:, part] - x[:, part]).pow(2).mean().item()
         table[f"complete-{hide}"] = {"mse": error, "mse_mcmc": mcmc, "mse_mean_fill": baseline,

@@ -7,7 +7,7 @@ import torch
 
 from targetprop.autoencoders.corruption import Corruption
 from targetprop.rules.generative import GenerativeBackprop, GenerativeTP
-from targetprop.rules.generative.inference import complete, completion_error, generate, generate_class, hidden_features
+from targetprop.rules.generative.inference import complete, completion_error, generate, generate_class, part_features
 from targetprop.registry import make_rule
 from targetprop.rules.generative.stacks import GenerativeStack
 from targetprop.core.targets import difference_propagate
@@ -48,11 +48,11 @@ def test_a_label_is_a_one_hot_modality_and_missing_labels_are_masked():
 def test_completion_keeps_the_observed_half_exactly():
     net = stack("halves").eval()
     x = torch.rand(6, 16)
-    completed = complete(net, x, "bottom", steps=4)
+    completed = complete(net, x, "lower", steps=4)
     assert torch.equal(completed[:, :8], x[:, :8])
     assert not torch.allclose(completed[:, 8:], x[:, 8:])
-    assert hidden_features(net, "top") == slice(0, 8)
-    error, baseline = completion_error(net, x, "bottom", x.mean(0))
+    assert part_features(net, "upper") == slice(0, 8)
+    error, baseline = completion_error(net, x, "lower", x.mean(0))
     assert error >= 0 and baseline == pytest.approx((x[:, 8:] - x[:, 8:].mean(0)).pow(2).mean().item())
     with pytest.raises(ValueError, match="can complete"):
         complete(net, x, "label")

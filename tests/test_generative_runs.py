@@ -61,7 +61,7 @@ def test_cli_sample_and_chain(tmp_path, capsys):
     assert main(["plot", str(run), "--out", str(tmp_path / "plots")]) == 0  # reconstruction curves
     assert (tmp_path / "plots" / "curves.png").is_file()
     assert not (tmp_path / "plots" / "angles.png").exists()  # no back-prop to compare with
-    assert main(["complete", str(run), "--hide", "bottom", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["complete", str(run), "--hide", "lower", "--out", str(tmp_path / "x.png")]) == 2
     assert "modalities=image can complete: nothing" in capsys.readouterr().err
 
 
@@ -69,7 +69,7 @@ def test_cli_sample_and_chain(tmp_path, capsys):
 def test_cli_complete_halves_and_labels(tmp_path, capsys):
     halves = tmp_path / "halves"
     Trainer(quick_config(**GENERATIVE | {"modalities": "halves"}), halves).run()
-    assert main(["complete", str(halves), "--hide", "bottom", "--out", str(tmp_path / "c.png")]) == 0
+    assert main(["complete", str(halves), "--hide", "lower", "--out", str(tmp_path / "c.png")]) == 0
     assert "training-mean fill" in capsys.readouterr().out
     labelled = tmp_path / "labelled"
     Trainer(quick_config(**GENERATIVE | {"modalities": "image+label"}), labelled).run()

@@ -210,7 +210,7 @@ def test_the_running_sigma_starts_at_the_first_batch_and_then_averages():
 def test_training_hides_one_modality_in_a_fraction_of_the_rows():
     torch.manual_seed(0)
     top = DenoisingTop([4, 3, 2], [False, False, False], width=5, hide=0.6)
-    hidden = top._hidden(torch.Size([6000, 3]))
+    hidden = top._modalities_to_hide(torch.Size([6000, 3]))
     assert hidden.sum(1).max() == 1  # never more than one per row
     assert hidden.any(1).float().mean().item() == pytest.approx(0.6, abs=0.03)
     assert torch.allclose(hidden.double().mean(0), torch.full((3,), 0.2), atol=0.03)

@@ -149,7 +149,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _complete(args: argparse.Namespace) -> int:
     from .plotting.images import save_image_rows
-    from .rules.generative.inference import complete, completion_error, hidden_features
+    from .rules.generative.inference import complete, completion_error, part_features
 
     run = _load_generative(args.run)
     x, y = run.splits.test.tensors
@@ -173,7 +173,7 @@ def _complete(args: argparse.Namespace) -> int:
     except ValueError as problem:
         raise ConfigError(str(problem)) from None
     shown = to_image(x[:args.n]).clone()
-    shown[:, hidden_features(net, args.hide)] = 0.5  # grey where the input is hidden
+    shown[:, part_features(net, args.hide)] = 0.5  # grey where the input is hidden
     path = save_image_rows([shown, to_image(completed), to_image(x[:args.n])], run.splits.image_shape,
                            args.out, row_labels=["input", "completed", "truth"])
     print(f"test mean squared error of the {args.hide} half: completion {error:.4f}, "
@@ -259,7 +259,7 @@ def _add_generation(sub) -> None:
 
     complete = sub.add_parser("complete", help="fill in a hidden part by MAP inference (Algorithm 6)")
     complete.add_argument("run", help="run directory of a multi-modal stack (modalities halves or image+label)")
-    complete.add_argument("--hide", required=True, choices=("top", "bottom", "label"))
+    complete.add_argument("--hide", required=True, choices=("upper", "lower", "label"))
     complete.add_argument("--n", type=int, default=10, help="test examples shown")
     complete.add_argument("--steps", type=int, default=10, help="iterations of Algorithm 6")
     complete.add_argument("--noise", type=float, default=0.0,

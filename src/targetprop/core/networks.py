@@ -65,11 +65,11 @@ class TPNetwork(nn.Module):
             h = layer(h)
         return self.output(h)
 
-    def hidden_forward_parameters(self) -> list[nn.Parameter]:
+    def layer_forward_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in layer.forward_parameters()]
 
     def forward_parameters(self) -> list[nn.Parameter]:
-        return self.hidden_forward_parameters() + list(self.output.parameters())
+        return self.layer_forward_parameters() + list(self.output.parameters())
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in layer.feedback_parameters()]

@@ -78,7 +78,7 @@ class ConditionalNetwork(TPNetwork):
                                      top_hidden)
 
     def forward_parameters(self) -> list[nn.Parameter]:
-        return self.hidden_forward_parameters() + list(self.output.encoder.parameters())
+        return self.layer_forward_parameters() + list(self.output.encoder.parameters())
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         top = self.output

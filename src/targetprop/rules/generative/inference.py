@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from .stacks import HIDDEN_PARTS, GenerativeStack
+from .stacks import PARTS, GenerativeStack
 
 Tensor = torch.Tensor
 
-__all__ = ["START", "generate", "generate_class", "hidden_features", "complete", "completion_error"]
+__all__ = ["START", "generate", "generate_class", "part_features", "complete", "completion_error"]
 
 START = ("noise", "data")
 
@@ -37,9 +37,9 @@ def generate(net: GenerativeStack, pool: Tensor, n: int, steps: int = 10, start:
     return net.sample(n, codes, steps, generator)
 
 
-def hidden_features(net: GenerativeStack, hide: str) -> slice:
-    """The input features of the part ``hide`` ("top" or "bottom" half)."""
-    parts = HIDDEN_PARTS.get(net.modalities, {})
+def part_features(net: GenerativeStack, hide: str) -> slice:
+    """The input features of the part ``hide`` ("upper" or "lower" half)."""
+    parts = PARTS.get(net.modalities, {})
     if hide not in parts or parts[hide] >= len(net.sizes):
         images = [p for p, i in parts.items() if i < len(net.sizes)]
         raise ValueError(f"a stack with modalities={net.modalities} can complete: {', '.join(images) or 'nothing'}")
@@ -50,10 +50,10 @@ def hidden_features(net: GenerativeStack, hide: str) -> slice:
 @torch.no_grad()
 def complete(net: GenerativeStack, x: Tensor, hide: str, steps: int = 10, noise: float = 0.0,
              generator: torch.Generator | None = None) -> Tensor:
-    """x with the part ``hide`` ("top" or "bottom" of a ``halves`` stack)
+    """x with the part ``hide`` ("upper" or "lower" half of a ``halves`` stack)
     replaced by its completion (Algorithm 6; ``noise`` > 0: the annealed
     MCMC variant). The observed part is returned exactly as given."""
-    part = hidden_features(net, hide)
+    part = part_features(net, hide)
     completed = x.clone()
     completed[:, part] = net.decode(net.complete(x, hide, steps, noise, generator))[:, part]
     return completed
@@ -64,7 +64,7 @@ def completion_error(net: GenerativeStack, x: Tensor, hide: str, fill: Tensor,
                      steps: int = 10) -> tuple[float, float]:
     """Mean squared error per hidden feature of the completion of ``hide``,
     and of filling it with ``fill`` (e.g. the training mean), on ``x``."""
-    part = hidden_features(net, hide)
+    part = part_features(net, hide)
     error = (complete(net, x, hide, steps)[:, part] - x[:, part]).pow(2).mean().item()
     baseline = (fill[part].to(x) - x[:, part]).pow(2).mean().item()
     return error, baseline

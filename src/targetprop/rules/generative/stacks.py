@@ -7,7 +7,7 @@ one-hot vector itself (§3.1, §4). Three ready set-ups (``modalities``):
 
 * ``image``: one modality, the whole input;
 * ``halves``: the first and second half of the features (for row-major
-  images, the top and the bottom half), one chain each;
+  images, the upper and the lower half), one chain each;
 * ``image+label``: the image and its label; classification is the
   completion of the missing label by Algorithm 6.
 """
@@ -23,11 +23,11 @@ from .tops import Top, make_top
 
 Tensor = torch.Tensor
 
-__all__ = ["MODALITIES", "HIDDEN_PARTS", "GenerativeStack"]
+__all__ = ["MODALITIES", "PARTS", "GenerativeStack"]
 
 MODALITIES = ("image", "halves", "image+label")
 # What ``complete`` can hide, per set-up: the modality's index among all of them.
-HIDDEN_PARTS = {"halves": {"top": 0, "bottom": 1}, "image+label": {"image": 0, "label": 1}}
+PARTS = {"halves": {"upper": 0, "lower": 1}, "image+label": {"image": 0, "label": 1}}
 
 
 class GenerativeStack(nn.Module):
@@ -128,7 +128,7 @@ class GenerativeStack(nn.Module):
         """Algorithm 6 with the modality ``hide`` missing: returns the top
         code with it filled in (``decode`` maps it to data space; for a
         label, ``label_probabilities`` reads it off)."""
-        parts = HIDDEN_PARTS.get(self.modalities, {})
+        parts = PARTS.get(self.modalities, {})
         if hide not in parts:
             raise ValueError(f"a stack with modalities={self.modalities} can hide: {', '.join(parts) or 'nothing'}")
         if not hasattr(self.top, "complete"):
@@ -152,14 +152,14 @@ class GenerativeStack(nn.Module):
         is the sample; analytic tops give a single state)."""
         return [self.decode(h) for h in self.top.sample(n, start, steps, generator)]
 
-    def hidden_forward_parameters(self) -> list[nn.Parameter]:
+    def layer_forward_parameters(self) -> list[nn.Parameter]:
         """The encoders f_l of every chain."""
         return [p for layer in self.layers for p in layer.forward_parameters()]
 
     def forward_parameters(self) -> list[nn.Parameter]:
         """Encoders f_l, the top level, and the learned noise scales."""
         noise = list(self.log_noise) if self.log_noise is not None else []
-        return self.hidden_forward_parameters() + list(self.top.parameters()) + noise
+        return self.layer_forward_parameters() + list(self.top.parameters()) + noise
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         """Decoders g_l (and the variance of P(x | h))."""

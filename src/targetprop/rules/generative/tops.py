@@ -172,7 +172,7 @@ class DenoisingTop(Top):
     def reconstruct(self, code: Tensor) -> Tensor:
         return self.values(self.decode(code))
 
-    def _hidden(self, shape: torch.Size) -> Tensor:
+    def _modalities_to_hide(self, shape: torch.Size) -> Tensor:
         """Which modalities to hide: in a fraction ``hide`` of the rows, one
         modality drawn uniformly (so a row never loses all of them)."""
         rows, modalities = shape
@@ -186,7 +186,7 @@ class DenoisingTop(Top):
     def _loss(self, h: Tensor, known: Tensor) -> Tensor:
         present = known
         if len(self.widths) > 1 and self.hide:
-            present = known & ~self._hidden(known.shape)
+            present = known & ~self._modalities_to_hide(known.shape)
         if self.criterion == "nearest-neighbour":  # the batch is the candidate pool
             return nearest_neighbour_reconstruction_loss(self.encode, self.reconstruct, h, None, self.scale)
         first = self.reconstruct(self._corrupt(self.encode(h, present)))

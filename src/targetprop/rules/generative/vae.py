@@ -3,8 +3,8 @@
 estimator as the target-propagation stacks.
 
 Encoder q(z|x) = N(μ(x), diag σ²(x)); decoder p(x|z) = N(m(z), diag s²) with
-one learned log-variance per input unit (the data are standardised, not in
-[0, 1]); prior p(z) = N(0, I). ``loss`` is the negative evidence lower bound
+one learned log-variance per input unit (a Gaussian over pixels in [0, 1],
+as the stacks see them); prior p(z) = N(0, I). ``loss`` is the negative evidence lower bound
 per example, −E_q[log p(x|z)] + KL(q(z|x) ‖ p(z)), with one reparameterised
 sample.
 """
