@@ -16,6 +16,8 @@ pytest.importorskip("sklearn")  # the short runs train on scikit-learn's digits
 
 from helpers import assert_stopping_mid_epoch_then_resuming_is_exact, quick_config  # noqa: E402
 from targetprop import RULES, Learner, make_rule  # noqa: E402
+from targetprop.core.networks import Network  # noqa: E402
+from targetprop.core.rule import Record  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.optim import make_optimizer  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingDiverged  # noqa: E402
@@ -61,6 +63,7 @@ def changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:
 def test_one_step_moves_the_forward_and_feedback_weights(rule_name):
     net, x, y = small_problem(rule_name)
     learner = make_learner(net, rule_name)
+    assert isinstance(net, Network) and isinstance(learner.rule.record(net, x), Record)
     forward = [p.detach().clone() for p in net.forward_parameters()]
     feedback = [p.detach().clone() for p in net.feedback_parameters()]
     result = learner.train_step(x, y)

@@ -22,3 +22,32 @@ def test_readme_training_loop_runs_and_learns():
     net = namespace["net"]
     accuracy = (net(x).argmax(1) == y).float().mean().item()
     assert accuracy > 0.5  # chance is 0.1
+
+
+def test_readme_new_rule_recipe_registers_trains_and_is_checked():
+    """The README's "Adding a rule" block: the recipe is registered, its
+    settings are checked, and it trains like any rule."""
+    from targetprop import RULES, Learner, build_network, make_rule
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    assert "RULES[" in block
+    saved = dict(RULES)
+    try:
+        namespace = {}
+        exec(compile(block, str(README), "exec"), namespace)
+        rule = namespace["rule"]
+        assert rule.name == "half-dtp" and rule.target_step == 0.2
+        with pytest.raises(ValueError, match="does not read setting.*'alpha'"):
+            make_rule("half-dtp", alpha=0.5)
+        torch.manual_seed(0)
+        net = build_network("mlp:16x3", 8, 3)
+        learner = Learner(net, rule, torch.optim.Adam(net.forward_parameters(), 1e-2),
+                          torch.optim.Adam(net.feedback_parameters(), 1e-2))
+        x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+        first = learner.train_step(x, y).output_loss
+        for _ in range(30):
+            last = learner.train_step(x, y).output_loss
+        assert last < first
+    finally:
+        RULES.clear()
+        RULES.update(saved)

@@ -10,7 +10,7 @@ Every network that a rule trains answers the same protocol
 from __future__ import annotations
 
 import re
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ __all__ = ["Network", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...")
 
 
+@runtime_checkable
 class Network(Protocol):
     """What the learner, the trainer and the diagnostics ask of a network."""
 

@@ -22,7 +22,7 @@ to leave a case out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,23 @@ from .networks import Network
 Tensor = torch.Tensor
 Scores = dict[str, tuple[Tensor, Tensor]]  # name -> (sum, count), summed over batches
 
-__all__ = ["ForwardRecord", "ForwardLoss", "Rule", "Scores", "classification_scores"]
+__all__ = ["Record", "ForwardRecord", "ForwardLoss", "Rule", "Scores", "classification_scores"]
+
+
+@runtime_checkable
+class Record(Protocol):
+    """What every record of a forward pass answers, whatever the network:
+    ``x``, the input; ``pairs()``, (h_{l-1}, h_l) detached for each layer in
+    ``net.layers`` order; ``outputs``, the same h_l with a graph back to each
+    layer's parameters; ``logits``, the prediction where the network makes one."""
+
+    outputs: list[Tensor]
+    logits: Tensor | None
+
+    @property
+    def x(self) -> Tensor: ...
+
+    def pairs(self) -> list[tuple[Tensor, Tensor]]: ...
 
 
 @dataclass
@@ -44,8 +60,7 @@ class ForwardRecord:
     ∂loss/∂h_L can be read off; ``logits`` hangs from ``top`` (local rules)
     or from the whole chain (back-prop).
 
-    Every record answers ``pairs()``, (h_{l-1}, h_l) detached for each layer
-    in ``net.layers`` order, and ``x``."""
+    A :class:`Record`."""
     hs: list[Tensor]
     outputs: list[Tensor]
     top: Tensor

@@ -54,10 +54,10 @@ __all__ = ["StackRecord", "GenerativeRule", "GenerativeTP", "GenerativeBackprop"
 
 @dataclass
 class StackRecord:
-    """One batch's forward pass through every chain: ``chains`` holds the
-    detached h_0..h_{L-1} of each chain, ``outputs`` the same h_1..h_{L-1}
-    with a graph back to each layer's own input (all chains, in
-    ``net.layers`` order), ``sigmas`` the corruption σ of each of them."""
+    """One batch's forward pass through every chain (a :class:`core.rule.Record`):
+    ``chains`` holds the detached h_0..h_{L-1} of each chain, ``outputs`` the
+    same h_1..h_{L-1} with a graph back to each layer's own input (all
+    chains, in ``net.layers`` order), ``sigmas`` the corruption σ of each."""
     chains: list[list[Tensor]]
     outputs: list[Tensor] = field(default_factory=list)
     sigmas: list = field(default_factory=list)
