@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# GPU checks and figures, for a machine with a CUDA build of torch (CI never has
+# one): every rule trains on CUDA for two Fashion-MNIST epochs, and the step
+# times of `targetprop bench` on the GPU. Writes gpu_check.md and the raw
+# results under OUT_DIR (default benchmarks/results/gpu).
+#   bash benchmarks/gpu_check.sh [OUT_DIR]
+# (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-benchmarks/results/gpu}
+mkdir -p "$out/runs"
+device=${DEVICE:-cuda} data=${DATA:-fashion-mnist} repeats=${REPEATS:-300}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+python3 -c "import torch; print('torch', torch.__version__, '|',
+            torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" | tee "$out/device.txt"
+for rule in bp tp dtp drl ldrl bengio2014 generative generative-bp; do
+    python3 -m targetprop.cli train --data "$data" --rule "$rule" --epochs 2 --device "$device" \
+        --no-progress --out "$out/runs/$rule" > "$out/runs/$rule.log" 2>&1
+    echo "$rule: exit $? | $(tail -n 1 "$out/runs/$rule.log")"
+done
+python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \
+    --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"
+python3 - "$out" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+lines = [f"GPU check on {(out / 'device.txt').read_text().strip()}", "",
+         "| rule | test accuracy | test reconstruction | seconds (2 epochs) |", "|---|---|---|---|"]
+for run in sorted((out / "runs").iterdir()):
+    if (run / "summary.json").is_file():
+        s = json.loads((run / "summary.json").read_text())
+        fmt = lambda v: "—" if v is None else f"{v:.4f}"
+        lines.append(f"| `{s['rule']}` | {fmt(s['test_accuracy'])} | {fmt(s['test_reconstruction'])} | {s['seconds']:.1f} |")
+(out / "gpu_check.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
