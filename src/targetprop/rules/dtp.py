@@ -32,7 +32,7 @@ class TargetPropagation(Rule):
     2. propagation:  ĥ_{l-1} = P(g_l, h_{l-1}, h_l, ĥ_l) for l = L..2;
     3. feedback:     an objective that teaches g_l to invert f_l, layers 2..L
                      (with ``shared_noise``, layers of equal width share the
-                     step's noise sample: see :class:`feedback.SharedNoise`);
+                     step's noise sample: see :class:`core.noise.SharedNoise`);
     4. local update: Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² for the hidden layers, plus
        the cross-entropy for the read-out layer (a single layer, so its
        gradient is local too).

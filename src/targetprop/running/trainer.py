@@ -170,7 +170,7 @@ class Trainer:
         """Train until ``config.epochs``; returns the summary."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        if self.data_note and self.epoch <= 1 and not self.rows:
+        if self.data_note and not self.rows:  # once, when the run starts
             tqdm.write(self.data_note)
         with _deferred_interrupt(self):
             while self.epoch <= self.config.epochs:

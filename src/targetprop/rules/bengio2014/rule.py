@@ -65,7 +65,7 @@ __all__ = ["Bengio2014", "AutoEncoderRecord"]
 class AutoEncoderRecord(ForwardRecord):
     """The forward pass plus each hidden layer's corruption σ, measured once
     per batch on h_l and used for both h_l and its target ĥ_l, and the step's
-    shared noise (:class:`feedback.SharedNoise`): objectives with no
+    shared noise (:class:`core.noise.SharedNoise`): objectives with no
     parameter in common share its samples, so each stays unbiased."""
     sigmas: list[float | Tensor]
     noise: SharedNoise = field(default_factory=SharedNoise)

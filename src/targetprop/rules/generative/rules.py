@@ -66,7 +66,7 @@ class StackRecord:
 
     @property
     def hs(self) -> list[Tensor]:
-        """h_0..h_{L-1} of a one-chain stack, as :class:`rules.ForwardRecord` has them."""
+        """h_0..h_{L-1} of a one-chain stack, as :class:`core.rule.ForwardRecord` has them."""
         if len(self.chains) != 1:
             raise ValueError("a multi-modal record has one list per chain: use chains")
         return self.chains[0]
