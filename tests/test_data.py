@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from targetprop.running import data
+from targetprop.running import data, sources
 from targetprop.running.data import (
     DATASETS,
     STD_FLOOR,
     DatasetNotAvailable,
     load_dataset,
     make_loaders,
-    read_idx,
 )
+from targetprop.running.sources import read_idx
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -264,7 +264,7 @@ def test_real_fashion_mnist() -> None:
     assert (len(splits.train), len(splits.val), len(splits.test)) == (55000, 5000, 10000)
     assert splits.num_features == 784 and splits.image_shape == (28, 28)
     assert splits.train.tensors[1].min() >= 0 and splits.train.tensors[1].max() <= 9
-    data._load_fashion_mnist.cache_clear()  # release ~55 MB held by the cache
+    sources._load_fashion_mnist.cache_clear()  # release ~55 MB held by the cache
 
 
 def test_keep_labels_is_balanced_seeded_and_hides_the_rest():

@@ -281,3 +281,16 @@ def test_semi_supervised_mixed_batches_resume_exactly(tmp_path):
 def test_bad_labelled_per_batch_is_a_clear_error(tmp_path, values, message):
     with pytest.raises(ConfigError, match=message):
         Trainer(quick_config(rule="bengio2014", **values), tmp_path / "run")
+
+
+@pytest.mark.parametrize("rule, settings", [
+    ("generative", {}),
+    ("bengio2014", {"layer_backprop": True}),
+    ("bengio2014", {"recirculation_weight": 1.0, "credit_assignment": "hybrid"}),
+])
+def test_several_feedback_iterations_train_rules_whose_feedback_reaches_the_encoders(tmp_path, rule, settings):
+    """Feedback losses that also train f_l (layer_backprop, recirculation) once
+    died with "backward through the graph a second time" at feedback_iterations=2."""
+    config = quick_config(rule=rule, epochs=1, limit=300, feedback_iterations=2, **settings)
+    summary = Trainer(config, tmp_path / "run").run()
+    assert summary["completed"]
