@@ -7,6 +7,7 @@ its own ``contract_exemptions``; nothing here skips a rule by name.
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import pytest
@@ -211,8 +212,9 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(rule_name, tmp_p
             with torch.no_grad():
                 trainer.net.layers[0].forward_parameters()[0].fill_(float("nan"))
 
-    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+    with pytest.raises(TrainingDiverged, match="is not finite.*at epoch 2.*checkpoint of epoch 1 is kept"):
         Trainer(config, tmp_path / "run", callback=poison_in_epoch_2).run()
+    assert "not finite" in json.loads((tmp_path / "run" / "summary.json").read_text())["diverged"]
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["epoch"] == 2 and state["batch_index"] == 0
     assert all(torch.isfinite(v).all() for v in state["learner"]["net"].values() if v.is_floating_point())

@@ -79,20 +79,28 @@ def test_ctrl_c_saves_and_resumes(tmp_path):
     assert_same_params(params(straight), params(resumed))
 
 
-def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = quick_config(rule="dtp", epochs=3)
+def test_a_loss_that_grows_by_orders_of_magnitude_stops_the_run(tmp_path, capsys):
+    """Finite but exploding: weights scaled up in epoch 2 blow the cross-entropy
+    up far past its starting scale; the run stops, names the quantity and the
+    epoch, keeps epoch 1's checkpoint, records it in summary.json, and the
+    command line exits non-zero."""
+    config = quick_config(rule="bp", epochs=3)
 
-    def poison_in_epoch_2(trainer):
-        if trainer.epoch == 2 and trainer.batch_index == 3:
+    def blow_up_in_epoch_2(trainer):
+        if trainer.epoch == 2 and trainer.batch_index == 2:
             with torch.no_grad():
-                trainer.net.layers[0].f[0].weight.fill_(float("nan"))
+                for p in trainer.net.forward_parameters():
+                    p.mul_(1e4)
 
-    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
-        Trainer(config, tmp_path / "run", callback=poison_in_epoch_2).run()
-    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert state["epoch"] == 2 and state["batch_index"] == 0
-    weights = state["learner"]["net"]["layers.0.f.0.weight"]
-    assert torch.isfinite(weights).all()
+    with pytest.raises(TrainingDiverged, match=r"loss grew to .*× its starting scale.*epoch 2.*forward_lr"):
+        Trainer(config, tmp_path / "run", callback=blow_up_in_epoch_2).run()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "grew" in summary["diverged"] and not summary["completed"] and summary["epochs"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 2  # the end of epoch 1
+    assert main(["train", "--data", "digits", "--rule", "bp", "--epochs", "2", "--no-progress",
+                 "--set", "forward_lr=1e4", "--set", "forward_optimizer=sgd",
+                 "--out", str(tmp_path / "cli")]) == 3
+    assert "summary.json records the divergence" in capsys.readouterr().err
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):

@@ -77,6 +77,8 @@ class Config:
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = setting("float32", "float32 or float64", ("float32", "float64"))
     probe_size: int = setting(512, "examples in the fixed diagnostics batch")
+    divergence_factor: float = setting(1e3, "stop when a training loss grows to this many times its "
+                                       "starting scale (0: stop on NaN or infinity only)")
     threads: int = setting(0, "CPU threads for torch (0: torch's default)")
     progress: bool = setting(True, "progress bar on a terminal")
     # the chosen rule's own settings, checked against its declaration (registry.make_rule)

@@ -46,9 +46,6 @@ class Totals:
             out[name] = total.item() / count if count else math.nan
         return out
 
-    def finite(self) -> bool:
-        return all(bool(torch.isfinite(t)) for t in self.sums.values())
-
     def state_dict(self) -> dict:
         return {"sums": {k: v.cpu() for k, v in self.sums.items()},
                 "counts": {k: v.cpu() for k, v in self.counts.items()}}

@@ -28,17 +28,14 @@ from ..registry import make_rule
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import DataSplits, make_loaders
+from .guard import DivergenceGuard, TrainingDiverged
 from .metrics import Totals, epoch_line, evaluate, summarize, write_metrics
 from .setup import build_parts, keep_labelled, load_splits, resolve_device, validate_config
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]  # TrainingDiverged: from .guard
 
 # Settings a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -109,8 +106,10 @@ class Trainer:
         self.pass_index, self.batch_index = 0, 0
         self.pass_generator_state = self.shuffle_generator.get_state()
         self.totals = Totals()
+        self.guard = DivergenceGuard(config.divergence_factor)
         self.rows: list[dict] = []
         self.seconds = 0.0
+        self.diverged: str | None = None
         if state is not None:
             self._restore(state)
 
@@ -125,7 +124,7 @@ class Trainer:
             "pass_generator_state": self.pass_generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "totals": self.totals.state_dict(),
+            "totals": self.totals.state_dict(), "guard": self.guard.state_dict(),
             "rows": self.rows, "seconds": self.seconds,
         }
 
@@ -152,6 +151,7 @@ class Trainer:
         if state["cuda_rng_state"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng_state"])
         self.totals.load_state_dict(state["totals"], self.device)
+        self.guard.load_state_dict(state["guard"])
         self.rows, self.seconds = state["rows"], state["seconds"]
 
     def save(self) -> None:
@@ -173,17 +173,29 @@ class Trainer:
         if self.data_note and not self.rows:  # once, when the run starts
             tqdm.write(self.data_note)
         with _deferred_interrupt(self):
-            while self.epoch <= self.config.epochs:
-                started = time.perf_counter()
-                passes = self._passes()
-                while self.pass_index < len(passes):
-                    self._run_pass(passes[self.pass_index], started)
-                    self.pass_index += 1
-                    self.batch_index = 0
-                    self.pass_generator_state = self.shuffle_generator.get_state()
-                self.seconds += time.perf_counter() - started
-                self._end_epoch(time.perf_counter() - started)
+            try:
+                while self.epoch <= self.config.epochs:
+                    started = time.perf_counter()
+                    passes = self._passes()
+                    while self.pass_index < len(passes):
+                        self._run_pass(passes[self.pass_index], started)
+                        self.pass_index += 1
+                        self.batch_index = 0
+                        self.pass_generator_state = self.shuffle_generator.get_state()
+                    self.seconds += time.perf_counter() - started
+                    self._end_epoch(time.perf_counter() - started)
+            except TrainingDiverged as error:
+                self._stop_diverged(error)
         return self.summary()
+
+    def _stop_diverged(self, error: TrainingDiverged) -> None:
+        """Record the divergence in summary.json, keep the last good
+        checkpoint (the end of the last finished epoch) and stop."""
+        self.diverged = f"{error} (rule {self.config.rule})"
+        write_metrics(self.rows, self.out_dir, self.summary())
+        kept = (f"the checkpoint of epoch {self.rows[-1]['epoch']} is kept in {self.out_dir}" if self.rows
+                else f"no epoch finished, so {self.out_dir} holds no checkpoint")
+        raise TrainingDiverged(f"{self.diverged}; {kept}, and summary.json records the divergence") from None
 
     def _run_pass(self, kind: str, started: float) -> None:
         self.shuffle_generator.set_state(self.pass_generator_state)
@@ -200,7 +212,7 @@ class Trainer:
             self._step(kind, x, y)
             self.batch_index += 1
             if self.batch_index % 25 == 0 or self.batch_index == len(loader):
-                self._check_finite()
+                self.guard.check_losses(self.totals.means(), f"epoch {self.epoch}, batch {self.batch_index}")
                 bar.set_postfix(self._running(), refresh=False)
             if self.callback is not None:
                 self.callback(self)
@@ -229,16 +241,9 @@ class Trainer:
     def _running(self) -> dict[str, str]:
         return {name: f"{value:.4f}" for name, value in self.totals.means().items()}
 
-    def _check_finite(self) -> None:
-        if not self.totals.finite():
-            raise TrainingDiverged(
-                f"loss became NaN or infinite at epoch {self.epoch}, batch {self.batch_index} "
-                f"(rule {self.config.rule}); the last good checkpoint in {self.out_dir} is kept. "
-                "Try a smaller learning rate or target_step.")
-
     def _end_epoch(self, epoch_seconds: float) -> None:
-        self._check_finite()
         means = self.totals.means()
+        self.guard.check_losses(means, f"the end of epoch {self.epoch}")
         row: dict = {"epoch": self.epoch}
         if self.epoch > 0:
             row |= {f"train_{k}": v for k, v in means.items() if k != "feedback_loss"}
@@ -249,6 +254,8 @@ class Trainer:
                     evaluate(self.rule, self.net, self.loaders[split], self.device).items()}
         row |= self.rule.diagnostics(self.net, *self.probe)
         self.net.train()
+        self.guard.check_finite({k: v for k, v in row.items() if k != "feedback_loss"},
+                                f"the end of epoch {self.epoch} (evaluation and diagnostics)")
         row["forward_lr"] = self.learner.forward_optimizer.param_groups[0]["lr"]
         row["epoch_seconds"], row["seconds"] = epoch_seconds, self.seconds
         self.rows.append(row)
@@ -267,7 +274,7 @@ class Trainer:
         return {"rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,
                 "epochs_planned": self.config.epochs, **summarize(self.rows),
                 "seconds": self.seconds, "device": str(self.device),
-                "completed": self.epoch > self.config.epochs}
+                "completed": self.epoch > self.config.epochs, "diverged": self.diverged}
 
 
 def train(config: Config, out_dir: str | Path, *, resume: bool = False,
