@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .diagnostics import layer_diagnostics
-from .networks import Network
+from .networks import Network, build_network
 
 Tensor = torch.Tensor
 Scores = dict[str, tuple[Tensor, Tensor]]  # name -> (sum, count), summed over batches
@@ -115,7 +115,6 @@ class Rule:
 
     def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
                       dropout: float = 0.0, hidden: int = 0) -> Network:
-        from .networks import build_network
         return build_network(arch, in_features, num_classes, activation, dropout, hidden)
 
     def record(self, net: Network, x: Tensor) -> ForwardRecord:

@@ -65,13 +65,6 @@ class StackRecord:
     logits: Tensor | None = None
 
     @property
-    def hs(self) -> list[Tensor]:
-        """h_0..h_{L-1} of a one-chain stack, as :class:`core.rule.ForwardRecord` has them."""
-        if len(self.chains) != 1:
-            raise ValueError("a multi-modal record has one list per chain: use chains")
-        return self.chains[0]
-
-    @property
     def x(self) -> Tensor:
         return torch.cat([hs[0] for hs in self.chains], dim=1)
 
@@ -91,7 +84,7 @@ class GenerativeRule(Rule):
 
     name: str
     top_prior: str = setting("dae", "the model of P(h_{L-1}) on top (§7)", tuple(TOPS))
-    modalities: str = setting("image", "image, halves (top and bottom, one chain each) or image+label (§4)",
+    modalities: str = setting("image", "image, halves (upper and lower, one chain each) or image+label (§4)",
                               MODALITIES)
     top_width: int = setting(256, "code width h_L of a dae or learned-noise top")
     top_hidden: int = setting(512, "> 0: the top encoder and decoder are MLPs with a hidden layer this wide (§6)")
