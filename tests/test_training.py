@@ -118,6 +118,15 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         Trainer(config, tmp_path / "run", resume=True)
 
 
+def test_checkpoint_of_an_earlier_format_is_a_clear_error(tmp_path):
+    config = quick_config(epochs=1)
+    Trainer(config, tmp_path / "run").run()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    torch.save(state | {"format_version": 1}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="version 1: made by an earlier targetprop"):
+        Trainer(config, tmp_path / "run", resume=True)
+
+
 def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
     Trainer(quick_config(epochs=1), tmp_path / "run").run()
     with pytest.raises(CheckpointError, match="arch"):

@@ -10,7 +10,8 @@ import torch
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+# 2: settings per rule, named score totals and the divergence guard in the state
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -43,6 +44,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as error:  # torch raises many types for a damaged file
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} is not a targetprop checkpoint of format "
-                              f"version {FORMAT_VERSION}")
+        found = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(f"checkpoint {path} is not a targetprop checkpoint of format version "
+                              f"{FORMAT_VERSION}" + (f" (it has version {found}: made by an earlier "
+                                                     "targetprop, which can still read it)" if found else ""))
     return state
