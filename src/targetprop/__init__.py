@@ -4,8 +4,8 @@ Meulemans et al. 2020; Ernoult et al. 2022).
 What a researcher imports to use a rule or to write one:
 
 * the registry: ``make_rule``, ``RULES``, ``rule_settings``;
-* networks and layers: ``build_network``, ``TPNetwork``, ``Layer`` (any pair
-  of modules f, g), ``TPLayer``, ``InverseAffine``;
+* networks and layers: ``build_network``, ``Chain`` (any layers under a
+  read-out), ``TPNetwork``, ``Layer`` (any pair of modules f, g), ``TPLayer``, ``InverseAffine``;
 * a training loop: ``Learner``;
 * writing a rule: ``Rule``, ``ForwardRecord``, ``ForwardLoss``, ``setting``,
   and the pieces it composes, the propagation rules
@@ -20,7 +20,7 @@ from .core.feedback import (difference_reconstruction_loss, local_difference_rec
                             noisy_reconstruction_loss)
 from .core.layers import InverseAffine, Layer, TPLayer
 from .core.learner import Learner, StepResult
-from .core.networks import TPNetwork, build_network, parse_arch
+from .core.networks import Chain, TPNetwork, build_network, parse_arch
 from .core.rule import ForwardLoss, ForwardRecord, Rule
 from .core.settings import setting
 from .core.targets import (difference_propagate, gradient_top_target, hybrid_target, propagate_targets,
@@ -30,7 +30,7 @@ from .registry import RULES, make_rule, rule_settings
 
 __all__ = [
     "make_rule", "RULES", "rule_settings",
-    "build_network", "parse_arch", "TPNetwork", "Layer", "TPLayer", "InverseAffine",
+    "build_network", "parse_arch", "Chain", "TPNetwork", "Layer", "TPLayer", "InverseAffine",
     "Learner", "StepResult",
     "Rule", "ForwardRecord", "ForwardLoss", "setting",
     "gradient_top_target", "tp_propagate", "difference_propagate", "propagate_targets", "hybrid_target",

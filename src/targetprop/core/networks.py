@@ -15,9 +15,9 @@ from typing import Protocol, Sequence, runtime_checkable
 import torch
 from torch import nn
 
-from .layers import TPLayer, make_activation
+from .layers import Layer, TPLayer, make_activation
 
-__all__ = ["Network", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network"]
+__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network"]
 
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...")
 
@@ -33,32 +33,18 @@ class Network(Protocol):
     def feedback_parameters(self) -> list[nn.Parameter]: ...
 
 
-class TPNetwork(nn.Module):
-    """Hidden layers h_1..h_L (each a :class:`TPLayer`) and a linear read-out.
+class Chain(nn.Module):
+    """A chain of layers (any :class:`Layer`: a pair of modules f, g) under a
+    read-out: h_0 = x, h_l = layer_l(h_{l-1}), logits = output(h_L). Every
+    chain rule (``bp``, ``tp``, ``dtp``, ``drl``, ``ldrl``) trains any chain:
+    a new layer kind is a new pair of modules, not a new code path."""
 
-    Layer l > 1 has g_l: h_l -> h_{l-1}; ``layers[0]`` has one (a linear
-    decoder back to the input) only with ``first_feedback``, since a
-    classifier never needs a target for x. ``dropout`` drops hidden units on
-    their way into the next layer and the read-out (never the input pixels).
-    """
-
-    def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
-                 hidden: int = 0):
+    def __init__(self, layers: Sequence[Layer], output: nn.Module):
         super().__init__()
-        if not widths:
+        if not layers:
             raise ValueError("a network needs at least one hidden layer")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        sizes = [in_features, *widths]
-        self.layers = nn.ModuleList(
-            TPLayer(sizes[i], sizes[i + 1], activation,
-                    feedback_activation=activation if i else ("linear" if first_feedback else None),
-                    dropout=0.0 if i == 0 else dropout, hidden=hidden)
-            for i in range(len(widths)))
-        self.output = nn.Linear(widths[-1], num_classes)
-        if dropout > 0:
-            self.output = nn.Sequential(nn.Dropout(dropout), self.output)
+        self.layers = nn.ModuleList(layers)
+        self.output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -74,6 +60,32 @@ class TPNetwork(nn.Module):
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in layer.feedback_parameters()]
+
+
+class TPNetwork(Chain):
+    """The fully connected chain: hidden layers h_1..h_L (each a
+    :class:`TPLayer`) and a linear read-out.
+
+    Layer l > 1 has g_l: h_l -> h_{l-1}; ``layers[0]`` has one (a linear
+    decoder back to the input) only with ``first_feedback``, since a
+    classifier never needs a target for x. ``dropout`` drops hidden units on
+    their way into the next layer and the read-out (never the input pixels).
+    """
+
+    def __init__(self, in_features: int, widths: list[int], num_classes: int,
+                 activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
+                 hidden: int = 0):
+        if not widths:
+            raise ValueError("a network needs at least one hidden layer")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        sizes = [in_features, *widths]
+        layers = [TPLayer(sizes[i], sizes[i + 1], activation,
+                          feedback_activation=activation if i else ("linear" if first_feedback else None),
+                          dropout=0.0 if i == 0 else dropout, hidden=hidden)
+                  for i in range(len(widths))]
+        output = nn.Linear(widths[-1], num_classes)
+        super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 
 
 _ARCH_RE = re.compile(r"^mlp:(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
