@@ -50,3 +50,25 @@ def assert_stopping_mid_epoch_then_resuming_is_exact(config, tmp_path, stop_at: 
     resumed = Trainer(config, tmp_path / "b", resume=True)
     resumed.run()
     assert_same_params(params(straight), params(resumed))
+
+
+def gradient_into_layer_inputs(net, rule, x, y) -> float:
+    """The gradient of one step's whole loss (forward and feedback) that
+    arrives at the input of any layer's forward map f_l: zero exactly when
+    no gradient crosses a layer boundary."""
+    arrived = []
+
+    def watch(module, args):
+        if args[0].requires_grad:
+            args[0].register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
+
+    handles = [layer.f.register_forward_pre_hook(watch) for layer in net.layers]
+    try:
+        record = rule.record(net, x)
+        result = rule.forward_loss(net, record, y)
+        feedback = rule.feedback_loss(net, record, result.targets)
+        (result.loss if feedback is None else result.loss + feedback).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(arrived)

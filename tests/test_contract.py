@@ -15,7 +15,8 @@ import torch
 
 pytest.importorskip("sklearn")  # the short runs train on scikit-learn's digits
 
-from helpers import assert_stopping_mid_epoch_then_resuming_is_exact, quick_config  # noqa: E402
+from helpers import (assert_stopping_mid_epoch_then_resuming_is_exact, gradient_into_layer_inputs,  # noqa: E402
+                     quick_config)
 from targetprop import RULES, Learner, make_rule  # noqa: E402
 from targetprop.core.networks import Network  # noqa: E402
 from targetprop.core.rule import Record  # noqa: E402
@@ -107,28 +108,6 @@ def test_targets_lower_each_local_loss(rule_name):
     optimizer.step()
     before, after = [b.item() for b in before], [a.item() for a in local_losses()]
     assert all(a < b for a, b in zip(after, before)), (before, after)
-
-
-def gradient_into_layer_inputs(net, rule, x, y) -> float:
-    """The gradient of one step's whole loss (forward and feedback) that
-    arrives at the input of any layer's forward map f_l: zero exactly when
-    no gradient crosses a layer boundary."""
-    arrived = []
-
-    def watch(module, args):
-        if args[0].requires_grad:
-            args[0].register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
-
-    handles = [layer.f.register_forward_pre_hook(watch) for layer in net.layers]
-    try:
-        record = rule.record(net, x)
-        result = rule.forward_loss(net, record, y)
-        feedback = rule.feedback_loss(net, record, result.targets)
-        (result.loss if feedback is None else result.loss + feedback).backward()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return sum(arrived)
 
 
 @pytest.mark.parametrize("rule_name", contract("locality"))

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .discrete import Transmit
+
 __all__ = ["ACTIVATIONS", "make_activation", "make_map", "Layer", "TPLayer", "InverseAffine"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -97,12 +99,17 @@ class TPLayer(Layer):
     ``act_g`` is the activation of the layer below, so that g_l produces values
     in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
     optional (``feedback_activation=None``): the first layer of a classifier
-    never needs one.
+    never needs one. ``transmit`` (sign, step, bernoulli) makes f read the
+    discrete message of the layer below, f(h) = act(W transmit(h) + b),
+    while g still reconstructs the continuous h.
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
-                 feedback_activation: str | None = "linear", dropout: float = 0.0, hidden: int = 0):
+                 feedback_activation: str | None = "linear", dropout: float = 0.0, hidden: int = 0,
+                 transmit: str | None = None):
         f = make_map(in_features, out_features, activation, hidden, activation)
+        if transmit is not None:  # the layer below sends a discrete message (:mod:`.discrete`)
+            f = nn.Sequential(Transmit(transmit), *f)
         g = (make_map(out_features, in_features, feedback_activation, hidden, activation)
              if feedback_activation is not None else None)
         super().__init__(f, g, dropout)

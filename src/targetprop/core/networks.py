@@ -15,7 +15,8 @@ from typing import Protocol, Sequence, runtime_checkable
 import torch
 from torch import nn
 
-from .layers import Layer, TPLayer, make_activation
+from .discrete import DISCRETE_UNITS, Transmit
+from .layers import ACTIVATIONS, Layer, TPLayer
 
 __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network"]
 
@@ -70,6 +71,9 @@ class TPNetwork(Chain):
     decoder back to the input) only with ``first_feedback``, since a
     classifier never needs a target for x. ``dropout`` drops hidden units on
     their way into the next layer and the read-out (never the input pixels).
+    A discrete ``activation`` (``sign``, ``step``, ``bernoulli``,
+    :mod:`.discrete`) gives every hidden unit its continuous activation and
+    makes each layer above, and the read-out, read its discrete message.
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
@@ -79,12 +83,15 @@ class TPNetwork(Chain):
             raise ValueError("a network needs at least one hidden layer")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        activation, kind = DISCRETE_UNITS.get(activation, (activation, None))
         sizes = [in_features, *widths]
         layers = [TPLayer(sizes[i], sizes[i + 1], activation,
                           feedback_activation=activation if i else ("linear" if first_feedback else None),
-                          dropout=0.0 if i == 0 else dropout, hidden=hidden)
+                          dropout=0.0 if i == 0 else dropout, hidden=hidden, transmit=kind if i else None)
                   for i in range(len(widths))]
         output = nn.Linear(widths[-1], num_classes)
+        if kind is not None:
+            output = nn.Sequential(Transmit(kind), output)
         super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 
 
@@ -106,5 +113,7 @@ def parse_arch(spec: str) -> list[int]:
 
 def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
                   dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
-    make_activation(activation)  # validates the name before any allocation
+    if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
+        raise ValueError(f"unknown activation {activation!r}; choose one of: "
+                         f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
     return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout, hidden=hidden)

@@ -48,7 +48,9 @@ class Config:
                                              "(0: as drawn; default: an eighth of the batch)")
     # network
     arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH or mlp:W1-W2-...")
-    activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, linear")
+    activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, "
+                              "linear; or discrete units that send sign(tanh), step(sigmoid) or a "
+                              "bernoulli(sigmoid) sample to the layer above")
     dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
     layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)")
     # rule

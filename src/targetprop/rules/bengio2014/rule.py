@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from ...autoencoders.corruption import Corruption, parse_sigma
 from ...autoencoders.recirculation import short_loop_loss
 from ...core.diagnostics import angle_degrees
+from ...core.discrete import check_continuous
 from ...core.networks import parse_arch
 from ...core.noise import SharedNoise
 from ...core.rule import ForwardLoss, ForwardRecord, Rule
@@ -162,6 +163,7 @@ class Bengio2014(Rule):
         return self.credit_assignment == "strict"
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
+        check_continuous(activation, "bengio2014")
         widths = parse_arch(arch)
         self.corruption.check_depth(len(widths) + 1)
         return ConditionalNetwork(in_features, widths, num_classes, activation, dropout,

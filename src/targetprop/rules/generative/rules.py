@@ -38,6 +38,7 @@ import torch
 from ...autoencoders.corruption import Corruption, parse_sigma
 from ...autoencoders.recirculation import short_loop_loss
 from ...autoencoders.sampling import decode_down
+from ...core.discrete import check_continuous
 from ...core.networks import parse_arch
 from ...core.noise import SharedNoise, gaussian_like
 from ...core.rule import ForwardLoss, Rule, Scores, classification_scores
@@ -110,6 +111,7 @@ class GenerativeRule(Rule):
             raise ValueError(f"top_width must be >= 1, got {self.top_width}")
 
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
+        check_continuous(activation, "generative stacks")
         if dropout:
             raise ValueError("generative stacks are regularised by their corruption: set dropout=0")
         return GenerativeStack(in_features, parse_arch(arch), num_classes, modalities=self.modalities,
