@@ -117,6 +117,9 @@ class Rule:
                       dropout: float = 0.0, hidden: int = 0) -> Network:
         return build_network(arch, in_features, num_classes, activation, dropout, hidden)
 
+    def check_network(self, net: Network) -> None:
+        """Raise ValueError if this rule cannot train ``net`` (called before any work)."""
+
     def record(self, net: Network, x: Tensor) -> ForwardRecord:
         hs, outputs, h = [x], [], x
         for layer in net.layers:

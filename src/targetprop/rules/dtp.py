@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..core import feedback as fb
 from ..core import targets as tg
+from ..core.delta import check_delta_rule, delta_rule_loss
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
@@ -35,7 +36,8 @@ class TargetPropagation(Rule):
                      step's noise sample: see :class:`core.noise.SharedNoise`);
     4. local update: Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² for the hidden layers, plus
        the cross-entropy for the read-out layer (a single layer, so its
-       gradient is local too).
+       gradient is local too); ``local_update="delta"`` writes the hidden
+       layers' step out as the delta rule (:mod:`core.delta`).
     """
 
     name: str
@@ -44,6 +46,9 @@ class TargetPropagation(Rule):
     target_step: float = setting(0.1, "η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L")
     feedback_noise: float = setting(0.1, "σ of the noise in the feedback objective")
     shared_noise: bool = setting(True, "layers of equal width share a step's noise sample")
+    local_update: str = setting("autograd", "how a layer moves toward its target: autograd (the gradient "
+                                "of ½‖f_l(h_{l-1}) − ĥ_l‖²) or delta (the same step written out as "
+                                "the delta rule, §8)", ("autograd", "delta"))
     uses_feedback = True
     feedback_reg: ClassVar[float] = 0.0  # DRL's damping λ (:class:`DampedTargetPropagation`)
 
@@ -51,6 +56,10 @@ class TargetPropagation(Rule):
         check(self)
         if self.feedback_noise <= 0:
             raise ValueError("setting 'feedback_noise' must be > 0")
+
+    def check_network(self, net) -> None:
+        if self.local_update == "delta":
+            check_delta_rule(net.layers)
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
         per_example = F.cross_entropy(record.logits, y, reduction="sum")
@@ -64,8 +73,11 @@ class TargetPropagation(Rule):
 
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
-        loss = output_loss + local_target_loss(record.outputs, targets)
-        return ForwardLoss(loss, output_loss.detach(), targets)
+        if self.local_update == "delta":
+            local = delta_rule_loss(net.layers, record.hs[:-1], targets)
+        else:
+            local = local_target_loss(record.outputs, targets)
+        return ForwardLoss(output_loss + local, output_loss.detach(), targets)
 
     def feedback_loss(self, net, record, targets=None):
         hs = record.hs

@@ -51,7 +51,8 @@ def validate_config(config: Config) -> Config:
         if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
             rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
         with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
-            rule.build_network(config.arch, 2, 2, config.activation, config.dropout, config.layer_hidden)
+            rule.check_network(rule.build_network(config.arch, 2, 2, config.activation, config.dropout,
+                                                  config.layer_hidden))
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
