@@ -129,10 +129,12 @@ class InverseAffine(nn.Module):
     f^{-1}(y) = W^{-1}(act^{-1}(y) - b) (Bengio 2014 §6).
 
     It reads W and b from the forward layer on every call, so it stays exact
-    while f learns. Used as an oracle feedback map in tests and studies.
+    while f learns: an oracle feedback map for tests and studies, and the
+    feedback map of :class:`invertible.InvertibleLayer`, whose W = L Lᵀ is
+    inverted by two triangular solves (its ``solve``) instead of a general one.
     """
 
-    def __init__(self, layer: TPLayer):
+    def __init__(self, layer: Layer):
         super().__init__()
         if len(layer.f) != 2:
             raise ValueError("an exact inverse needs a one-layer encoder")
@@ -151,6 +153,8 @@ class InverseAffine(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         linear = self._linear[0]
         pre = self._act_inv(y) - linear.bias
+        if hasattr(linear, "solve"):
+            return linear.solve(pre)
         return torch.linalg.solve(linear.weight, pre.T).T
 
 

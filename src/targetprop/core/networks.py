@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from .discrete import DISCRETE_UNITS, Transmit
+from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, Layer, TPLayer
 
-__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_arch", "build_network"]
+__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network"]
 
-ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...")
+ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH")
 
 
 @runtime_checkable
@@ -95,25 +96,47 @@ class TPNetwork(Chain):
         super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 
 
-_ARCH_RE = re.compile(r"^mlp:(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
+_ARCH_RE = re.compile(r"^(mlp|invertible):(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
 
 
-def parse_arch(spec: str) -> list[int]:
-    """Hidden widths from a spec: ``mlp:256x5`` (5 layers of 256) or ``mlp:512-256-128``."""
+def parse_spec(spec: str) -> tuple[str, list[int]]:
+    """The kind and hidden widths of a spec: ``mlp:256x5`` (5 layers of 256),
+    ``mlp:512-256-128``, or ``invertible:256x5`` (a first layer to 256, then
+    square layers with exact inverses, :mod:`.invertible`)."""
     match = _ARCH_RE.match(spec.strip())
     if match is None:
         raise ValueError(f"unknown architecture {spec!r}; valid forms: {', '.join(ARCHITECTURES)}"
                          " (e.g. mlp:256x5)")
-    width, depth, listed = match.groups()
+    kind, width, depth, listed = match.groups()
     widths = [int(width)] * int(depth) if listed is None else [int(w) for w in listed.split("-")]
     if not widths or min(widths) < 1:
         raise ValueError(f"architecture {spec!r} needs at least one layer of positive width")
+    if kind == "invertible" and len(set(widths)) != 1:
+        raise ValueError(f"architecture {spec!r}: layers with exact inverses are square, so every width "
+                         "must be the same (e.g. invertible:256x5)")
+    return kind, widths
+
+
+def parse_arch(spec: str) -> list[int]:
+    """Hidden widths of an ``mlp:`` spec (the kind every rule builds)."""
+    kind, widths = parse_spec(spec)
+    if kind != "mlp":
+        raise ValueError(f"architecture {spec!r} is for the chain rules (bp, tp, dtp, drl, ldrl); "
+                         "this rule builds mlp: networks")
     return widths
 
 
 def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                  dropout: float = 0.0, hidden: int = 0) -> TPNetwork:
+                  dropout: float = 0.0, hidden: int = 0) -> Chain:
     if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
         raise ValueError(f"unknown activation {activation!r}; choose one of: "
                          f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
-    return TPNetwork(in_features, parse_arch(arch), num_classes, activation, dropout, hidden=hidden)
+    kind, widths = parse_spec(arch)
+    if kind == "mlp":
+        return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden)
+    if activation != "tanh" or hidden:
+        raise ValueError("invertible: layers are tanh(L Lᵀ h + b): use activation=tanh and layer_hidden=0")
+    first = TPLayer(in_features, widths[0], "tanh", feedback_activation=None)
+    rest = [InvertibleLayer(width, dropout) for width in widths[1:]]
+    output = nn.Linear(widths[-1], num_classes)
+    return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)

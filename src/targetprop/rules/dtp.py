@@ -84,7 +84,7 @@ class TargetPropagation(Rule):
         noise = SharedNoise() if self.shared_noise else gaussian_like
         losses = []
         for l, layer in enumerate(net.layers):
-            if layer.g is None:
+            if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
             h = hs[l + 1]
             if layer.drops_input:  # the objectives invert the deterministic f, without the mask

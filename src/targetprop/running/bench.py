@@ -31,7 +31,7 @@ def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str,
         rule = make_rule(name)
         net = rule.build_network(arch, x.shape[1], num_classes, activation).to(x.device, x.dtype)
         feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
-                    if rule.uses_feedback else None)
+                    if rule.uses_feedback and net.feedback_parameters() else None)
         learners[name] = Learner(net, rule, optim.make_optimizer("adam", net.forward_parameters(), 1e-4),
                                  feedback, feedback_iterations if feedback else 0)
         for _ in range(warmup):

@@ -1,0 +1,76 @@
+"""Layers with exact inverses, W = L Lᵀ (core/invertible.py, Bengio 2014 §6)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from targetprop import build_network, make_rule
+from targetprop.core.invertible import CholeskyLinear, InvertibleLayer
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
+def test_the_triangular_solves_invert_the_layer(dtype, tolerance):
+    torch.manual_seed(0)
+    layer = InvertibleLayer(256).to(dtype)
+    with torch.no_grad():
+        layer.f[0].lower.add_(torch.randn(256, 256, dtype=dtype) * 0.02)  # away from its initial value
+    h = 0.3 * torch.randn(64, 256, dtype=dtype)
+    y = layer(h)
+    linear = layer.f[0]
+    reference = torch.linalg.solve(linear.weight, (torch.atanh(y) - linear.bias).T).T
+    back = layer.feedback(y)
+    assert ((back - reference).norm() / reference.norm()).item() <= tolerance
+    assert ((back - h).norm() / h.norm()).item() <= tolerance
+
+
+def test_the_weight_is_symmetric_positive_definite_and_the_layer_has_nothing_to_learn_backwards():
+    torch.manual_seed(0)
+    linear = CholeskyLinear(8)
+    with torch.no_grad():
+        linear.log_diagonal.add_(torch.randn(8))
+        linear.lower.add_(torch.randn(8, 8))
+    w = linear.weight.detach().double()
+    torch.testing.assert_close(w, w.T)
+    assert torch.linalg.eigvalsh(w).min() > 0
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(linear(x), x @ linear.weight.T + linear.bias)
+    assert InvertibleLayer(8).feedback_parameters() == []
+
+
+def test_dtp_on_an_invertible_chain_gives_the_gauss_newton_target(float64):
+    """ĥ_l − h_l = −η J⁻¹ ∂ℓ/∂h_L for a small top step, J = ∂h_L/∂h_l."""
+    torch.manual_seed(0)
+    net = build_network("invertible:6x4", 5, 3)
+    rule = make_rule("dtp", target_step=1e-6)
+    x, y = torch.randn(1, 5), torch.tensor([2])
+    record = rule.record(net, x)
+    targets, _ = rule.targets(net, record, y)
+    top = record.hs[-1].clone().requires_grad_()
+    (grad_top,) = torch.autograd.grad(F.cross_entropy(net.output(top), y, reduction="sum"), top)
+    for l in range(2, len(net.layers) + 1):  # layer 1 has no inverse: the input needs no target
+        h = record.hs[l][0]
+        above = lambda v: torch.nn.Sequential(*net.layers[l:])(v.unsqueeze(0))[0]  # noqa: E731
+        J = torch.autograd.functional.jacobian(above, h)
+        gauss_newton = -1e-6 * torch.linalg.solve(J, grad_top[0])
+        torch.testing.assert_close(targets[l - 1][0] - h, gauss_newton, rtol=1e-4, atol=1e-12)
+
+
+def test_an_invertible_chain_trains_with_no_feedback_weights(tmp_path):
+    pytest.importorskip("sklearn")
+    from helpers import quick_config
+    from targetprop.running.trainer import Trainer
+
+    trainer = Trainer(quick_config(rule="dtp", arch="invertible:32x3", epochs=2), tmp_path / "run")
+    assert trainer.learner.feedback_optimizer is None  # nothing to train backwards
+    summary = trainer.run()
+    assert summary["test_accuracy"] > 0.5  # chance is 0.1
+
+
+@pytest.mark.parametrize("arch, rule, message", [
+    ("invertible:32-16", "dtp", "every width must be the same"),
+    ("invertible:32x3", "bengio2014", "for the chain rules"),
+])
+def test_bad_invertible_specs(arch, rule, message):
+    with pytest.raises(ValueError, match=message):
+        make_rule(rule).build_network(arch, 8, 3)
