@@ -57,11 +57,19 @@ def chain_jacobian(net, h, lower, upper):
     return torch.autograd.functional.jacobian(forward, h)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "leaky-relu"])
-def test_dtp_with_exact_inverses_gives_gauss_newton_target(activation):
+def cholesky_net():
+    """An ``invertible:`` chain: square tanh layers W = L Lᵀ with exact inverses."""
+    torch.manual_seed(0)
+    return build_network("invertible:6x4", 6, 3).double()
+
+
+@pytest.mark.parametrize("make_net", [lambda: invertible_net(activation="tanh"),
+                                      lambda: invertible_net(activation="leaky-relu"), cholesky_net],
+                         ids=["tanh", "leaky-relu", "cholesky"])
+def test_dtp_with_exact_inverses_gives_gauss_newton_target(make_net):
     """With g_l = f_l^{-1} and a small top step, ĥ_l − h_l = −η J⁻¹ ∂ℓ/∂h_L,
     J = ∂h_L/∂h_l: the Gauss-Newton target (Meulemans et al. 2020, Thm 1)."""
-    net = invertible_net(activation=activation)
+    net = make_net()
     rule = make_rule("dtp", target_step=1e-6)
     x, y = torch.randn(1, 6), torch.tensor([2])
     record = rule.record(net, x)
