@@ -1,0 +1,135 @@
+"""Target propagation off the tuned path: every rule over a grid of depths,
+widths, activations and datasets, with one set of default settings and a
+fixed budget; reported as test accuracy and (rule − bp) per cell.
+
+The full grid (issue 10) is rules bp, tp, dtp, drl, ldrl, bengio2014 ×
+depth 2, 4, 8, 16 × width 64, 256, 1024 × activation tanh, relu, leaky-relu,
+elu, sigmoid × fashion-mnist, mnist-5k; the flags select a slice of it.
+A run that diverges is stopped by the trainer (summary.json records why) and
+shows as "div" in the table.
+
+    python benchmarks/robustness.py --epochs 3 --jobs 2
+    python benchmarks/robustness.py --depths 2,8 --widths 256 --activations tanh,relu --epochs 1
+
+Runs go to benchmarks/runs/robustness/ and are reused when finished; results
+are merged into benchmarks/results/robustness.{json,md} and drawn as
+benchmarks/results/robustness_<data>.png (rule − bp heat maps).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from accuracy import HERE, run_name, write_results
+
+GRID = {"rules": "bp,tp,dtp,drl,ldrl,bengio2014", "depths": "2,4,8,16", "widths": "64,256,1024",
+        "activations": "tanh,relu,leaky-relu,elu,sigmoid", "data": "fashion-mnist,mnist-5k"}
+
+
+def run(cell: tuple, epochs: int, runs: Path, threads: int) -> dict:
+    """Train one cell (or reuse its finished run); returns its summary, a
+    diverged run's included."""
+    rule, depth, width, activation, data = cell
+    settings = {"arch": f"mlp:{width}x{depth}", "activation": activation}
+    out = runs / data / run_name(rule, settings)
+    summary = out / "summary.json"
+    if summary.is_file():
+        stored = json.loads(summary.read_text())
+        if stored.get("completed") or stored.get("diverged"):
+            return stored
+    command = [sys.executable, "-m", "targetprop.cli", "train", "--data", data, "--rule", rule,
+               "--epochs", str(epochs), "--out", str(out), "--no-progress", "--set", f"threads={threads}"]
+    command += [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    if (out / "checkpoint.pt").is_file():
+        command.append("--resume")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (out.parent / f"{out.name}.log").open("w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                              env=os.environ | {"OMP_NUM_THREADS": str(threads)}).returncode
+    if code not in (0, 3):  # 3: diverged, recorded in summary.json
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log.name}")
+    return json.loads(summary.read_text())
+
+
+def heat_maps(table: dict, results: Path) -> None:
+    """One PNG per dataset: a panel per rule, (rule − bp) test accuracy over
+    (depth × width) rows and activation columns."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = [tuple(key.split("|")) for key in table]
+    for data in sorted({c[4] for c in cells}):
+        rules = [r for r in dict.fromkeys(c[0] for c in cells if c[4] == data) if r != "bp"]
+        rows = sorted({(int(c[1]), int(c[2])) for c in cells if c[4] == data})
+        acts = list(dict.fromkeys(c[3] for c in cells if c[4] == data))
+        fig, axes = plt.subplots(1, len(rules), figsize=(2.2 * len(rules) + 1, 0.45 * len(rows) + 1.5),
+                                 squeeze=False)
+        for ax, rule in zip(axes[0], rules):
+            grid = np.full((len(rows), len(acts)), np.nan)
+            for i, (depth, width) in enumerate(rows):
+                for j, act in enumerate(acts):
+                    entry = table.get(f"{rule}|{depth}|{width}|{act}|{data}", {})
+                    if entry.get("minus_bp") is not None:
+                        grid[i, j] = 100 * entry["minus_bp"]
+            ax.imshow(grid, cmap="RdYlGn", vmin=-20, vmax=5, aspect="auto")
+            ax.set_title(rule, fontsize=9)
+            ax.set_xticks(range(len(acts)), acts, rotation=60, fontsize=7)
+            ax.set_yticks(range(len(rows)), [f"{d}×{w}" for d, w in rows], fontsize=7)
+            for i in range(len(rows)):
+                for j in range(len(acts)):
+                    text = "div" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=6)
+        fig.suptitle(f"{data}: test accuracy minus bp's (points)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(results / f"robustness_{data}.png", dpi=120)
+        plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for key, default in GRID.items():
+        parser.add_argument(f"--{key}", default=default, help=f"comma-separated (default {default})")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--runs", default=str(HERE / "runs" / "robustness"))
+    parser.add_argument("--results", default=str(HERE / "results"))
+    args = parser.parse_args()
+
+    axes = [getattr(args, key).split(",") for key in GRID]
+    if "bp" not in axes[0]:
+        axes[0].insert(0, "bp")  # every cell is reported against back-prop
+    cells = list(itertools.product(*axes))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        summaries = list(pool.map(lambda c: run(c, args.epochs, Path(args.runs), args.threads), cells))
+    results = Path(args.results)
+    path = results / "robustness.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    for cell, s in zip(cells, summaries):
+        table["|".join(map(str, cell))] = {"test_accuracy": s.get("test_accuracy") if not s.get("diverged") else None,
+                                           "diverged": s.get("diverged"), "epochs": args.epochs}
+    for key, entry in table.items():
+        rule, *rest = key.split("|")
+        bp = table.get("|".join(["bp", *rest]), {}).get("test_accuracy")
+        entry["minus_bp"] = (entry["test_accuracy"] - bp
+                             if entry["test_accuracy"] is not None and bp is not None else None)
+    lines = ["| data | depth × width | activation | rule | test accuracy | − bp (points) |", "|---|---|---|---|---|---|"]
+    for key, entry in table.items():
+        rule, depth, width, act, data = key.split("|")
+        acc = "div" if entry["test_accuracy"] is None else f"{100 * entry['test_accuracy']:.2f} %"
+        gap = "—" if entry["minus_bp"] is None else f"{100 * entry['minus_bp']:+.1f}"
+        lines.append(f"| {data} | {depth}×{width} | {act} | `{rule}` | {acc} | {gap} |")
+    write_results(results, "robustness", table, lines)
+    heat_maps(table, results)
+
+
+if __name__ == "__main__":
+    main()
