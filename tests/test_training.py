@@ -311,3 +311,15 @@ def test_several_feedback_iterations_train_rules_whose_feedback_reaches_the_enco
     config = quick_config(rule=rule, epochs=1, limit=300, feedback_iterations=2, **settings)
     summary = Trainer(config, tmp_path / "run").run()
     assert summary["completed"]
+
+
+def test_a_loss_that_is_nan_from_the_first_step_stops_the_run(tmp_path):
+    config = quick_config(rule="dtp", epochs=2)
+
+    def poison_at_once(trainer):
+        if trainer.batch_index == 1:
+            with torch.no_grad():
+                trainer.net.layers[0].f[0].weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match=r"^loss is not finite \(nan\) at epoch 1, batch 25;.*holds no checkpoint"):
+        Trainer(config, tmp_path / "run", callback=poison_at_once).run()

@@ -33,8 +33,6 @@ class DivergenceGuard:
 
     def check_losses(self, values: dict[str, float], where: str) -> None:
         for name, value in values.items():
-            if math.isnan(value) and name not in self.scales:
-                continue  # nothing counted yet
             if not math.isfinite(value):
                 raise TrainingDiverged(self._message(name, value, where, "is not finite"))
             scale = self.scales.setdefault(name, max(abs(value), self.floor))

@@ -39,11 +39,12 @@ class Totals:
                 self.sums[name], self.counts[name] = total.clone(), torch.as_tensor(count).clone()
 
     def means(self) -> dict[str, float]:
-        """Sum over count for every name (nan where nothing was counted)."""
+        """Sum over count for every name that counted something."""
         out = {}
         for name, total in self.sums.items():
             count = self.counts[name].item()
-            out[name] = total.item() / count if count else math.nan
+            if count:
+                out[name] = total.item() / count
         return out
 
     def state_dict(self) -> dict:
@@ -57,7 +58,7 @@ class Totals:
 
 @torch.no_grad()
 def evaluate(rule, net: torch.nn.Module, loader, device: torch.device) -> dict[str, float]:
-    """The rule's evaluation scores averaged over a loader (nan where it is empty)."""
+    """The rule's evaluation scores averaged over a loader (none where it is empty)."""
     totals = Totals()
     for x, y in loader:
         totals.add(rule.evaluate(net, x.to(device), y.to(device)))
