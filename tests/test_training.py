@@ -321,5 +321,5 @@ def test_a_loss_that_is_nan_from_the_first_step_stops_the_run(tmp_path):
             with torch.no_grad():
                 trainer.net.layers[0].f[0].weight.fill_(float("nan"))
 
-    with pytest.raises(TrainingDiverged, match=r"^loss is not finite \(nan\) at epoch 1, batch 25;.*holds no checkpoint"):
+    with pytest.raises(TrainingDiverged, match=r"^loss is not finite \(nan\) at epoch 1, batch \d+;.*holds no checkpoint"):
         Trainer(config, tmp_path / "run", callback=poison_at_once).run()
