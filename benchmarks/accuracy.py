@@ -47,18 +47,21 @@ def write_results(results: Path, stem: str, table: dict, lines: list[str]) -> No
 
 
 def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
-          data: str, final: bool = False) -> dict:
+          data: str, final: bool = False, diverged_ok: bool = False) -> dict:
     """Train one setting of a search-space entry (or reuse its finished run);
     returns its summary. An ``epochs`` key among the settings overrides
-    ``epochs``."""
+    ``epochs``. With ``diverged_ok`` a run stopped by the divergence guard
+    (exit 3) is a result too: its summary says why."""
     rule = entry.split("/")[0]
     out = runs / ("final_" * final + run_name(entry, overrides))
     overrides = dict(overrides)
     epochs = overrides.pop("epochs", epochs)
     overrides = common | overrides | ({"val_size": 0} if final else {})
     summary = out / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("completed"):
-        return json.loads(summary.read_text())
+    if summary.is_file():
+        stored = json.loads(summary.read_text())
+        if stored.get("completed") or (diverged_ok and stored.get("diverged")):
+            return stored
 
     command = [sys.executable, "-m", "targetprop.cli", "train", "--data", data, "--rule", rule,
                "--epochs", str(epochs), "--out", str(out), "--no-progress",
@@ -70,8 +73,10 @@ def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, th
     log = out.parent / f"{out.name}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT,
-                       env=os.environ | {"OMP_NUM_THREADS": str(threads)})
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
+                              env=os.environ | {"OMP_NUM_THREADS": str(threads)}).returncode
+    if code not in ((0, 3) if diverged_ok else (0,)):  # 3: diverged, recorded in summary.json
+        raise subprocess.CalledProcessError(code, command)
     return json.loads(summary.read_text())
 
 

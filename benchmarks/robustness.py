@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accuracy import HERE, run_name, write_results
+from accuracy import HERE, train, write_results
 
 GRID = {"rules": "bp,tp,dtp,drl,ldrl,bengio2014", "depths": "2,4,8,16", "widths": "64,256,1024",
         "activations": "tanh,relu,leaky-relu,elu,sigmoid", "data": "fashion-mnist,mnist-5k"}
@@ -37,24 +34,7 @@ def run(cell: tuple, epochs: int, runs: Path, threads: int) -> dict:
     diverged run's included."""
     rule, depth, width, activation, data = cell
     settings = {"arch": f"mlp:{width}x{depth}", "activation": activation}
-    out = runs / data / run_name(rule, settings)
-    summary = out / "summary.json"
-    if summary.is_file():
-        stored = json.loads(summary.read_text())
-        if stored.get("completed") or stored.get("diverged"):
-            return stored
-    command = [sys.executable, "-m", "targetprop.cli", "train", "--data", data, "--rule", rule,
-               "--epochs", str(epochs), "--out", str(out), "--no-progress", "--set", f"threads={threads}"]
-    command += [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    if (out / "checkpoint.pt").is_file():
-        command.append("--resume")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (out.parent / f"{out.name}.log").open("w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                              env=os.environ | {"OMP_NUM_THREADS": str(threads)}).returncode
-    if code not in (0, 3):  # 3: diverged, recorded in summary.json
-        raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log.name}")
-    return json.loads(summary.read_text())
+    return train(rule, settings, {}, epochs, runs / data, threads, data, diverged_ok=True)
 
 
 def heat_maps(table: dict, results: Path) -> None:
