@@ -29,12 +29,26 @@ from pathlib import Path
 
 import yaml
 
+from targetprop.registry import rule_settings
+
 HERE = Path(__file__).resolve().parent
 
 
 def run_name(rule: str, overrides: dict) -> str:
     parts = [rule] + [f"{k}={v}" for k, v in sorted(overrides.items())]
     return "_".join(parts).replace(" ", "").replace("/", "-").replace(":", "") or rule
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` arguments as settings (values parsed as YAML)."""
+    return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}
+
+
+def settings_for(rule: str, extra: dict) -> dict:
+    """The ``extra`` settings that ``rule`` declares (an ablation reaches only
+    the rules it concerns; bp never takes a feedback setting)."""
+    declared = rule_settings(rule.split("/")[0])
+    return {key: value for key, value in extra.items() if key in declared}
 
 
 def write_results(results: Path, stem: str, table: dict, lines: list[str]) -> None:

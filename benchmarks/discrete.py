@@ -12,6 +12,7 @@ Each rule trains with its defaults for the same epochs (batch 128, Adam);
 reported: final test accuracy (validation accuracy beside it).
 
     python benchmarks/discrete.py --epochs 10 --jobs 2
+    python benchmarks/discrete.py --epochs 10 --set feedback_map=activation --name discrete_feedback-activation
 
 Runs go to benchmarks/runs/discrete/ and are reused when complete; results
 are written to benchmarks/results/<data>_discrete.{json,md}.
@@ -22,7 +23,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accuracy import HERE, train, write_results
+from accuracy import HERE, parse_sets, settings_for, train, write_results
 
 NETS = {"sign 784-500-500-10": {"arch": "mlp:500x2", "activation": "sign"},
         "stochastic 784-200-200-10": {"arch": "mlp:200x2", "activation": "bernoulli"}}
@@ -38,11 +39,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", default=str(HERE / "runs" / "discrete"))
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a rule setting for every rule that declares it (an ablation)")
+    parser.add_argument("--name", default="discrete", help="results file stem, after the data's name")
     args = parser.parse_args()
+    extra = parse_sets(args.set)
 
     jobs = [(net, rule) for net in NETS for rule in args.rules.split(",")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        summaries = list(pool.map(lambda job: train(job[1], NETS[job[0]], {}, args.epochs, Path(args.runs),
+        summaries = list(pool.map(lambda job: train(job[1], NETS[job[0]] | settings_for(job[1], extra), {}, args.epochs, Path(args.runs),
                                                     args.threads, args.data), jobs))
     table = {f"{net} / {rule}": {"test_accuracy": s["test_accuracy"], "val_accuracy": s["val_accuracy"],
                                  "seconds": s["seconds"], **NETS[net]}
@@ -52,7 +57,7 @@ def main() -> None:
     lines += [f"| {net} | `{rule}`{' (straight-through)' * (rule == 'bp')} | "
               f"{100 * s['test_accuracy']:.2f} % | {100 * s['val_accuracy']:.2f} % |"
               for (net, rule), s in zip(jobs, summaries)]
-    write_results(Path(args.results), f"{args.data.replace('-', '_')}_discrete", table, lines)
+    write_results(Path(args.results), f"{args.data.replace('-', '_')}_{args.name}", table, lines)
 
 
 if __name__ == "__main__":

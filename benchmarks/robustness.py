@@ -10,10 +10,12 @@ shows as "div" in the table.
 
     python benchmarks/robustness.py --epochs 3 --jobs 2
     python benchmarks/robustness.py --depths 2,8 --widths 256 --activations tanh,relu --epochs 1
+    python benchmarks/robustness.py --set feedback_map=activation --name robustness_feedback-activation
 
 Runs go to benchmarks/runs/robustness/ and are reused when finished; results
-are merged into benchmarks/results/robustness.{json,md} and drawn as
-benchmarks/results/robustness_<data>.png (rule − bp heat maps).
+are merged into benchmarks/results/NAME.{json,md} and drawn as
+benchmarks/results/NAME_<data>.png (rule − bp heat maps), NAME ``robustness``
+unless ``--name`` says otherwise.
 """
 from __future__ import annotations
 
@@ -23,21 +25,21 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accuracy import HERE, train, write_results
+from accuracy import HERE, parse_sets, settings_for, train, write_results
 
 GRID = {"rules": "bp,tp,dtp,drl,ldrl,bengio2014", "depths": "2,4,8,16", "widths": "64,256,1024",
         "activations": "tanh,relu,leaky-relu,elu,sigmoid", "data": "fashion-mnist,mnist-5k"}
 
 
-def run(cell: tuple, epochs: int, runs: Path, threads: int) -> dict:
+def run(cell: tuple, epochs: int, runs: Path, threads: int, extra: dict) -> dict:
     """Train one cell (or reuse its finished run); returns its summary, a
-    diverged run's included."""
+    diverged run's included. ``extra`` settings reach the rules that declare them."""
     rule, depth, width, activation, data = cell
-    settings = {"arch": f"mlp:{width}x{depth}", "activation": activation}
+    settings = {"arch": f"mlp:{width}x{depth}", "activation": activation} | settings_for(rule, extra)
     return train(rule, settings, {}, epochs, runs / data, threads, data, diverged_ok=True)
 
 
-def heat_maps(table: dict, results: Path) -> None:
+def heat_maps(table: dict, results: Path, stem: str) -> None:
     """One PNG per dataset: a panel per rule, (rule − bp) test accuracy over
     (depth × width) rows and activation columns."""
     import matplotlib
@@ -69,8 +71,32 @@ def heat_maps(table: dict, results: Path) -> None:
                     ax.text(j, i, text, ha="center", va="center", fontsize=6)
         fig.suptitle(f"{data}: test accuracy minus bp's (points)", fontsize=10)
         fig.tight_layout()
-        fig.savefig(results / f"robustness_{data}.png", dpi=120)
+        fig.savefig(results / f"{stem}_{data}.png", dpi=120)
         plt.close(fig)
+
+
+def _cell(table: dict, rule: str, cell: tuple) -> str:
+    entry = table.get("|".join([rule, *cell]))
+    if entry is None:
+        return ""
+    if entry["test_accuracy"] is None:
+        return "div"
+    if rule == "bp":
+        return f"{100 * entry['test_accuracy']:.2f} %"
+    return "—" if entry["minus_bp"] is None else f"{100 * entry['minus_bp']:+.1f}"
+
+
+def pivot(table: dict) -> list[str]:
+    """Markdown: one row per (depth × width, activation, data), bp's test
+    accuracy, then each rule's difference from it in points ("div": diverged)."""
+    rules = [r for r in dict.fromkeys(key.split("|")[0] for key in table) if r != "bp"]
+    lines = ["| data | depth × width | activation | `bp` | " + " | ".join(f"`{r}` − bp" for r in rules) + " |",
+             "|---|---|---|---|" + "---|" * len(rules)]
+    for cell in dict.fromkeys(tuple(key.split("|")[1:]) for key in table):
+        depth, width, act, data = cell
+        lines.append(f"| {data} | {depth}×{width} | {act} | "
+                     + " | ".join(_cell(table, rule, cell) for rule in ["bp", *rules]) + " |")
+    return lines
 
 
 def main() -> None:
@@ -82,16 +108,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", default=str(HERE / "runs" / "robustness"))
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a rule setting for every rule that declares it (an ablation)")
+    parser.add_argument("--name", default="robustness", help="results file stem")
     args = parser.parse_args()
+    extra = parse_sets(args.set)
 
     axes = [getattr(args, key).split(",") for key in GRID]
     if "bp" not in axes[0]:
         axes[0].insert(0, "bp")  # every cell is reported against back-prop
     cells = list(itertools.product(*axes))
     with ThreadPoolExecutor(args.jobs) as pool:
-        summaries = list(pool.map(lambda c: run(c, args.epochs, Path(args.runs), args.threads), cells))
+        summaries = list(pool.map(lambda c: run(c, args.epochs, Path(args.runs), args.threads, extra), cells))
     results = Path(args.results)
-    path = results / "robustness.json"
+    path = results / f"{args.name}.json"
     table = json.loads(path.read_text()) if path.is_file() else {}
     for cell, s in zip(cells, summaries):
         table["|".join(map(str, cell))] = {"test_accuracy": s.get("test_accuracy") if not s.get("diverged") else None,
@@ -101,14 +131,8 @@ def main() -> None:
         bp = table.get("|".join(["bp", *rest]), {}).get("test_accuracy")
         entry["minus_bp"] = (entry["test_accuracy"] - bp
                              if entry["test_accuracy"] is not None and bp is not None else None)
-    lines = ["| data | depth × width | activation | rule | test accuracy | − bp (points) |", "|---|---|---|---|---|---|"]
-    for key, entry in table.items():
-        rule, depth, width, act, data = key.split("|")
-        acc = "div" if entry["test_accuracy"] is None else f"{100 * entry['test_accuracy']:.2f} %"
-        gap = "—" if entry["minus_bp"] is None else f"{100 * entry['minus_bp']:+.1f}"
-        lines.append(f"| {data} | {depth}×{width} | {act} | `{rule}` | {acc} | {gap} |")
-    write_results(results, "robustness", table, lines)
-    heat_maps(table, results)
+    write_results(results, args.name, table, pivot(table))
+    heat_maps(table, results, args.name)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from targetprop import RULES, Learner, build_network, make_rule
+from targetprop.core import targets as targets_lib
 from targetprop.rules.dtp import TargetPropagation
 from targetprop.core.diagnostics import angle_degrees, layer_diagnostics
 from targetprop.running.optim import make_optimizer
@@ -153,3 +154,23 @@ def test_feedback_objectives_see_the_deterministic_forward_map_under_dropout():
     assert len(seen) == 2
     for layer, h_below, h in seen:
         torch.testing.assert_close(h, layer.f(h_below))
+
+
+@pytest.mark.parametrize("rule_name", FAMILY)
+def test_linear_feedback_maps_carry_differences_by_their_matrix(rule_name):
+    """Default ``feedback_map=linear``: g_l(h) = V_l h + c_l, so a difference
+    target steps by ĥ_{l-1} − h_{l-1} = V_l (ĥ_l − h_l) exactly (closed form),
+    for ReLU layers too; ``feedback_map=activation`` ends every g_l with the
+    layer's activation."""
+    torch.manual_seed(0)
+    net = make_rule(rule_name).build_network("mlp:12x3", 8, 3, "relu").double()
+    for layer in net.layers[1:]:
+        assert isinstance(layer.g[-1], torch.nn.Identity)
+    record = make_rule(rule_name).record(net, torch.randn(16, 8, dtype=torch.float64))
+    h_hat = record.hs[-1] + 0.1 * torch.randn_like(record.hs[-1])
+    expected = (h_hat - record.hs[-1]) @ net.layers[-1].g[0].weight.T
+    below = targets_lib.difference_propagate(net.layers[-1].feedback, record.hs[-2], record.hs[-1], h_hat)
+    torch.testing.assert_close(below - record.hs[-2], expected, rtol=1e-10, atol=1e-12)
+    shaped = make_rule(rule_name, feedback_map="activation").build_network("mlp:12x3", 8, 3, "relu")
+    assert all(isinstance(layer.g[-1], torch.nn.ReLU) for layer in shaped.layers[1:])
+    assert shaped.layers[0].g is None  # a classifier never needs a target for x

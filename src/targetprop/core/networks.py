@@ -75,19 +75,22 @@ class TPNetwork(Chain):
     A discrete ``activation`` (``sign``, ``step``, ``bernoulli``,
     :mod:`.discrete`) gives every hidden unit its continuous activation and
     makes each layer above, and the read-out, read its discrete message.
+    ``feedback_activation`` is that of every g_l (default: the layer's own
+    activation, so g_l's values lie in h_{l-1}'s range, Lee et al. 2015 §2.3).
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
                  activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
-                 hidden: int = 0):
+                 hidden: int = 0, feedback_activation: str | None = None):
         if not widths:
             raise ValueError("a network needs at least one hidden layer")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         activation, kind = DISCRETE_UNITS.get(activation, (activation, None))
         sizes = [in_features, *widths]
+        first_g = "linear" if first_feedback else None  # a decoder back to the input, if asked for
         layers = [TPLayer(sizes[i], sizes[i + 1], activation,
-                          feedback_activation=activation if i else ("linear" if first_feedback else None),
+                          feedback_activation=(feedback_activation or activation) if i else first_g,
                           dropout=0.0 if i == 0 else dropout, hidden=hidden, transmit=kind if i else None)
                   for i in range(len(widths))]
         output = nn.Linear(widths[-1], num_classes)
@@ -127,13 +130,14 @@ def parse_arch(spec: str) -> list[int]:
 
 
 def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                  dropout: float = 0.0, hidden: int = 0) -> Chain:
+                  dropout: float = 0.0, hidden: int = 0, feedback_activation: str | None = None) -> Chain:
     if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
         raise ValueError(f"unknown activation {activation!r}; choose one of: "
                          f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
     kind, widths = parse_spec(arch)
     if kind == "mlp":
-        return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden)
+        return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden,
+                         feedback_activation=feedback_activation)
     if activation != "tanh" or hidden:
         raise ValueError("invertible: layers are tanh(L Lᵀ h + b): use activation=tanh and layer_hidden=0")
     first = TPLayer(in_features, widths[0], "tanh", feedback_activation=None)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..core import feedback as fb
 from ..core import targets as tg
 from ..core.delta import check_delta_rule, delta_rule_loss
+from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
@@ -46,6 +47,9 @@ class TargetPropagation(Rule):
     target_step: float = setting(0.1, "η of the top target ĥ_L = h_L − η ∂ℓ/∂h_L")
     feedback_noise: float = setting(0.1, "σ of the noise in the feedback objective")
     shared_noise: bool = setting(True, "layers of equal width share a step's noise sample")
+    feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
+                                "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
+                                ("linear", "activation"))
     local_update: str = setting("autograd", "how a layer moves toward its target: autograd (the gradient "
                                 "of ½‖f_l(h_{l-1}) − ĥ_l‖²) or delta (the same step written out as "
                                 "the delta rule, §8)", ("autograd", "delta"))
@@ -56,6 +60,16 @@ class TargetPropagation(Rule):
         check(self)
         if self.feedback_noise <= 0:
             raise ValueError("setting 'feedback_noise' must be > 0")
+
+    def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+                      dropout: float = 0.0, hidden: int = 0):
+        """The chain, its feedback maps of the form ``feedback_map`` says. Linear
+        g_l carry target differences as V_l(ĥ_l − h_l) and leave the gating by
+        act' to the layer below's own local loss; with act(V h + c), each g_l
+        gates them a second time by its own act', which at depth 8 costs DTP,
+        DRL and L-DRL 2 to 3 points (benchmarks/results/feedback_map.md)."""
+        g_act = "linear" if self.feedback_map == "linear" else None
+        return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
     def check_network(self, net) -> None:
         if self.local_update == "delta":
