@@ -96,8 +96,9 @@ class TPLayer(Layer):
     With ``hidden`` > 0, f and g are each a one-hidden-layer MLP
     (:func:`make_map`).
 
-    ``act_g`` is the activation of the layer below, so that g_l produces values
-    in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
+    ``act_g`` (``feedback_activation``) is "linear" in the DTP family's
+    networks, or the activation of the layer below, so that g_l produces
+    values in the range of h_{l-1} (Lee et al. 2015, §2.3). The feedback map is
     optional (``feedback_activation=None``): the first layer of a classifier
     never needs one. ``transmit`` (sign, step, bernoulli) makes f read the
     discrete message of the layer below, f(h) = act(W transmit(h) + b),

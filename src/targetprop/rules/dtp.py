@@ -67,7 +67,7 @@ class TargetPropagation(Rule):
         g_l carry target differences as V_l(ĥ_l − h_l) and leave the gating by
         act' to the layer below's own local loss; with act(V h + c), each g_l
         gates them a second time by its own act', which at depth 8 costs DTP,
-        DRL and L-DRL 2 to 3 points (benchmarks/results/feedback_map.md)."""
+        DRL and L-DRL 3 to 4 points (benchmarks/results/robustness*.md)."""
         g_act = "linear" if self.feedback_map == "linear" else None
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
