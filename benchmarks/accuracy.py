@@ -39,6 +39,15 @@ def run_name(rule: str, overrides: dict) -> str:
     return "_".join(parts).replace(" ", "").replace("/", "-").replace(":", "") or rule
 
 
+def add_ablation_arguments(parser: argparse.ArgumentParser, name: str, where: str) -> None:
+    """``--set KEY=VALUE`` (repeatable; read with :func:`parse_sets`) and
+    ``--name``, the results file stem, ``name`` unless given; ``where`` says
+    how the stem is used."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a rule setting for every rule that declares it (an ablation)")
+    parser.add_argument("--name", default=name, help=f"results file stem{where}")
+
+
 def parse_sets(items: list[str]) -> dict:
     """``--set KEY=VALUE`` arguments as settings (values parsed as YAML)."""
     return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}

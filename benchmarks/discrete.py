@@ -23,7 +23,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accuracy import HERE, parse_sets, settings_for, train, write_results
+from accuracy import HERE, add_ablation_arguments, parse_sets, settings_for, train, write_results
 
 NETS = {"sign 784-500-500-10": {"arch": "mlp:500x2", "activation": "sign"},
         "stochastic 784-200-200-10": {"arch": "mlp:200x2", "activation": "bernoulli"}}
@@ -39,9 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", default=str(HERE / "runs" / "discrete"))
     parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a rule setting for every rule that declares it (an ablation)")
-    parser.add_argument("--name", default="discrete", help="results file stem, after the data's name")
+    add_ablation_arguments(parser, "discrete", ", after the data's name")
     args = parser.parse_args()
     extra = parse_sets(args.set)
 

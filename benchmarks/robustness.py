@@ -25,7 +25,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accuracy import HERE, parse_sets, settings_for, train, write_results
+from accuracy import HERE, add_ablation_arguments, parse_sets, settings_for, train, write_results
 
 GRID = {"rules": "bp,tp,dtp,drl,ldrl,bengio2014", "depths": "2,4,8,16", "widths": "64,256,1024",
         "activations": "tanh,relu,leaky-relu,elu,sigmoid", "data": "fashion-mnist,mnist-5k"}
@@ -108,9 +108,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", default=str(HERE / "runs" / "robustness"))
     parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a rule setting for every rule that declares it (an ablation)")
-    parser.add_argument("--name", default="robustness", help="results file stem")
+    add_ablation_arguments(parser, "robustness", "")
     args = parser.parse_args()
     extra = parse_sets(args.set)
 
