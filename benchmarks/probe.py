@@ -47,7 +47,9 @@ def main() -> None:
             print(f"step {step}: test accuracy {accuracy:.4f}")
             print(row("angle", [d.get(f"angle_{l}", float("nan")) for l in layers], "6.0f"))
             print(row("target", [d.get(f"target_{l}", float("nan")) for l in layers], "6.0e"))
-            print(row("|h|", [h.norm(dim=1).mean().item() for h in hs], "6.0e"), flush=True)
+            print(row("|h|", [h.norm(dim=1).mean().item() for h in hs], "6.0e"))
+            print(row("|W|", [layer.weights()[0].norm().item() for layer in parts.net.layers], "6.1f"),
+                  flush=True)
         batch = torch.randint(0, len(x), (config.batch_size,))
         parts.learner.train_step(x[batch], y[batch])
 

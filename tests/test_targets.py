@@ -70,7 +70,7 @@ def test_dtp_with_exact_inverses_gives_gauss_newton_target(make_net):
     """With g_l = f_l^{-1} and a small top step, ĥ_l − h_l = −η J⁻¹ ∂ℓ/∂h_L,
     J = ∂h_L/∂h_l: the Gauss-Newton target (Meulemans et al. 2020, Thm 1)."""
     net = make_net()
-    rule = make_rule("dtp", target_step=1e-6)
+    rule = make_rule("dtp", target_step=1e-6, inverse_damping=0.0)
     x, y = torch.randn(1, 6), torch.tensor([2])
     record = rule.record(net, x)
     targets, _ = rule.targets(net, record, y)
@@ -84,11 +84,13 @@ def test_dtp_with_exact_inverses_gives_gauss_newton_target(make_net):
         torch.testing.assert_close(step, gauss_newton, rtol=1e-4, atol=1e-12)
 
 
-def test_exact_targets_lower_the_output_loss():
+@pytest.mark.parametrize("damping", [0.0, 0.3])
+def test_exact_targets_lower_the_output_loss(damping):
     """Each propagated target, pushed forward through the layers above, lowers
-    the output loss: the targets carry credit in the right direction."""
+    the output loss: the targets carry credit in the right direction, damped
+    or not."""
     net = invertible_net(depth=4)
-    rule = make_rule("dtp", target_step=0.05)
+    rule = make_rule("dtp", target_step=0.05, inverse_damping=damping)
     x, y = torch.randn(16, 6), torch.randint(0, 4, (16,))
     record = rule.record(net, x)
     targets, loss = rule.targets(net, record, y)
@@ -97,6 +99,29 @@ def test_exact_targets_lower_the_output_loss():
         for layer in net.layers[l:]:
             h = layer(h)
         assert F.cross_entropy(net.output(h), y) < loss
+
+
+@pytest.mark.parametrize("damping", [1e-12, 0.3])
+def test_damped_inverse_difference_matches_its_closed_form(damping):
+    """W⁻¹ D (D² + λI)⁻¹ v with D the activation's Jacobian from autograd and
+    W⁻¹ from torch.linalg.solve (float64); as λ → 0 it is the Jacobian
+    inverse J_f⁻¹ v, J_f from autograd: the one-layer Gauss–Newton step."""
+    net = cholesky_net()
+    layer = net.layers[1]
+    h_below = 0.5 * torch.randn(3, 6, dtype=torch.float64)
+    h = layer(h_below)
+    v = 1e-3 * torch.randn(3, 6, dtype=torch.float64)
+    step = layer.g.damped_difference(h, h + v, damping)
+    linear, act = layer.f[0], layer.f[1]
+    for n in range(3):
+        pre = linear(h_below[n]).detach()
+        D = torch.autograd.functional.jacobian(act, pre)
+        eye = torch.eye(6, dtype=torch.float64)
+        reference = torch.linalg.solve(linear.weight, torch.linalg.solve(D @ D + damping * eye, D @ v[n]))
+        torch.testing.assert_close(step[n], reference.detach(), rtol=1e-8, atol=1e-14)
+        if damping < 1e-6:
+            J = torch.autograd.functional.jacobian(layer.f, h_below[n])
+            torch.testing.assert_close(step[n], torch.linalg.solve(J, v[n]), rtol=1e-6, atol=1e-14)
 
 
 def test_linear_chain_with_transpose_feedback_reproduces_backprop():

@@ -118,10 +118,11 @@ class TPLayer(Layer):
         self.activation = activation
 
 
-_INVERSE_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
-    nn.Tanh: lambda h: torch.atanh(h.clamp(-1 + 1e-7, 1 - 1e-7)),
-    nn.Sigmoid: lambda h: torch.logit(h, eps=1e-7),
-    nn.Identity: lambda h: h,
+# act⁻¹(y) and act′ written as a function of the output y = act(a)
+_INVERSE_ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
+    nn.Tanh: (lambda y: torch.atanh(y.clamp(-1 + 1e-7, 1 - 1e-7)), lambda y: 1 - y * y),
+    nn.Sigmoid: (lambda y: torch.logit(y, eps=1e-7), lambda y: y * (1 - y)),
+    nn.Identity: (lambda y: y, torch.ones_like),
 }
 
 
@@ -144,18 +145,30 @@ class InverseAffine(nn.Module):
             raise ValueError("an exact inverse needs a square layer")
         if isinstance(act, nn.LeakyReLU):
             slope = act.negative_slope
-            self._act_inv = lambda h: torch.where(h >= 0, h, h / slope)
+            self._act_inv = lambda y: torch.where(y >= 0, y, y / slope)
+            self._act_grad = lambda y: torch.where(y >= 0, 1.0, slope).to(y.dtype)
         elif type(act) in _INVERSE_ACTIVATIONS:
-            self._act_inv = _INVERSE_ACTIVATIONS[type(act)]
+            self._act_inv, self._act_grad = _INVERSE_ACTIVATIONS[type(act)]
         else:
             raise ValueError(f"activation {type(act).__name__} has no inverse")
         self._linear = [linear]  # a list, so the forward layer is not registered twice
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def solve(self, v: torch.Tensor) -> torch.Tensor:
+        """W⁻¹ v for a batch of rows."""
         linear = self._linear[0]
-        pre = self._act_inv(y) - linear.bias
         if hasattr(linear, "solve"):
-            return linear.solve(pre)
-        return torch.linalg.solve(linear.weight, pre.T).T
+            return linear.solve(v)
+        return torch.linalg.solve(linear.weight, v.T).T
 
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.solve(self._act_inv(y) - self._linear[0].bias)
+
+    def damped_difference(self, y: torch.Tensor, y_hat: torch.Tensor, damping: float) -> torch.Tensor:
+        """W⁻¹ D (D² + λI)⁻¹ (ŷ − y), D = diag act′ at y: the first-order
+        difference f⁻¹(ŷ) − f⁻¹(y) = (D W)⁻¹(ŷ − y) with the unit's own
+        inverse slope 1/act′ damped as in Levenberg–Marquardt, so that a
+        saturated unit (act′ → 0) passes no target down instead of an
+        unbounded one. λ = 0 is the undamped (Gauss–Newton) step."""
+        d = self._act_grad(y)
+        return self.solve(d / (d * d + damping) * (y_hat - y))
 

@@ -17,7 +17,7 @@ PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
     "gradient_top_target", "tp_propagate", "difference_propagate",
-    "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
+    "damped_inverse_propagate", "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
 ]
 
 
@@ -46,6 +46,19 @@ def difference_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor)
     return torch.sub(g_hat, g_h).add_(h_below)
 
 
+def damped_inverse_propagate(inverse, h_below: Tensor, h: Tensor, h_hat: Tensor,
+                             damping: float) -> Tensor:
+    """Difference targets through an exact inverse, damped (§6 with
+    Levenberg–Marquardt damping of each unit's inverse slope):
+
+        ĥ_{l-1} = h_{l-1} + W⁻¹ D (D² + λI)⁻¹ (ĥ_l − h_l),   D = diag act′_l
+
+    ``inverse`` is a :class:`core.layers.InverseAffine`. λ → 0 gives the
+    linearised Gauss–Newton step (D W)⁻¹(ĥ_l − h_l).
+    """
+    return inverse.damped_difference(h, h_hat, damping).add_(h_below)
+
+
 PROPAGATION_RULES: dict[str, PropagationRule] = {
     "tp": tp_propagate,
     "difference": difference_propagate,
@@ -53,17 +66,21 @@ PROPAGATION_RULES: dict[str, PropagationRule] = {
 
 
 def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor],
-                      top_target: Tensor, rule: PropagationRule, first: int = 1) -> list[Tensor]:
+                      top_target: Tensor, rule: PropagationRule | Sequence[PropagationRule | None],
+                      first: int = 1) -> list[Tensor]:
     """Carry ``top_target`` (for hs[-1]) down the chain.
 
     ``hs[l]`` is h_l (``hs[0]`` the input), ``feedbacks[l]`` is g_l (index 0
-    unused). Returns targets ĥ_first..ĥ_L, ĥ_l at position l − first.
+    unused). ``rule`` is one propagation rule for every layer, or one per
+    layer indexed like ``feedbacks``. Returns targets ĥ_first..ĥ_L, ĥ_l at
+    position l − first.
     """
     top = len(hs) - 1
     targets = [top_target]
     with torch.no_grad():
         for l in range(top, first, -1):
-            targets.append(rule(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
+            propagate = rule if callable(rule) else rule[l]
+            targets.append(propagate(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
     return targets[::-1]
 
 

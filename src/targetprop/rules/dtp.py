@@ -7,6 +7,7 @@ propagation rule and the feedback objective.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from ..core import feedback as fb
 from ..core import targets as tg
 from ..core.delta import check_delta_rule, delta_rule_loss
+from ..core.layers import InverseAffine
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
@@ -50,6 +52,9 @@ class TargetPropagation(Rule):
     feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
                                 "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
                                 ("linear", "activation"))
+    inverse_damping: float = setting(0.3, "λ for layers with exact inverses (§6): their targets are "
+                                     "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
+                                     "0: the exact difference f⁻¹(ĥ) − f⁻¹(h) (Gauss–Newton)")
     local_update: str = setting("autograd", "how a layer moves toward its target: autograd (the gradient "
                                 "of ½‖f_l(h_{l-1}) − ĥ_l‖²) or delta (the same step written out as "
                                 "the delta rule, §8)", ("autograd", "delta"))
@@ -60,6 +65,8 @@ class TargetPropagation(Rule):
         check(self)
         if self.feedback_noise <= 0:
             raise ValueError("setting 'feedback_noise' must be > 0")
+        if self.inverse_damping < 0:
+            raise ValueError("setting 'inverse_damping' must be >= 0")
 
     def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
                       dropout: float = 0.0, hidden: int = 0):
@@ -82,8 +89,15 @@ class TargetPropagation(Rule):
 
     def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
         top, output_loss = self.top_target(record, y)
-        feedbacks = [None] + [layer.feedback if layer.g is not None else None for layer in net.layers]
-        return tg.propagate_targets(feedbacks, record.hs, top, self.propagate), output_loss
+        feedbacks, rules = [None], [None]
+        for layer in net.layers:
+            if isinstance(layer.g, InverseAffine) and self.inverse_damping > 0:
+                feedbacks.append(layer.g)
+                rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
+            else:
+                feedbacks.append(layer.feedback if layer.g is not None else None)
+                rules.append(self.propagate)
+        return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
