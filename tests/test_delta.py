@@ -25,6 +25,30 @@ def test_delta_rule_equals_the_gradient_of_the_local_loss(float64, activation, t
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("activation, matching_loss", [
+    ("sigmoid", lambda a, t: torch.nn.functional.binary_cross_entropy_with_logits(a, t, reduction="sum")),
+    ("tanh", lambda a, t: (torch.log(torch.cosh(a)) - t * a).sum()),
+    ("linear", lambda a, t: 0.5 * (a - t).pow(2).sum()),
+])
+def test_the_moving_average_form_is_the_gradient_of_the_matching_loss(float64, activation, matching_loss):
+    """(t − p) xᵀ without act′: the gradient of Σ ∫(act(a) − t) da in closed
+    form (cross-entropy for sigmoid units, log cosh(a) − t a for tanh)."""
+    from targetprop.core.delta import delta_rule_gradients
+
+    torch.manual_seed(0)
+    layer = TPLayer(7, 5, activation)
+    h = torch.randn(16, 7)
+    target = layer(h).detach() + 0.1 * torch.randn(16, 5)
+    if activation == "sigmoid":
+        target = target.clamp(0, 1)
+    linear = layer.f[0]
+    loss = matching_loss(linear(h), target) / len(h)
+    want = torch.autograd.grad(loss, [linear.weight, linear.bias])
+    got = delta_rule_gradients(layer, h, target, derivative=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
 def test_a_dtp_step_with_the_delta_rule_equals_the_autograd_step(float64):
     nets = {}
     for update in ("autograd", "delta"):

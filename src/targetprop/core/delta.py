@@ -9,6 +9,16 @@ the paper's Δw_i ∝ (t − p) x_i). It is the negative gradient of the local
 loss ½‖p − t‖² averaged over the batch, so with the same optimizer it makes
 the same step as autograd (checked in float64 by the tests); what differs is
 that every quantity it uses is available at the layer itself.
+
+The paper's moving-average form, Δw_i ∝ p^r x̄_i − mean(p^f x_i), replaces
+the past pre-synaptic value by its average over the time between the forward
+pass and the target's arrival. In a feed-forward net the input is held for
+that whole presentation, so x̄ = x and mean(p^f x) = p^f x, and the form
+is ΔW ∝ (t − p) xᵀ with no act′ (``derivative=False``): the gradient of the
+unit's matching loss Σ ∫ (act(a) − t) da, the cross-entropy for sigmoid
+units and log cosh(a) − t a for tanh. Averaging instead over past *steps*
+(different examples) would keep only E[t] E[x]ᵀ and lose the correlation
+between target and input that carries the credit.
 """
 from __future__ import annotations
 
@@ -51,12 +61,16 @@ def _parts(layer) -> tuple[Transmit | None, nn.Linear, nn.Module]:
 
 
 @torch.no_grad()
-def delta_rule_gradients(layer, h_below: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """(∂/∂W, ∂/∂b) of ½‖f(h_below) − target‖² / B, written out as the delta rule."""
+def delta_rule_gradients(layer, h_below: Tensor, target: Tensor,
+                         derivative: bool = True) -> tuple[Tensor, Tensor]:
+    """(∂/∂W, ∂/∂b) of ½‖f(h_below) − target‖² / B, written out as the delta
+    rule; with ``derivative=False``, the moving-average form's (t − p) xᵀ / B."""
     transmit, linear, act = _parts(layer)
     x = h_below if transmit is None else transmit(h_below)
     out = act(linear(x))
-    error = (out - target) * activation_derivative(act, out) / x.shape[0]
+    error = (out - target) / x.shape[0]
+    if derivative:
+        error = error * activation_derivative(act, out)
     return error.T @ x, error.sum(0)
 
 
@@ -68,7 +82,8 @@ def check_delta_rule(layers) -> None:
             raise ValueError("the delta rule reads the layer's input as recorded: set dropout=0")
 
 
-def delta_rule_loss(layers, inputs: list[Tensor], targets: list[Tensor]) -> Tensor:
+def delta_rule_loss(layers, inputs: list[Tensor], targets: list[Tensor],
+                    derivative: bool = True) -> Tensor:
     """Σ_l ⟨W_l, G_l⟩ + ⟨b_l, g_l⟩ with (G_l, g_l) the delta-rule gradients held
     constant: its gradient with respect to each layer's weights is exactly
     the delta rule's, so any ``torch.optim`` optimizer applies it."""
@@ -76,7 +91,7 @@ def delta_rule_loss(layers, inputs: list[Tensor], targets: list[Tensor]) -> Tens
     total = None
     for layer, h_below, target in zip(layers, inputs, targets):
         _, linear, _ = _parts(layer)
-        weight_grad, bias_grad = delta_rule_gradients(layer, h_below, target)
+        weight_grad, bias_grad = delta_rule_gradients(layer, h_below, target, derivative)
         term = (linear.weight * weight_grad).sum() + (linear.bias * bias_grad).sum()
         total = term if total is None else total + term
     return total

@@ -56,8 +56,9 @@ class TargetPropagation(Rule):
                                      "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
                                      "0: the exact difference f⁻¹(ĥ) − f⁻¹(h) (Gauss–Newton)")
     local_update: str = setting("autograd", "how a layer moves toward its target: autograd (the gradient "
-                                "of ½‖f_l(h_{l-1}) − ĥ_l‖²) or delta (the same step written out as "
-                                "the delta rule, §8)", ("autograd", "delta"))
+                                "of ½‖f_l(h_{l-1}) − ĥ_l‖²), delta (the same step written out as "
+                                "the delta rule, §8) or delta-average (§8's moving-average form, "
+                                "(ĥ_l − h_l) h_{l-1}ᵀ without act′)", ("autograd", "delta", "delta-average"))
     uses_feedback = True
     feedback_reg: ClassVar[float] = 0.0  # DRL's damping λ (:class:`DampedTargetPropagation`)
 
@@ -79,7 +80,7 @@ class TargetPropagation(Rule):
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
     def check_network(self, net) -> None:
-        if self.local_update == "delta":
+        if self.local_update != "autograd":
             check_delta_rule(net.layers)
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,8 +102,9 @@ class TargetPropagation(Rule):
 
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
-        if self.local_update == "delta":
-            local = delta_rule_loss(net.layers, record.hs[:-1], targets)
+        if self.local_update != "autograd":
+            local = delta_rule_loss(net.layers, record.hs[:-1], targets,
+                                    derivative=self.local_update == "delta")
         else:
             local = local_target_loss(record.outputs, targets)
         return ForwardLoss(output_loss + local, output_loss.detach(), targets)
