@@ -1,7 +1,8 @@
 """Watch one setting train, step by step: every ``--every`` steps, test
 accuracy and, per layer, the angle of the rule's update to back-prop's, the
-mean target step ‖ĥ_l − h_l‖ and the mean activity ‖h_l‖ on a fixed batch of
-512 training images. For finding out why a rule breaks where it breaks
+mean target step ‖ĥ_l − h_l‖, the mean activity ‖h_l‖ and the norm of the
+batch-mean activity ‖mean_n h_l‖ on a fixed batch of 512 training images, and
+the norm of the forward weights ‖W_l‖. For finding out why a rule breaks where it breaks
 (issue 10); settings as ``targetprop train --set`` takes them.
 
     python benchmarks/probe.py --steps 420 --every 105 rule=dtp arch=mlp:256x8 activation=relu
@@ -48,6 +49,7 @@ def main() -> None:
             print(row("angle", [d.get(f"angle_{l}", float("nan")) for l in layers], "6.0f"))
             print(row("target", [d.get(f"target_{l}", float("nan")) for l in layers], "6.0e"))
             print(row("|h|", [h.norm(dim=1).mean().item() for h in hs], "6.0e"))
+            print(row("|mean|", [h.mean(0).norm().item() for h in hs], "6.0e"))
             print(row("|W|", [layer.weights()[0].norm().item() for layer in parts.net.layers], "6.1f"),
                   flush=True)
         batch = torch.randint(0, len(x), (config.batch_size,))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from targetprop import InverseAffine, TPLayer, build_network, parse_arch
+from targetprop import InverseAffine, TPLayer, build_network, make_rule, parse_arch
 
 
 @pytest.mark.parametrize("spec, widths", [
@@ -121,3 +121,33 @@ def test_a_new_layer_kind_is_a_pair_of_modules(rule_name):
         learner.train_step(x, y)
     assert F.cross_entropy(net(x), y).item() < 0.6 * first
     assert [len(w) for w in (layer.weights() for layer in net.layers)] == [1, 1, 1]  # LayerNorm's are 1-d
+
+
+def test_he_init_gives_every_forward_map_variance_two_over_fan_in():
+    from targetprop.core.networks import he_init
+
+    torch.manual_seed(0)
+    net = build_network("mlp:512x2", 256, 10, "relu")
+    feedback = [p.clone() for p in net.feedback_parameters()]
+    he_init(net)
+    for layer in net.layers:
+        linear = layer.f[0]
+        assert torch.count_nonzero(linear.bias) == 0
+        # the sample variance of ≥ 5 120 draws is within 5 % of 2 / fan_in
+        assert abs(linear.weight.var().item() * linear.in_features / 2 - 1) < 0.05
+    assert all(torch.equal(a, b) for a, b in zip(feedback, net.feedback_parameters()))  # g_l untouched
+
+
+@pytest.mark.parametrize("activation, init, he", [("relu", "auto", True), ("elu", "auto", True),
+                                                  ("tanh", "auto", False), ("tanh", "he", True),
+                                                  ("relu", "torch", False)])
+def test_the_run_picks_he_init_for_unbounded_activations(activation, init, he):
+    pytest.importorskip("sklearn")
+    from helpers import quick_config
+    from targetprop.running.setup import build_parts, load_splits, validate_config
+
+    config = validate_config(quick_config(rule="bp", activation=activation, init=init))
+    rule = make_rule("bp")
+    parts = build_parts(config, rule, load_splits(config, rule), torch.device("cpu"))
+    biases = [layer.f[0].bias for layer in parts.net.layers]
+    assert all(torch.count_nonzero(b) == 0 for b in biases) == he  # PyTorch's default draws biases

@@ -143,6 +143,29 @@ def test_linear_chain_with_transpose_feedback_reproduces_backprop():
         torch.testing.assert_close(got, eta * want)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "leaky-relu"])
+def test_gated_differences_through_transposed_maps_reproduce_backprop(activation):
+    """Nonlinear layers, g_l(h) = W_lᵀ h and ``target_gating=on`` (L-DRL's
+    default for ReLU-like layers): ĥ_{l-1} − h_{l-1} = W_lᵀ (act′_l ⊙ (ĥ_l − h_l)) is back-prop's
+    chain rule, so every update equals η times the autograd gradient of the
+    mean cross-entropy (float64); without the gating those of a net with
+    (non-linear) act′ do not."""
+    torch.manual_seed(2)
+    net = make_rule("ldrl").build_network("mlp:7-6-5", 4, 3, activation).double()  # linear g_l
+    with torch.no_grad():
+        for layer in net.layers[1:]:
+            layer.g[0].weight.copy_(layer.f[0].weight.T)
+    eta = 0.3
+    x, y = torch.randn(11, 4, dtype=torch.float64), torch.randint(0, 3, (11,))
+    weights = [layer.f[0].weight for layer in net.layers]
+    bp = torch.autograd.grad(F.cross_entropy(net(x), y), weights)
+    for gating in ("on", "off"):
+        rule = make_rule("ldrl", target_step=eta, target_gating=gating)
+        grads = torch.autograd.grad(rule.forward_loss(net, rule.record(net, x), y).loss, weights)
+        close = all(torch.allclose(got, eta * want, rtol=1e-10, atol=1e-12) for got, want in zip(grads, bp))
+        assert close == (gating == "on")
+
+
 def test_propagate_targets_order_and_length():
     net = invertible_net(depth=4)
     record = make_rule("tp").record(net, torch.randn(3, 6))

@@ -19,7 +19,8 @@ from .discrete import DISCRETE_UNITS, Transmit
 from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, Layer, TPLayer
 
-__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network"]
+__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
+           "HE_ACTIVATIONS", "he_init"]
 
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH")
 
@@ -144,3 +145,22 @@ def build_network(arch: str, in_features: int, num_classes: int, activation: str
     rest = [InvertibleLayer(width, dropout) for width in widths[1:]]
     output = nn.Linear(widths[-1], num_classes)
     return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
+
+
+# Unbounded activations whose nets start with He et al. (2015)'s weights
+HE_ACTIVATIONS = ("relu", "leaky-relu", "elu")
+
+
+@torch.no_grad()
+def he_init(net: Network) -> None:
+    """W ~ N(0, 2 / fan_in), b = 0 for every affine map of every forward map f_l
+    (He et al. 2015): activity keeps its scale through a ReLU net instead of
+    shrinking layer by layer (PyTorch's default, U(±1/√fan_in), halves it in
+    every ReLU layer), so the rule does not have to grow the weights first —
+    the phase in which target propagation's noisy early updates inflate a
+    ReLU net's activity (issue 10)."""
+    for layer in net.layers:
+        for module in layer.f.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)

@@ -17,7 +17,7 @@ PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
     "gradient_top_target", "tp_propagate", "difference_propagate",
-    "damped_inverse_propagate", "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
+    "damped_inverse_propagate", "gated", "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
 ]
 
 
@@ -57,6 +57,20 @@ def damped_inverse_propagate(inverse, h_below: Tensor, h: Tensor, h_hat: Tensor,
     linearised Gauss–Newton step (D W)⁻¹(ĥ_l − h_l).
     """
     return inverse.damped_difference(h, h_hat, damping).add_(h_below)
+
+
+def gated(propagate: PropagationRule, derivative: Callable[[Tensor], Tensor]) -> PropagationRule:
+    """``propagate`` applied to the gated difference: layer l's target step is
+    first multiplied unit by unit by act′_l, read from h_l by ``derivative``,
+
+        ĥ_l ← h_l + act′_l ⊙ (ĥ_l − h_l),
+
+    so that a ReLU unit that is off for this example passes nothing down, as
+    in back-prop; a feedback map that is one matrix for all examples can
+    only apply the average gating."""
+    def rule(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
+        return propagate(g, h_below, h, torch.addcmul(h, derivative(h), h_hat - h))
+    return rule
 
 
 PROPAGATION_RULES: dict[str, PropagationRule] = {

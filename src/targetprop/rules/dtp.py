@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..core import feedback as fb
 from ..core import targets as tg
-from ..core.delta import check_delta_rule, delta_rule_loss
+from ..core.delta import activation_derivative, check_delta_rule, delta_rule_loss
 from ..core.layers import InverseAffine
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
@@ -52,6 +52,10 @@ class TargetPropagation(Rule):
     feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
                                 "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
                                 ("linear", "activation"))
+    target_gating: str = setting("off", "multiply a layer's target step by its act′ before it goes down "
+                                 "(ĥ_l ← h_l + act′ ⊙ (ĥ_l − h_l)), as back-prop gates errors: off, on, "
+                                 "or unbounded (only layers of relu, leaky-relu or elu units)",
+                                 ("off", "on", "unbounded"))
     inverse_damping: float = setting(0.3, "λ for layers with exact inverses (§6): their targets are "
                                      "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
                                      "0: the exact difference f⁻¹(ĥ) − f⁻¹(h) (Gauss–Newton)")
@@ -79,6 +83,11 @@ class TargetPropagation(Rule):
         g_act = "linear" if self.feedback_map == "linear" else None
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
+    def _gates(self, act: torch.nn.Module) -> bool:
+        return self.target_gating == "on" or (self.target_gating == "unbounded"
+                                              and isinstance(act, (torch.nn.ReLU, torch.nn.LeakyReLU,
+                                                                   torch.nn.ELU)))
+
     def check_network(self, net) -> None:
         if self.local_update != "autograd":
             check_delta_rule(net.layers)
@@ -97,7 +106,8 @@ class TargetPropagation(Rule):
                 rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
             else:
                 feedbacks.append(layer.feedback if layer.g is not None else None)
-                rules.append(self.propagate)
+                rules.append(tg.gated(self.propagate, partial(activation_derivative, layer.f[-1]))
+                             if layer.g is not None and self._gates(layer.f[-1]) else self.propagate)
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):

@@ -52,6 +52,9 @@ class Config:
     activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, "
                               "linear; or discrete units that send sign(tanh), step(sigmoid) or a "
                               "bernoulli(sigmoid) sample to the layer above")
+    init: str = setting("auto", "forward weights at the start: he (N(0, 2/fan_in), He et al. 2015), "
+                        "torch (PyTorch's default) or auto (he for relu, leaky-relu and elu, else torch)",
+                        ("auto", "he", "torch"))
     dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
     layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)")
     # rule
