@@ -63,9 +63,15 @@ def cholesky_net():
     return build_network("invertible:6x4", 6, 3).double()
 
 
+def svd_net():
+    """W = U D Vᵀ layers at their orthogonal start, where V D⁻¹ Uᵀ is exact."""
+    torch.manual_seed(0)
+    return build_network("invertible-svd:6x4", 6, 3).double()
+
+
 @pytest.mark.parametrize("make_net", [lambda: invertible_net(activation="tanh"),
-                                      lambda: invertible_net(activation="leaky-relu"), cholesky_net],
-                         ids=["tanh", "leaky-relu", "cholesky"])
+                                      lambda: invertible_net(activation="leaky-relu"), cholesky_net, svd_net],
+                         ids=["tanh", "leaky-relu", "cholesky", "svd"])
 def test_dtp_with_exact_inverses_gives_gauss_newton_target(make_net):
     """With g_l = f_l^{-1} and a small top step, ĥ_l − h_l = −η J⁻¹ ∂ℓ/∂h_L,
     J = ∂h_L/∂h_l: the Gauss-Newton target (Meulemans et al. 2020, Thm 1)."""

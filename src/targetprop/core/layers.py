@@ -81,6 +81,11 @@ class Layer(nn.Module):
     def feedback_parameters(self) -> list[nn.Parameter]:
         return list(self.g.parameters()) if self.g is not None else []
 
+    def penalty(self, h_below: torch.Tensor) -> torch.Tensor | None:
+        """A term of the layer's own local loss that keeps its parametrisation
+        valid (:class:`invertible.InvertibleLayer`), or None."""
+        return None
+
     def weights(self) -> list[nn.Parameter]:
         """The forward map's weight tensors (biases left out): what the angle
         diagnostics compare with back-prop's update."""

@@ -22,7 +22,7 @@ from .layers import ACTIVATIONS, Layer, TPLayer
 __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
            "HE_ACTIVATIONS", "he_init"]
 
-ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH")
+ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH")
 
 
 @runtime_checkable
@@ -100,13 +100,14 @@ class TPNetwork(Chain):
         super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 
 
-_ARCH_RE = re.compile(r"^(mlp|invertible):(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
+_ARCH_RE = re.compile(r"^(mlp|invertible|invertible-svd):(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
 
 
 def parse_spec(spec: str) -> tuple[str, list[int]]:
     """The kind and hidden widths of a spec: ``mlp:256x5`` (5 layers of 256),
     ``mlp:512-256-128``, or ``invertible:256x5`` (a first layer to 256, then
-    square layers with exact inverses, :mod:`.invertible`)."""
+    square layers with exact inverses, W = L Lᵀ, :mod:`.invertible`;
+    ``invertible-svd:256x5`` for W = U D Vᵀ)."""
     match = _ARCH_RE.match(spec.strip())
     if match is None:
         raise ValueError(f"unknown architecture {spec!r}; valid forms: {', '.join(ARCHITECTURES)}"
@@ -115,7 +116,7 @@ def parse_spec(spec: str) -> tuple[str, list[int]]:
     widths = [int(width)] * int(depth) if listed is None else [int(w) for w in listed.split("-")]
     if not widths or min(widths) < 1:
         raise ValueError(f"architecture {spec!r} needs at least one layer of positive width")
-    if kind == "invertible" and len(set(widths)) != 1:
+    if kind != "mlp" and len(set(widths)) != 1:
         raise ValueError(f"architecture {spec!r}: layers with exact inverses are square, so every width "
                          "must be the same (e.g. invertible:256x5)")
     return kind, widths
@@ -140,9 +141,10 @@ def build_network(arch: str, in_features: int, num_classes: int, activation: str
         return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden,
                          feedback_activation=feedback_activation)
     if activation != "tanh" or hidden:
-        raise ValueError("invertible: layers are tanh(L Lᵀ h + b): use activation=tanh and layer_hidden=0")
+        raise ValueError(f"{kind}: layers are tanh(W h + b): use activation=tanh and layer_hidden=0")
     first = TPLayer(in_features, widths[0], "tanh", feedback_activation=None)
-    rest = [InvertibleLayer(width, dropout) for width in widths[1:]]
+    parametrisation = "svd" if kind == "invertible-svd" else "cholesky"
+    rest = [InvertibleLayer(width, dropout, parametrisation) for width in widths[1:]]
     output = nn.Linear(widths[-1], num_classes)
     return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 

@@ -117,6 +117,10 @@ class TargetPropagation(Rule):
                                     derivative=self.local_update == "delta")
         else:
             local = local_target_loss(record.outputs, targets)
+        for layer, h_below in zip(net.layers, record.hs):
+            penalty = layer.penalty(h_below)
+            if penalty is not None:  # the layer's own term: its gradient stays local
+                local = local + penalty
         return ForwardLoss(output_loss + local, output_loss.detach(), targets)
 
     def feedback_loss(self, net, record, targets=None):

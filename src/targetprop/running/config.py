@@ -47,8 +47,9 @@ class Config:
     labelled_per_batch: int | None = setting(None, "with unlabelled data: labelled examples in every batch "
                                              "(0: as drawn; default: an eighth of the batch)")
     # network
-    arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH, mlp:W1-W2-..., or invertible:WIDTHxDEPTH "
-                        "(square tanh layers W = LLᵀ with exact inverses, chain rules only)")
+    arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH, mlp:W1-W2-..., invertible:WIDTHxDEPTH "
+                        "(square tanh layers W = LLᵀ with exact inverses, chain rules only) or "
+                        "invertible-svd:WIDTHxDEPTH (W = UDVᵀ, U and V kept near-orthogonal)")
     activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, "
                               "linear; or discrete units that send sign(tanh), step(sigmoid) or a "
                               "bernoulli(sigmoid) sample to the layer above")
