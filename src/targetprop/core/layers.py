@@ -13,9 +13,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .delta import activation_derivative
 from .discrete import Transmit
 
-__all__ = ["ACTIVATIONS", "make_activation", "make_map", "Layer", "TPLayer", "InverseAffine"]
+__all__ = ["ACTIVATIONS", "UNBOUNDED", "is_unbounded", "make_activation", "make_map", "Layer", "TPLayer",
+           "InverseAffine"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -25,6 +27,14 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "linear": nn.Identity,
 }
+
+# Activations with no upper bound: their nets start from He et al.'s weights
+# (running/setup.py) and L-DRL gates their target steps (rules/dtp.py)
+UNBOUNDED = ("relu", "leaky-relu", "elu")
+
+
+def is_unbounded(act: nn.Module) -> bool:
+    return isinstance(act, (nn.ReLU, nn.LeakyReLU, nn.ELU))
 
 
 def make_activation(name: str) -> nn.Module:
@@ -123,11 +133,10 @@ class TPLayer(Layer):
         self.activation = activation
 
 
-# act⁻¹(y) and act′ written as a function of the output y = act(a)
-_INVERSE_ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
-    nn.Tanh: (lambda y: torch.atanh(y.clamp(-1 + 1e-7, 1 - 1e-7)), lambda y: 1 - y * y),
-    nn.Sigmoid: (lambda y: torch.logit(y, eps=1e-7), lambda y: y * (1 - y)),
-    nn.Identity: (lambda y: y, torch.ones_like),
+_INVERSE_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: lambda h: torch.atanh(h.clamp(-1 + 1e-7, 1 - 1e-7)),
+    nn.Sigmoid: lambda h: torch.logit(h, eps=1e-7),
+    nn.Identity: lambda h: h,
 }
 
 
@@ -150,13 +159,12 @@ class InverseAffine(nn.Module):
             raise ValueError("an exact inverse needs a square layer")
         if isinstance(act, nn.LeakyReLU):
             slope = act.negative_slope
-            self._act_inv = lambda y: torch.where(y >= 0, y, y / slope)
-            self._act_grad = lambda y: torch.where(y >= 0, 1.0, slope).to(y.dtype)
+            self._act_inv = lambda h: torch.where(h >= 0, h, h / slope)
         elif type(act) in _INVERSE_ACTIVATIONS:
-            self._act_inv, self._act_grad = _INVERSE_ACTIVATIONS[type(act)]
+            self._act_inv = _INVERSE_ACTIVATIONS[type(act)]
         else:
             raise ValueError(f"activation {type(act).__name__} has no inverse")
-        self._linear = [linear]  # a list, so the forward layer is not registered twice
+        self._linear, self._act = [linear], [act]  # lists: the forward layer's modules, not registered twice
 
     def solve(self, v: torch.Tensor) -> torch.Tensor:
         """W⁻¹ v for a batch of rows."""
@@ -174,6 +182,6 @@ class InverseAffine(nn.Module):
         inverse slope 1/act′ damped as in Levenberg–Marquardt, so that a
         saturated unit (act′ → 0) passes no target down instead of an
         unbounded one. λ = 0 is the undamped (Gauss–Newton) step."""
-        d = self._act_grad(y)
+        d = activation_derivative(self._act[0], y)
         return self.solve(d / (d * d + damping) * (y_hat - y))
 

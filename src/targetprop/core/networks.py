@@ -20,7 +20,7 @@ from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, Layer, TPLayer
 
 __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
-           "HE_ACTIVATIONS", "he_init"]
+           "he_init"]
 
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH")
 
@@ -147,10 +147,6 @@ def build_network(arch: str, in_features: int, num_classes: int, activation: str
     rest = [InvertibleLayer(width, dropout, parametrisation) for width in widths[1:]]
     output = nn.Linear(widths[-1], num_classes)
     return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
-
-
-# Unbounded activations whose nets start with He et al. (2015)'s weights
-HE_ACTIVATIONS = ("relu", "leaky-relu", "elu")
 
 
 @torch.no_grad()

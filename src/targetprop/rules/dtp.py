@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..core import feedback as fb
 from ..core import targets as tg
 from ..core.delta import activation_derivative, check_delta_rule, delta_rule_loss
-from ..core.layers import InverseAffine
+from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
@@ -84,9 +84,7 @@ class TargetPropagation(Rule):
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
     def _gates(self, act: torch.nn.Module) -> bool:
-        return self.target_gating == "on" or (self.target_gating == "unbounded"
-                                              and isinstance(act, (torch.nn.ReLU, torch.nn.LeakyReLU,
-                                                                   torch.nn.ELU)))
+        return self.target_gating == "on" or (self.target_gating == "unbounded" and is_unbounded(act))
 
     def check_network(self, net) -> None:
         if self.local_update != "autograd":

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..core.learner import Learner
-from ..core.networks import HE_ACTIVATIONS, he_init
+from ..core.layers import UNBOUNDED
+from ..core.networks import he_init
 from ..core.rule import Rule
 from ..core.settings import current
 from ..registry import make_rule
@@ -150,7 +151,7 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
     latter only for a rule with feedback maps), the learner and the schedulers."""
     net = rule.build_network(config.arch, splits.num_features, splits.num_classes, config.activation,
                              config.dropout, config.layer_hidden)
-    if config.init == "he" or (config.init == "auto" and config.activation in HE_ACTIVATIONS):
+    if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED):
         he_init(net)
     net = net.to(device, DTYPES[config.dtype])
     forward_opt = optim.make_optimizer(config.forward_optimizer, net.forward_parameters(),
