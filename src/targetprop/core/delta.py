@@ -16,7 +16,9 @@ pass and the target's arrival. In a feed-forward net the input is held for
 that whole presentation, so x̄ = x and mean(p^f x) = p^f x, and the form
 is ΔW ∝ (t − p) xᵀ with no act′ (``derivative=False``): the gradient of the
 unit's matching loss Σ ∫ (act(a) − t) da, the cross-entropy for sigmoid
-units and log cosh(a) − t a for tanh. Averaging instead over past *steps*
+units and log cosh(a) − t a for tanh. That loss has a minimum only for a
+target inside the unit's range, so targets are first projected into it
+(a difference target h + Δ can leave it). Averaging instead over past *steps*
 (different examples) would keep only E[t] E[x]ᵀ and lose the correlation
 between target and input that carries the credit.
 """
@@ -49,6 +51,18 @@ def activation_derivative(act: nn.Module, out: Tensor) -> Tensor:
     raise ValueError(f"the delta rule has no derivative for {type(act).__name__}")
 
 
+def _into_range(act: nn.Module, t: Tensor) -> Tensor:
+    """The target projected into the unit's range, where its matching loss
+    has a minimum (a sigmoid unit's cross-entropy needs t in [0, 1])."""
+    if isinstance(act, nn.Tanh):
+        return t.clamp(-1, 1)
+    if isinstance(act, nn.Sigmoid):
+        return t.clamp(0, 1)
+    if isinstance(act, nn.ReLU):
+        return t.clamp_min(0)
+    return t
+
+
 def _parts(layer) -> tuple[Transmit | None, nn.Linear, nn.Module]:
     """The (message, affine map, activation) of a one-layer forward map."""
     modules = list(layer.f)
@@ -68,6 +82,8 @@ def delta_rule_gradients(layer, h_below: Tensor, target: Tensor,
     transmit, linear, act = _parts(layer)
     x = h_below if transmit is None else transmit(h_below)
     out = act(linear(x))
+    if not derivative:
+        target = _into_range(act, target)
     error = (out - target) / x.shape[0]
     if derivative:
         error = error * activation_derivative(act, out)
