@@ -174,15 +174,3 @@ def test_linear_feedback_maps_carry_differences_by_their_matrix(rule_name):
     shaped = make_rule(rule_name, feedback_map="activation").build_network("mlp:12x3", 8, 3, "relu")
     assert all(isinstance(layer.g[-1], torch.nn.ReLU) for layer in shaped.layers[1:])
     assert shaped.layers[0].g is None  # a classifier never needs a target for x
-
-
-def test_a_recipe_default_is_declared_shown_and_overridable():
-    """``ldrl`` gates the differences of ReLU-like layers by default, its
-    siblings gate none; the recipe's default is what ``targetprop rules
-    ldrl`` shows, and a setting given by the user wins over it."""
-    from targetprop.registry import rule_settings
-
-    assert make_rule("ldrl").target_gating == "unbounded" and make_rule("dtp").target_gating == "off"
-    assert rule_settings("ldrl")["target_gating"].default == "unbounded"
-    assert rule_settings("drl")["target_gating"].default == "off"
-    assert make_rule("ldrl", target_gating="off").target_gating == "off"

@@ -151,7 +151,7 @@ def test_linear_chain_with_transpose_feedback_reproduces_backprop():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leaky-relu"])
 def test_gated_differences_through_transposed_maps_reproduce_backprop(activation):
-    """Nonlinear layers, g_l(h) = W_lᵀ h and ``target_gating=on`` (L-DRL's
+    """Nonlinear layers, g_l(h) = W_lᵀ h and ``target_gating=all`` (L-DRL's
     default for ReLU-like layers): ĥ_{l-1} − h_{l-1} = W_lᵀ (act′_l ⊙ (ĥ_l − h_l)) is back-prop's
     chain rule, so every update equals η times the autograd gradient of the
     mean cross-entropy (float64); without the gating those of a net with
@@ -165,11 +165,11 @@ def test_gated_differences_through_transposed_maps_reproduce_backprop(activation
     x, y = torch.randn(11, 4, dtype=torch.float64), torch.randint(0, 3, (11,))
     weights = [layer.f[0].weight for layer in net.layers]
     bp = torch.autograd.grad(F.cross_entropy(net(x), y), weights)
-    for gating in ("on", "off"):
+    for gating in ("all", "none"):
         rule = make_rule("ldrl", target_step=eta, target_gating=gating)
         grads = torch.autograd.grad(rule.forward_loss(net, rule.record(net, x), y).loss, weights)
         close = all(torch.allclose(got, eta * want, rtol=1e-10, atol=1e-12) for got, want in zip(grads, bp))
-        assert close == (gating == "on")
+        assert close == (gating == "all")
 
 
 def test_propagate_targets_order_and_length():

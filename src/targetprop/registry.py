@@ -4,7 +4,6 @@ a new rule is a new entry here.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,22 +21,18 @@ __all__ = ["Recipe", "RULES", "make_rule", "rule_settings"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named rule: its class, the pieces wired into it, one line of summary,
-    and the recipe's own defaults for settings its class declares."""
+    """A named rule: its class, the pieces wired into it, one line of summary."""
     summary: str
     cls: type[Rule]
     wired: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Declared]:
-        specs = declared(self.cls)
-        return specs | {key: dataclasses.replace(specs[key], default=value)
-                        for key, value in self.defaults.items()}
+        return declared(self.cls)
 
 
 def _tp(summary: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjective,
-        cls: type[Rule] = TargetPropagation, **defaults: Any) -> Recipe:
-    return Recipe(summary, cls, {"propagate": propagate, "feedback_objective": objective}, defaults)
+        cls: type[Rule] = TargetPropagation) -> Recipe:
+    return Recipe(summary, cls, {"propagate": propagate, "feedback_objective": objective})
 
 
 RULES: dict[str, Recipe] = {
@@ -49,11 +44,7 @@ RULES: dict[str, Recipe] = {
     "drl": _tp("difference targets, difference reconstruction loss (Meulemans et al. 2020)",
                tg.difference_propagate, fb.difference_reconstruction_loss, DampedTargetPropagation),
     "ldrl": _tp("difference targets, local difference reconstruction loss (Ernoult et al. 2022)",
-                tg.difference_propagate, fb.local_difference_reconstruction_loss,
-                # its g_l learn J_fᵀ averaged over examples; gating restores back-prop's
-                # per-example act′ where it is 0 for some examples (8×256 relu: diverged
-                # without it); on tanh it costs 5–8 points (MNIST-5k, 8×256), so not there
-                target_gating="unbounded"),
+                tg.difference_propagate, fb.local_difference_reconstruction_loss),
     "bengio2014": Recipe("auto-encoder-mediated TP with a conditional top auto-encoder, "
                          "supervised and semi-supervised (Bengio 2014, Alg. 2, 4, 5)", Bengio2014),
     "generative": Recipe("generative stack of denoising auto-encoders, no back-prop between layers "
@@ -69,7 +60,7 @@ def make_rule(name: str, **settings: Any) -> Rule:
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; choose one of: {', '.join(RULES)}")
     recipe = RULES[name]
-    return build(recipe.cls, f"rule {name!r}", recipe.defaults | settings, name=name, **recipe.wired)
+    return build(recipe.cls, f"rule {name!r}", settings, name=name, **recipe.wired)
 
 
 def rule_settings(name: str) -> dict[str, Declared]:

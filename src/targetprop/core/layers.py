@@ -29,7 +29,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 # Activations with no upper bound: their nets start from He et al.'s weights
-# (running/setup.py) and L-DRL gates their target steps (rules/dtp.py)
+# (running/setup.py) and the DTP family gates their target steps (rules/dtp.py)
 UNBOUNDED = ("relu", "leaky-relu", "elu")
 
 

@@ -52,10 +52,10 @@ class TargetPropagation(Rule):
     feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
                                 "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
                                 ("linear", "activation"))
-    target_gating: str = setting("off", "multiply a layer's target step by its act′ before it goes down "
-                                 "(ĥ_l ← h_l + act′ ⊙ (ĥ_l − h_l)), as back-prop gates errors: off, on, "
-                                 "or unbounded (only layers of relu, leaky-relu or elu units)",
-                                 ("off", "on", "unbounded"))
+    target_gating: str = setting("unbounded", "multiply a layer's target step by its act′ before it goes "
+                                 "down (ĥ_l ← h_l + act′ ⊙ (ĥ_l − h_l)), as back-prop gates errors: "
+                                 "unbounded (only layers of relu, leaky-relu or elu units), all or none",
+                                 ("unbounded", "all", "none"))
     inverse_damping: float = setting(0.3, "λ for layers with exact inverses (§6): their targets are "
                                      "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
                                      "0: the exact difference f⁻¹(ĥ) − f⁻¹(h) (Gauss–Newton)")
@@ -84,7 +84,7 @@ class TargetPropagation(Rule):
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
     def _gates(self, act: torch.nn.Module) -> bool:
-        return self.target_gating == "on" or (self.target_gating == "unbounded" and is_unbounded(act))
+        return self.target_gating == "all" or (self.target_gating == "unbounded" and is_unbounded(act))
 
     def check_network(self, net) -> None:
         if self.local_update != "autograd":
@@ -99,13 +99,15 @@ class TargetPropagation(Rule):
         top, output_loss = self.top_target(record, y)
         feedbacks, rules = [None], [None]
         for layer in net.layers:
-            if isinstance(layer.g, InverseAffine) and self.inverse_damping > 0:
+            exact = isinstance(layer.g, InverseAffine)
+            if exact and self.inverse_damping > 0:
                 feedbacks.append(layer.g)
                 rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
-            else:
+            else:  # learned maps are gated (where set), exact inverses never
                 feedbacks.append(layer.feedback if layer.g is not None else None)
+                gate = layer.g is not None and not exact and self._gates(layer.f[-1])
                 rules.append(tg.gated(self.propagate, partial(activation_derivative, layer.f[-1]))
-                             if layer.g is not None and self._gates(layer.f[-1]) else self.propagate)
+                             if gate else self.propagate)
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):
