@@ -64,21 +64,17 @@ def main() -> None:
         summaries = list(pool.map(lambda job: train(job[1], job[2], {}, args.epochs, runs, args.threads, args.data),
                                   jobs))
     table = {}
-    for (net, rule, settings), s in zip(jobs, summaries):
-        stochastic = settings["activation"] == "bernoulli"
-        table[f"{net} / {rule}"] = {
-            "test_accuracy": s["test_accuracy"], "val_accuracy": s["val_accuracy"], "seconds": s["seconds"],
-            "averaged_test_accuracy": (averaged_accuracy(runs / run_name(rule, settings), args.samples)
-                                       if stochastic else None), **NETS[net]}
     lines = [f"| network ({args.epochs} epochs) | rule | test accuracy | averaged over {args.samples} samples "
              "| validation accuracy |", "|---|---|---|---|---|"]
-    for key, entry in table.items():
-        net, rule = key.split(" / ")
-        averaged = entry["averaged_test_accuracy"]
+    for (net, rule, settings), s in zip(jobs, summaries):
+        averaged = (averaged_accuracy(runs / run_name(rule, settings), args.samples)
+                    if settings["activation"] == "bernoulli" else None)
+        table[f"{net} / {rule}"] = {"test_accuracy": s["test_accuracy"], "val_accuracy": s["val_accuracy"],
+                                    "seconds": s["seconds"], "averaged_test_accuracy": averaged, **NETS[net]}
         lines.append(f"| {net} | `{rule}`{' (straight-through)' * (rule == 'bp')} | "
-                     f"{100 * entry['test_accuracy']:.2f} % | "
+                     f"{100 * s['test_accuracy']:.2f} % | "
                      f"{'—' if averaged is None else f'{100 * averaged:.2f} %'} | "
-                     f"{100 * entry['val_accuracy']:.2f} % |")
+                     f"{100 * s['val_accuracy']:.2f} % |")
     write_results(Path(args.results), f"{args.data.replace('-', '_')}_{args.name}", table, lines)
 
 

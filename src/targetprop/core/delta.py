@@ -82,11 +82,10 @@ def delta_rule_gradients(layer, h_below: Tensor, target: Tensor,
     transmit, linear, act = _parts(layer)
     x = h_below if transmit is None else transmit(h_below)
     out = act(linear(x))
-    if not derivative:
-        target = _into_range(act, target)
-    error = (out - target) / x.shape[0]
     if derivative:
-        error = error * activation_derivative(act, out)
+        error = (out - target) * activation_derivative(act, out) / x.shape[0]
+    else:
+        error = (out - _into_range(act, target)) / x.shape[0]
     return error.T @ x, error.sum(0)
 
 
