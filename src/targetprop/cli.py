@@ -200,7 +200,8 @@ def _add_train(sub) -> None:
     train.add_argument("--config", help="YAML file of settings")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any setting (repeatable), e.g. --set forward_lr=3e-4")
-    train.add_argument("--data")
+    train.add_argument("--data", help="fashion-mnist, mnist-5k, digits, mnist1d, or your own: "
+                                      "path/to/file.npz, imagefolder:DIR, cifar10 (--set data_root=DIR)")
     train.add_argument("--rule")
     train.add_argument("--arch", help="e.g. mlp:256x5 or mlp:512-256")
     train.add_argument("--epochs", type=int)

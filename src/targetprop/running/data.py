@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, TensorDataset
 
-from .sources import DATASETS, FASHION_MNIST_CLASSES, DatasetNotAvailable, load_raw
+from .sources import DATASETS, DatasetNotAvailable, load_raw
+from .userdata import check_user_data, is_user_data, load_user_data
 
 __all__ = [
     "DATASETS",
     "STD_FLOOR",
+    "check_data",
     "DataSplits",
     "DatasetNotAvailable",
     "load_dataset",
@@ -47,10 +49,11 @@ class DataSplits:
     # the per-feature standardisation applied (None: features as loaded, in [0, 1])
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None
 
     def class_name(self, label: int) -> str:
         """A readable name for class ``label`` (the digit itself for digit sets)."""
-        return FASHION_MNIST_CLASSES[label] if self.name == "fashion-mnist" else str(label)
+        return str(label) if self.class_names is None else self.class_names[label]
 
     def to_unit_range(self, x: torch.Tensor) -> torch.Tensor:
         """Features back in their loaded [0, 1] scale (undoing standardisation)."""
@@ -95,6 +98,17 @@ def _standardize(xs: dict[str, np.ndarray], work: type) -> tuple[np.ndarray, np.
     return mean, std
 
 
+def check_data(name: str, root: str | os.PathLike | None = None) -> None:
+    """``name`` is a built-in dataset or a user's (``path.npz``,
+    ``imagefolder:DIR``, ``cifar10`` in ``root``) whose files exist; raises
+    ``ValueError`` or ``DatasetNotAvailable`` saying what is wrong."""
+    if is_user_data(name):
+        check_user_data(name, root)
+    elif name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, "
+                         "or your own: path/to/file.npz, imagefolder:DIR or cifar10 (with data_root=DIR)")
+
+
 def load_dataset(
     name: str,
     *,
@@ -105,24 +119,24 @@ def load_dataset(
     root: str | os.PathLike | None = None,
     limit: int | None = None,
 ) -> DataSplits:
-    """Load dataset ``name`` (one of ``DATASETS``) as standardised train/val/test splits.
+    """Load dataset ``name`` (one of ``DATASETS`` or a user's, see
+    :func:`check_data`) as standardised train/val/test splits.
 
     ``val_size`` is a fraction in [0, 1) or an example count carved out of the
     training set with a permutation drawn from ``seed``. ``limit`` keeps only
     the first ``limit`` of the shuffled training examples (val/test untouched).
     With ``standardize``, per-feature mean/std of the returned training split
-    (std floored at ``STD_FLOOR``) are applied to all splits. ``root`` overrides
-    the fashion-mnist folder and is ignored by the other datasets.
+    (std floored at ``STD_FLOOR``) are applied to all splits. ``root`` is the
+    folder of fashion-mnist's or CIFAR-10's files.
     Raises ``DatasetNotAvailable`` if the data's package/files are missing.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    check_data(name, root)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
-    raw = load_raw(name, root)
+    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root)
     val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
 
     # Work in float64 only when asked for it, to keep fashion-mnist memory modest.
@@ -153,6 +167,7 @@ def load_dataset(
         image_shape=raw.image_shape,
         mean=None if mean is None else torch.from_numpy(mean).to(dtype),
         std=None if std is None else torch.from_numpy(std).to(dtype),
+        class_names=raw.class_names,
     )
 
 

@@ -18,7 +18,7 @@ from ..core.settings import current
 from ..registry import make_rule
 from . import optim
 from .config import Config, ConfigError
-from .data import DATASETS, DataSplits, keep_labels, load_dataset
+from .data import DataSplits, check_data, keep_labels, load_dataset
 
 __all__ = ["DTYPES", "RunParts", "validate_config", "resolve_device", "load_splits", "keep_labelled",
            "build_parts"]
@@ -46,9 +46,8 @@ def resolve_device(name: str) -> torch.device:
 def validate_config(config: Config) -> Config:
     """Check every name and range in ``config``; returns it with the rule's
     settings resolved (every setting the rule declares, defaults included)."""
-    if config.data not in DATASETS:
-        raise ConfigError(f"unknown data {config.data!r}; choose one of: {', '.join(DATASETS)}")
     try:
+        check_data(config.data, config.data_root)
         rule = make_rule(config.rule, **config.rule_settings)  # the rule checks its own settings
         if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
             rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
@@ -115,8 +114,14 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
     their samples are images and their Parzen estimates are comparable)."""
     standardize = rule.standardize_inputs if config.standardize is None else config.standardize
     val_size = int(config.val_size) if config.val_size >= 1 else config.val_size
-    return load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
-                        limit=config.limit, standardize=standardize)
+    try:
+        splits = load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
+                              limit=config.limit, standardize=standardize, root=config.data_root)
+    except ValueError as error:  # the data's own shapes, dtypes or labels
+        raise ConfigError(str(error)) from None
+    if config.augment != "none" and splits.image_shape is None:
+        raise ConfigError(f"augment={config.augment} needs images; {config.data} holds flat features")
+    return splits
 
 
 def keep_labelled(splits: DataSplits, config: Config, rule: Rule) -> str:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..core.rule import Rule
 from ..registry import make_rule
+from .augment import augment_batch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import DataSplits, make_loaders
@@ -209,7 +210,7 @@ class Trainer:
                    dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            self._step(kind, x, y)
+            self._step(kind, augment_batch(x, self.splits.image_shape, self.config.augment), y)
             self.batch_index += 1
             if self.batch_index % 25 == 0 or self.batch_index == len(loader):
                 self.guard.check_losses(self.totals.means(), f"epoch {self.epoch}, batch {self.batch_index}")

@@ -1,0 +1,243 @@
+"""Datasets a user brings, read from local files (nothing is downloaded):
+
+* ``path/to/file.npz``: arrays ``x`` (N, features), (N, H, W) or (N, C, H, W)
+  and ``y`` (N,) integer labels 0..K−1, with optional ``x_test`` and
+  ``y_test``;
+* ``imagefolder:DIR``: one sub-folder of images per class (the sorted folder
+  names are the classes), or ``DIR/train`` and ``DIR/test`` laid out so;
+* ``cifar10``: the CIFAR-10 python batches (``data_batch_1`` … ``_5``,
+  ``test_batch``) in the folder the ``data_root`` setting names.
+
+Each becomes a :class:`~.sources.Raw`; a source without its own test split
+gets the fixed, seed-independent stratified one of the built-in sets.
+Shapes, dtypes, label ranges and missing files are checked here with
+messages that say what is wrong and where, before any training.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .sources import DatasetNotAvailable, Raw, fixed_split_raw, readonly
+
+__all__ = ["CIFAR10_CLASSES", "IMAGE_SUFFIXES", "is_user_data", "check_user_data", "load_user_data"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR10_FOLDER = "cifar-10-batches-py"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_IMAGEFOLDER = "imagefolder:"
+
+
+def is_user_data(spec: str) -> bool:
+    """Whether ``spec`` names a user's dataset rather than a built-in one."""
+    return spec == "cifar10" or spec.startswith(_IMAGEFOLDER) or spec.endswith(".npz")
+
+
+def check_user_data(spec: str, root: str | os.PathLike | None) -> None:
+    """The files ``spec`` needs exist (cheap: nothing is read); raises
+    :class:`DatasetNotAvailable` saying what is missing and where."""
+    if spec == "cifar10":
+        _cifar10_folder(root)
+    elif spec.startswith(_IMAGEFOLDER):
+        _class_folders(Path(spec[len(_IMAGEFOLDER):]).expanduser())
+    elif not Path(spec).expanduser().is_file():
+        raise DatasetNotAvailable(f"data file {spec} not found")
+
+
+def load_user_data(spec: str, root: str | os.PathLike | None) -> Raw:
+    check_user_data(spec, root)
+    if spec == "cifar10":
+        return _load_cifar10(str(_cifar10_folder(root).resolve()))
+    if spec.startswith(_IMAGEFOLDER):
+        return _load_image_folder(str(Path(spec[len(_IMAGEFOLDER):]).expanduser().resolve()))
+    return _load_npz(str(Path(spec).expanduser().resolve()))
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _features(x: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """(N, F) features and the image shape ((H, W) or (C, H, W); None for flat data)."""
+    if x.dtype.kind not in "uif" or x.ndim < 2 or x.ndim > 4:
+        raise ValueError(f"{where}: expected a numeric array of shape (N, features), (N, H, W) or "
+                         f"(N, C, H, W), got {x.dtype} of shape {x.shape}")
+    if x.ndim == 4 and x.shape[1] > 4 and x.shape[3] <= 4:
+        raise ValueError(f"{where}: shape {x.shape} looks channels-last; images must be (N, C, H, W): "
+                         "use x.transpose(0, 3, 1, 2)")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"{where}: holds NaN or infinite values")
+    shape = tuple(int(d) for d in x.shape[1:]) if x.ndim > 2 else None
+    return x.reshape(len(x), -1), shape
+
+
+def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    """``y`` as int64 labels, checked: one per example, integers, ≥ 0."""
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"{where}: expected {n} labels of shape ({n},), got shape {y.shape}")
+    if y.dtype.kind == "f" and np.array_equal(y, np.round(y)):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{where}: labels must be integers 0..K-1, got {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise ValueError(f"{where}: labels must be integers 0..K-1, found {y.min()}")
+    return y.astype(np.int64)
+
+
+def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.ndarray | None,
+         where: str, class_names: tuple[str, ...] | None = None) -> Raw:
+    """Checked arrays as a Raw; without a test split, the fixed stratified one."""
+    if len(x) == 0:
+        raise ValueError(f"{where}: holds no examples")
+    x, image_shape = _features(x, f"{where} x")
+    y = _labels(y, len(x), f"{where} y")
+    scale = 255.0 if x.dtype == np.uint8 else 1.0  # 8-bit pixels to [0, 1]; other data as stored
+    if x_test is None:
+        num_classes = int(y.max()) + 1
+        return fixed_split_raw(x, y, scale=scale, num_classes=num_classes, image_shape=image_shape,
+                               class_names=class_names)
+    x_test, test_shape = _features(x_test, f"{where} x_test")
+    if test_shape != image_shape or x_test.shape[1] != x.shape[1]:
+        raise ValueError(f"{where}: x_test examples have shape {test_shape or x_test.shape[1:]}, "
+                         f"x's have {image_shape or x.shape[1:]}")
+    y_test = _labels(y_test, len(x_test), f"{where} y_test")
+    num_classes = int(max(y.max(), y_test.max(initial=0))) + 1
+    raw = Raw(x, y, x_test, y_test, scale=scale, num_classes=num_classes, image_shape=image_shape,
+              class_names=class_names)
+    readonly(raw.x_train, raw.y_train, raw.x_test, raw.y_test)
+    return raw
+
+
+# ------------------------------------------------------------------ .npz
+
+
+@functools.lru_cache(maxsize=2)
+def _load_npz(path: str) -> Raw:
+    try:
+        with np.load(path, allow_pickle=False) as file:
+            arrays = {key: file[key] for key in file.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    missing = [key for key in ("x", "y") if key not in arrays]
+    if missing:
+        raise ValueError(f"{path}: needs arrays 'x' and 'y' (optional 'x_test', 'y_test'); "
+                         f"missing {', '.join(missing)}, found {', '.join(arrays) or 'none'}")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise ValueError(f"{path}: 'x_test' and 'y_test' go together; only one is there")
+    return _raw(arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"), path)
+
+
+# ------------------------------------------------------------------ image folders
+
+
+def _class_folders(folder: Path) -> dict[str, list[Path]]:
+    """Class name → its image files, for ``folder`` (or its ``train`` part)."""
+    if not folder.is_dir():
+        raise DatasetNotAvailable(f"image folder {folder} not found")
+    if (folder / "train").is_dir():
+        folder = folder / "train"
+    classes = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+               for d in sorted(folder.iterdir()) if d.is_dir()}
+    if not classes:
+        raise DatasetNotAvailable(f"image folder {folder} holds no class sub-folders "
+                                  "(expected DIR/<class>/<image>, one sub-folder per class)")
+    empty = [name for name, files in classes.items() if not files]
+    if empty:
+        raise DatasetNotAvailable(f"image folder {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) "
+                                  f"in class folder(s) {', '.join(empty)}")
+    return classes
+
+
+def _read_images(classes: dict[str, list[Path]], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) or (N, 3, H, W) uint8 images and their labels (positions in ``names``)."""
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise DatasetNotAvailable("image folders need Pillow: pip install Pillow") from error
+    images, labels = [], []
+    for name, files in classes.items():
+        if name not in names:
+            raise ValueError(f"class folder {name!r} of the test part is not among the training "
+                             f"classes ({', '.join(names)})")
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    images.append(image.copy())
+            except OSError as error:
+                raise ValueError(f"{path}: not a readable image ({error})") from None
+            labels.append(names.index(name))
+    size = images[0].size
+    for image, path in zip(images, (p for files in classes.values() for p in files)):
+        if image.size != size:
+            raise ValueError(f"{path} is {image.size[0]}×{image.size[1]}, the first image "
+                             f"{size[0]}×{size[1]}; every image must have one size")
+    grey = all(image.mode in ("1", "L") for image in images)
+    arrays = [np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8) for image in images]
+    x = np.stack(arrays) if grey else np.stack(arrays).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_image_folder(folder: str) -> Raw:
+    train = _class_folders(Path(folder))
+    names = list(train)
+    x, y = _read_images(train, names)
+    test = None
+    if (Path(folder) / "test").is_dir():
+        test = _read_images(_class_folders(Path(folder) / "test"), names)
+        if test[0].shape[1:] != x.shape[1:]:
+            raise ValueError(f"{folder}: test images are {test[0].shape[1:]}, training images {x.shape[1:]}")
+    raw = _raw(x, y, *(test or (None, None)), where=f"image folder {folder}", class_names=tuple(names))
+    return raw._replace(num_classes=len(names))
+
+
+# ------------------------------------------------------------------ CIFAR-10
+
+
+def _cifar10_folder(root: str | os.PathLike | None) -> Path:
+    """The folder holding CIFAR-10's batch files: ``root`` or its
+    ``cifar-10-batches-py`` sub-folder."""
+    if root is None:
+        raise DatasetNotAvailable(
+            "cifar10 reads the CIFAR-10 python batches from a local folder (nothing is downloaded): "
+            "extract cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) and pass "
+            "--set data_root=DIR, DIR holding data_batch_1 … data_batch_5 and test_batch "
+            f"(or their folder {_CIFAR10_FOLDER})")
+    folder = Path(root).expanduser()
+    if (folder / _CIFAR10_FOLDER).is_dir():
+        folder = folder / _CIFAR10_FOLDER
+    missing = [name for name in (*_CIFAR10_TRAIN, "test_batch") if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotAvailable(f"CIFAR-10 batch files not found in {folder} (missing: {', '.join(missing)}); "
+                                  "extract cifar-10-python.tar.gz there")
+    return folder
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    # The python batches are pickles (the dataset's own format): read only
+    # files you trust, as with any pickle.
+    try:
+        with path.open("rb") as file:
+            batch = pickle.load(file, encoding="bytes")
+        data, labels = batch[b"data"], batch[b"labels"]
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({error!r})") from None
+    data = np.asarray(data, dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: expected rows of 3 072 pixels, got shape {data.shape}")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cifar10(folder: str) -> Raw:
+    batches = [_read_cifar_batch(Path(folder) / name) for name in _CIFAR10_TRAIN]
+    x, y = (np.concatenate(parts) for parts in zip(*batches))
+    x_test, y_test = _read_cifar_batch(Path(folder) / "test_batch")
+    raw = _raw(x, y, x_test, y_test, where=f"CIFAR-10 in {folder}", class_names=CIFAR10_CLASSES)
+    if raw.num_classes > 10:
+        raise ValueError(f"CIFAR-10 in {folder}: labels outside 0..9")
+    return raw._replace(num_classes=10)
