@@ -16,7 +16,7 @@ def test_parse_arch(spec, widths):
     assert parse_arch(spec) == widths
 
 
-@pytest.mark.parametrize("spec", ["cnn:3", "mlp:", "mlp:0x3", "mlp:256x", "256x5", "mlp:4-0"])
+@pytest.mark.parametrize("spec", ["resnet:3", "mlp:", "mlp:0x3", "mlp:256x", "256x5", "mlp:4-0"])
 def test_bad_arch_names_the_valid_forms(spec):
     with pytest.raises(ValueError, match=r"mlp:WIDTHxDEPTH|positive width"):
         parse_arch(spec)

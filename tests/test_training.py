@@ -194,7 +194,7 @@ def test_bad_overrides(override, message):
 @pytest.mark.parametrize("flag, value, listed", [
     ("--rule", "magic", "bp, tp, dtp, drl, ldrl"),
     ("--data", "cifar", "fashion-mnist"),
-    ("--arch", "cnn:3", "mlp:"),
+    ("--arch", "resnet:3", "cnn:C1"),
 ])
 def test_cli_rejects_unknown_names_before_work(tmp_path, capsys, flag, value, listed):
     code = main(["train", "--data", "digits", flag, value, "--out", str(tmp_path / "run")])

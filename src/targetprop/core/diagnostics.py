@@ -51,7 +51,7 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
                 error = (layer.feedback(h) - h_below).pow(2).sum()
                 out[f"recon_{l}"] = (error / h_below.pow(2).sum().clamp_min(1e-12)).item()
             if result.targets is not None:
-                step = (result.targets[l - 1] - h).norm(dim=1).mean()
+                step = (result.targets[l - 1] - h).flatten(1).norm(dim=1).mean()
                 out[f"target_{l}"] = step.item()
         out |= rule.record_diagnostics(net, record, y)
     return out

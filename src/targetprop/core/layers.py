@@ -91,6 +91,12 @@ class Layer(nn.Module):
     def feedback_parameters(self) -> list[nn.Parameter]:
         return list(self.g.parameters()) if self.g is not None else []
 
+    @property
+    def nonlinearity(self) -> nn.Module:
+        """The activation of the layer's units (f's last module by default):
+        its derivative gates target steps (``rules.dtp``'s ``target_gating``)."""
+        return self.f[-1]
+
     def penalty(self, h_below: torch.Tensor) -> torch.Tensor | None:
         """A term of the layer's own local loss that keeps its parametrisation
         valid (:class:`invertible.InvertibleLayer`), or None."""

@@ -9,20 +9,23 @@ Every network that a rule trains answers the same protocol
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
 
+from .conv import CONV_PRESETS, conv_layers, image_shape_of, is_conv_spec
 from .discrete import DISCRETE_UNITS, Transmit
 from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, Layer, TPLayer
 
 __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
-           "he_init"]
+           "flat_features", "he_init"]
 
-ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH")
+ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH",
+                 "cnn:C1-C2-...", *CONV_PRESETS)
 
 
 @runtime_checkable
@@ -124,18 +127,30 @@ def parse_spec(spec: str) -> tuple[str, list[int]]:
 
 def parse_arch(spec: str) -> list[int]:
     """Hidden widths of an ``mlp:`` spec (the kind every rule builds)."""
-    kind, widths = parse_spec(spec)
+    kind, widths = ("cnn", []) if is_conv_spec(spec) else parse_spec(spec)
     if kind != "mlp":
         raise ValueError(f"architecture {spec!r} is for the chain rules (bp, tp, dtp, drl, ldrl); "
                          "this rule builds mlp: networks")
     return widths
 
 
-def build_network(arch: str, in_features: int, num_classes: int, activation: str = "tanh",
+def build_network(arch: str, in_features: int | tuple[int, ...], num_classes: int, activation: str = "tanh",
                   dropout: float = 0.0, hidden: int = 0, feedback_activation: str | None = None) -> Chain:
+    """The chain of ``arch`` on inputs of ``in_features`` features, or of
+    that shape ((H, W) or (C, H, W) images: convolutional nets need it)."""
     if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
         raise ValueError(f"unknown activation {activation!r}; choose one of: "
                          f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
+    if is_conv_spec(arch):
+        if activation not in ACTIVATIONS or hidden:
+            raise ValueError(f"{arch}: convolutional layers take the activations {', '.join(ACTIVATIONS)} "
+                             "and layer_hidden=0")
+        layers, features = conv_layers(image_shape_of(in_features), arch, activation, dropout,
+                                       feedback_activation)
+        output = nn.Sequential(nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
+                               nn.Linear(features, num_classes))
+        return Chain(layers, output)
+    in_features = flat_features(in_features)
     kind, widths = parse_spec(arch)
     if kind == "mlp":
         return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden,
@@ -149,9 +164,14 @@ def build_network(arch: str, in_features: int, num_classes: int, activation: str
     return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
 
 
+def flat_features(inputs: int | tuple[int, ...]) -> int:
+    """The number of input features, given it or the shape of one example."""
+    return inputs if isinstance(inputs, int) else math.prod(inputs)
+
+
 @torch.no_grad()
 def he_init(net: Network) -> None:
-    """W ~ N(0, 2 / fan_in), b = 0 for every affine map of every forward map f_l
+    """W ~ N(0, 2 / fan_in), b = 0 for every affine map (and convolution) of every forward map f_l
     (He et al. 2015): activity keeps its scale through a ReLU net instead of
     shrinking layer by layer (PyTorch's default, U(±1/√fan_in), halves it in
     every ReLU layer), so the rule does not have to grow the weights first —
@@ -159,6 +179,6 @@ def he_init(net: Network) -> None:
     ReLU net's activity (issue 10)."""
     for layer in net.layers:
         for module in layer.f.modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)

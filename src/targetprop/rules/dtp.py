@@ -105,8 +105,8 @@ class TargetPropagation(Rule):
                 rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
             else:  # learned maps are gated (where set), exact inverses never
                 feedbacks.append(layer.feedback if layer.g is not None else None)
-                gate = layer.g is not None and not exact and self._gates(layer.f[-1])
-                rules.append(tg.gated(self.propagate, partial(activation_derivative, layer.f[-1]))
+                gate = layer.g is not None and not exact and self._gates(layer.nonlinearity)
+                rules.append(tg.gated(self.propagate, partial(activation_derivative, layer.nonlinearity))
                              if gate else self.propagate)
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 

@@ -52,8 +52,9 @@ def validate_config(config: Config) -> Config:
         if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
             rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
         with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
-            rule.check_network(rule.build_network(config.arch, 2, 2, config.activation, config.dropout,
-                                                  config.layer_hidden))
+            # on roomy RGB images; build_parts checks the arch against the data's own shape
+            rule.check_network(rule.build_network(config.arch, (3, 256, 256), 2, config.activation,
+                                                  config.dropout, config.layer_hidden))
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
@@ -154,8 +155,11 @@ class RunParts:
 def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.device) -> RunParts:
     """The network on ``device``, its forward and feedback optimizers (the
     latter only for a rule with feedback maps), the learner and the schedulers."""
-    net = rule.build_network(config.arch, splits.num_features, splits.num_classes, config.activation,
-                             config.dropout, config.layer_hidden)
+    try:
+        net = rule.build_network(config.arch, splits.image_shape or splits.num_features, splits.num_classes,
+                                 config.activation, config.dropout, config.layer_hidden)
+    except ValueError as error:  # the architecture does not fit these data (images too small, flat)
+        raise ConfigError(str(error)) from None
     if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED):
         he_init(net)
     net = net.to(device, DTYPES[config.dtype])

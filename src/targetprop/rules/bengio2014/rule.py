@@ -48,7 +48,7 @@ from ...autoencoders.corruption import Corruption, parse_sigma
 from ...autoencoders.recirculation import short_loop_loss
 from ...core.diagnostics import angle_degrees
 from ...core.discrete import check_continuous
-from ...core.networks import parse_arch
+from ...core.networks import flat_features, parse_arch
 from ...core.noise import SharedNoise
 from ...core.rule import ForwardLoss, ForwardRecord, Rule
 from ...core.settings import check, setting
@@ -166,7 +166,7 @@ class Bengio2014(Rule):
         check_continuous(activation, "bengio2014")
         widths = parse_arch(arch)
         self.corruption.check_depth(len(widths) + 1)
-        return ConditionalNetwork(in_features, widths, num_classes, activation, dropout,
+        return ConditionalNetwork(flat_features(in_features), widths, num_classes, activation, dropout,
                                   hidden, self.top_hidden)
 
     def record(self, net: ConditionalNetwork, x: Tensor) -> AutoEncoderRecord:

@@ -39,7 +39,7 @@ from ...autoencoders.corruption import Corruption, parse_sigma
 from ...autoencoders.recirculation import short_loop_loss
 from ...autoencoders.sampling import decode_down
 from ...core.discrete import check_continuous
-from ...core.networks import parse_arch
+from ...core.networks import flat_features, parse_arch
 from ...core.noise import SharedNoise, gaussian_like
 from ...core.rule import ForwardLoss, Rule, Scores, classification_scores
 from ...core.settings import check, setting
@@ -114,7 +114,7 @@ class GenerativeRule(Rule):
         check_continuous(activation, "generative stacks")
         if dropout:
             raise ValueError("generative stacks are regularised by their corruption: set dropout=0")
-        return GenerativeStack(in_features, parse_arch(arch), num_classes, modalities=self.modalities,
+        return GenerativeStack(flat_features(in_features), parse_arch(arch), num_classes, modalities=self.modalities,
                                top=self.top_prior, top_width=self.top_width, activation=activation,
                                hidden=hidden, top_hidden=self.top_hidden, top_sigma=self.top_sigma,
                                modality_hide=self.modality_hide, walk_back=self.walk_back,
