@@ -91,7 +91,8 @@ def _bench(args: argparse.Namespace) -> int:
     splits = load_dataset(args.data, val_size=0)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_classes,
-                        repeats=args.repeats, feedback_iterations=args.feedback_iterations)
+                        repeats=args.repeats, feedback_iterations=args.feedback_iterations,
+                        image_shape=splits.image_shape)
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<8}{'step ms':>10}{'x bp':>8}")
     for rule, entry in result.items():

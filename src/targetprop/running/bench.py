@@ -21,15 +21,17 @@ def _sync(device: torch.device) -> None:
 
 def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
                activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
-               feedback_iterations: int = 1, rounds: int = 5) -> dict[str, dict[str, float]]:
+               feedback_iterations: int = 1, rounds: int = 5,
+               image_shape: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Learner.train_step`` for each rule and its ratio
     to ``bp`` (when ``bp`` is among the rules). Rules are timed in turn for
-    ``rounds`` rounds so that drifts in machine load hit every rule alike."""
+    ``rounds`` rounds so that drifts in machine load hit every rule alike.
+    ``image_shape``: the shape of one example of x, for convolutional nets."""
     learners = {}
     for name in rules:
         torch.manual_seed(seed)
         rule = make_rule(name)
-        net = rule.build_network(arch, x.shape[1], num_classes, activation).to(x.device, x.dtype)
+        net = rule.build_network(arch, image_shape or x.shape[1], num_classes, activation).to(x.device, x.dtype)
         feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
                     if rule.uses_feedback and net.feedback_parameters() else None)
         learners[name] = Learner(net, rule, optim.make_optimizer("adam", net.forward_parameters(), 1e-4),
