@@ -18,9 +18,39 @@ from .running.data import DatasetNotAvailable
 _TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
 
 
+def _launch(argv: list[str], nproc: int, out: str) -> int:
+    """``targetprop train --nproc N``: the same command in N processes under
+    torchrun (:mod:`running.distributed`); a worker that fails ends the run."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+               "-m", "targetprop.cli", *argv]
+    code = subprocess.run(command).returncode
+    if code not in (0, 3, 130):  # 3: diverged, 130: stopped; both already explained by rank 0
+        print(f"error: a worker process failed (torchrun exit {code}; its traceback is above); the last "
+              f"good checkpoint in {out} is intact: continue with targetprop train --resume --out {out}",
+              file=sys.stderr)
+    return code
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
 def _train(args: argparse.Namespace) -> int:
     from .running.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    main_process = int(os.environ.get("RANK", "0")) == 0
     values = {key: getattr(args, key) for key in _TRAIN_FLAGS}
     if args.no_progress:
         values["progress"] = False
@@ -28,14 +58,23 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and config_file is None and (Path(args.out) / "config.yaml").is_file():
         config_file = Path(args.out) / "config.yaml"
     config = load_config(config_file, args.set, **values)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .running.setup import validate_config
+
+        validate_config(config)  # bad settings stop here, before any process starts
+        return _launch(_without_nproc(args.argv), args.nproc, args.out)
     try:
         summary = Trainer(config, args.out, resume=args.resume).run()
     except TrainingInterrupted as stop:
-        print(f"\n{stop}", file=sys.stderr)
+        if main_process:
+            print(f"\n{stop}", file=sys.stderr)
         return 130
     except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+        if main_process:
+            print(f"error: {error}", file=sys.stderr)
         return 3
+    if not main_process:
+        return 0
     figures = [f"{key.replace('_', ' ')} {value:.4f}" for key, value in summary.items()
                if key in ("test_accuracy", "test_reconstruction") and value is not None]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
@@ -215,6 +254,9 @@ def _add_train(sub) -> None:
                             "(bengio2014, generative) and are left out otherwise")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="data-parallel processes (torch.distributed; gloo on CPU, NCCL on CUDA); "
+                            "the same as torchrun --nproc-per-node N -m targetprop.cli train ...")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -273,12 +315,15 @@ def _add_generation(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ConfigError, DatasetNotAvailable, CheckpointError, FileExistsError,
             FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # data-parallel processes fail alike: one says why
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that closed early (head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

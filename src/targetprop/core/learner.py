@@ -4,6 +4,7 @@ forward and feedback optimizers, and runs one training step at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -38,6 +39,10 @@ class Learner:
     pre-training), come before step 1: the targets are then taken from
     inverses that have already adapted to this batch, and no step reuses a
     graph that an earlier update has invalidated.
+
+    ``synchronize``, if set, is called on the parameters between every
+    backward pass and the optimizer steps (data-parallel training averages
+    their gradients there: :mod:`running.distributed`).
     """
 
     def __init__(self, net: Network, rule: Rule, forward_optimizer: torch.optim.Optimizer,
@@ -48,6 +53,7 @@ class Learner:
         self.net, self.rule = net, rule
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
+        self.synchronize: Callable[[list[torch.nn.Parameter]], None] | None = None
 
     def feedback_step(self, x: Tensor) -> Tensor | None:
         """One step on the rule's feedback loss alone, without targets, on a
@@ -64,11 +70,12 @@ class Learner:
         self._step(loss, [self.forward_optimizer, self.feedback_optimizer])
         return loss.detach()
 
-    @staticmethod
-    def _step(loss: Tensor, optimizers: list) -> None:
+    def _step(self, loss: Tensor, optimizers: list) -> None:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.synchronize is not None:
+            self.synchronize([p for o in optimizers for group in o.param_groups for p in group["params"]])
         for optimizer in optimizers:
             optimizer.step()
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, TensorDataset
 
+from .distributed import ShardedBatches
 from .sources import DATASETS, DatasetNotAvailable, load_raw
 from .userdata import check_user_data, is_user_data, load_user_data
 
@@ -239,6 +240,7 @@ def make_loaders(
     eval_batch_size: int = 1000,
     drop_last: bool = False,
     labelled_per_batch: int = 0,
+    group=None,
 ) -> dict[str, DataLoader]:
     """Return ``{"train", "val", "test"}`` DataLoaders.
 
@@ -247,6 +249,8 @@ def make_loaders(
     ``drop_last`` applies to it only. Val/test loaders keep order and use ``eval_batch_size``.
     ``labelled_per_batch`` > 0 mixes that many labelled examples into every
     training batch (:class:`LabelledMixSampler`; ``drop_last`` does not apply).
+    With a data-parallel ``group`` (:mod:`.distributed`) the train loader
+    yields this process's shard of every batch.
     """
     if batch_size < 1 or eval_batch_size < 1:
         raise ValueError(
@@ -260,6 +264,8 @@ def make_loaders(
         shuffled = LabelledMixSampler(splits.train.tensors[1], batch_size, labelled_per_batch, generator)
     else:
         shuffled = BatchSampler(RandomSampler(splits.train, generator=generator), batch_size, drop_last)
+    if group is not None:
+        shuffled = ShardedBatches(shuffled, group)
     return {
         "train": DataLoader(splits.train, sampler=shuffled, batch_size=None, generator=generator,
                             num_workers=0),

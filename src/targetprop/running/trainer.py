@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 from itertools import islice
@@ -25,9 +26,10 @@ from tqdm.auto import tqdm
 
 from ..core.rule import Rule
 from ..registry import make_rule
+from . import distributed
 from .augment import augment_batch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .data import DataSplits, make_loaders
 from .guard import DivergenceGuard, TrainingDiverged
 from .metrics import Totals, epoch_line, evaluate, summarize, write_metrics
@@ -86,6 +88,16 @@ class Trainer:
                                   "or choose another --out")
         self.config, self.callback, self.stop_requested = config, callback, False
         self.device = resolve_device(config.device)
+        # one of several data-parallel processes, when torchrun started this one
+        self.group = distributed.join(self.device.type)
+        self.is_main = self.group is None or self.group.is_main
+        if self.group is not None:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if config.batch_size < self.group.size:
+                raise ConfigError(f"batch_size {config.batch_size} is the global batch: it needs at least "
+                                  f"one example for each of the {self.group.size} processes")
         if config.threads:
             torch.set_num_threads(config.threads)
 
@@ -94,10 +106,13 @@ class Trainer:
         self.splits = splits or load_splits(config, self.rule)
         self.data_note = keep_labelled(self.splits, config, self.rule) if config.labels is not None else None
         self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
-                                    labelled_per_batch=config.labelled_per_batch)
+                                    labelled_per_batch=config.labelled_per_batch, group=self.group)
         self.shuffle_generator = self.loaders["train"].generator
         parts = build_parts(config, self.rule, self.splits, self.device)
         self.net, self.learner, self.schedulers = parts.net, parts.learner, parts.schedulers
+        if self.group is not None:  # the same weights everywhere (one seed), then noise of its own
+            self.learner.synchronize = self.group.average_gradients
+            self.group.seed_noise(config.seed)
         probe_source = self.splits.val if len(self.splits.val) else self.splits.train
         n = min(config.probe_size, len(probe_source))
         self.probe = tuple(t[:n].to(self.device) for t in probe_source.tensors)
@@ -113,6 +128,8 @@ class Trainer:
         self.diverged: str | None = None
         if state is not None:
             self._restore(state)
+            if self.group is not None:
+                self.group.seed_noise(config.seed + 7919 * self.epoch + self.batch_index)
 
     # -- state ---------------------------------------------------------------
 
@@ -125,7 +142,7 @@ class Trainer:
             "pass_generator_state": self.pass_generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "totals": self.totals.state_dict(), "guard": self.guard.state_dict(),
+            "totals": self._global_totals().state_dict(), "guard": self.guard.state_dict(),
             "rows": self.rows, "seconds": self.seconds,
         }
 
@@ -151,12 +168,33 @@ class Trainer:
         torch.set_rng_state(state["torch_rng_state"])
         if state["cuda_rng_state"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng_state"])
-        self.totals.load_state_dict(state["totals"], self.device)
+        if self.is_main:  # the saved sums are every process's: counted once
+            self.totals.load_state_dict(state["totals"], self.device)
         self.guard.load_state_dict(state["guard"])
         self.rows, self.seconds = state["rows"], state["seconds"]
 
     def save(self) -> None:
-        save_checkpoint(self.state_dict(), self.checkpoint_path)
+        state = self.state_dict()  # in every process: the totals are summed over them
+        if self.is_main:
+            save_checkpoint(state, self.checkpoint_path)
+
+    def _global_totals(self) -> Totals:
+        """The running sums of every process (this one's alone in a single process)."""
+        if self.group is None or not self.totals.sums:
+            return self.totals
+        names = list(self.totals.sums)  # the same names, in the same order, in every process
+        sums = self.group.sum(torch.stack([self.totals.sums[n].double() for n in names]))
+        counts = self.group.sum(torch.stack([torch.as_tensor(self.totals.counts[n], device=sums.device)
+                                             .double() for n in names]))
+        total = Totals()
+        total.sums, total.counts = dict(zip(names, sums)), dict(zip(names, counts))
+        return total
+
+    def _stopping(self, synced: bool) -> bool:
+        """Whether to stop now: processes stop together, at a synchronised batch."""
+        if self.group is None:
+            return self.stop_requested
+        return synced and self.group.any(self.stop_requested, self.device)
 
     # -- the loop ------------------------------------------------------------
 
@@ -169,10 +207,11 @@ class Trainer:
 
     def run(self) -> dict:
         """Train until ``config.epochs``; returns the summary."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        if self.data_note and not self.rows:  # once, when the run starts
-            tqdm.write(self.data_note)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            if self.data_note and not self.rows:  # once, when the run starts
+                tqdm.write(self.data_note)
         with _deferred_interrupt(self):
             try:
                 while self.epoch <= self.config.epochs:
@@ -187,13 +226,17 @@ class Trainer:
                     self._end_epoch(time.perf_counter() - started)
             except TrainingDiverged as error:
                 self._stop_diverged(error)
+            finally:
+                if self.group is not None:
+                    self.group.leave()
         return self.summary()
 
     def _stop_diverged(self, error: TrainingDiverged) -> None:
         """Record the divergence in summary.json, keep the last good
         checkpoint (the end of the last finished epoch) and stop."""
         self.diverged = f"{error} (rule {self.config.rule})"
-        write_metrics(self.rows, self.out_dir, self.summary())
+        if self.is_main:
+            write_metrics(self.rows, self.out_dir, self.summary())
         kept = (f"the checkpoint of epoch {self.rows[-1]['epoch']} is kept in {self.out_dir}" if self.rows
                 else f"no epoch finished, so {self.out_dir} holds no checkpoint")
         raise TrainingDiverged(f"{self.diverged}; {kept}, and summary.json records the divergence") from None
@@ -206,18 +249,20 @@ class Trainer:
                  else f"epoch {self.epoch}/{self.config.epochs}")
         # disable=None: a live bar on a terminal, none in logs and pipes
         bar = tqdm(batches, total=len(loader), initial=self.batch_index, leave=False,
-                   desc=f"{label} {kind}", disable=None if self.config.progress else True,
+                   desc=f"{label} {kind}", disable=None if self.config.progress and self.is_main else True,
                    dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self._step(kind, augment_batch(x, self.splits.image_shape, self.config.augment), y)
             self.batch_index += 1
-            if self.batch_index % 25 == 0 or self.batch_index == len(loader):
-                self.guard.check_losses(self.totals.means(), f"epoch {self.epoch}, batch {self.batch_index}")
-                bar.set_postfix(self._running(), refresh=False)
+            synced = self.batch_index % 25 == 0 or self.batch_index == len(loader)
+            if synced:
+                means = self._global_totals().means()
+                self.guard.check_losses(means, f"epoch {self.epoch}, batch {self.batch_index}")
+                bar.set_postfix({name: f"{value:.4f}" for name, value in means.items()}, refresh=False)
             if self.callback is not None:
                 self.callback(self)
-            if self.stop_requested:
+            if self._stopping(synced):
                 self.seconds += time.perf_counter() - started
                 self.save()
                 bar.close()
@@ -239,11 +284,8 @@ class Trainer:
         if result.feedback_loss is not None:
             self.totals.add({"feedback_loss": (result.feedback_loss.double(), one)})
 
-    def _running(self) -> dict[str, str]:
-        return {name: f"{value:.4f}" for name, value in self.totals.means().items()}
-
     def _end_epoch(self, epoch_seconds: float) -> None:
-        means = self.totals.means()
+        means = self._global_totals().means()
         self.guard.check_losses(means, f"the end of epoch {self.epoch}")
         row: dict = {"epoch": self.epoch}
         if self.epoch > 0:
@@ -267,9 +309,10 @@ class Trainer:
         self.epoch += 1
         self.pass_index = self.batch_index = 0
         self.totals = Totals()
-        write_metrics(self.rows, self.out_dir, self.summary())
         self.save()
-        tqdm.write(epoch_line(row, self.config.epochs))
+        if self.is_main:
+            write_metrics(self.rows, self.out_dir, self.summary())
+            tqdm.write(epoch_line(row, self.config.epochs))
 
     def summary(self) -> dict:
         return {"rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,
