@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks and figures, for a machine with a CUDA build of torch (CI never has
-# one): every rule trains on CUDA for two Fashion-MNIST epochs, and the step
-# times of `targetprop bench` on the GPU. Writes gpu_check.md and the raw
+# one): every rule trains on CUDA for two Fashion-MNIST epochs, the chain rules
+# on the conv net cnn:32-64-128 too, and the step times of `targetprop bench`
+# on the GPU, MLP and conv net. Writes gpu_check.md and the raw
 # results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
@@ -18,6 +19,13 @@ for rule in bp tp dtp drl ldrl bengio2014 generative generative-bp; do
         --no-progress --out "$out/runs/$rule" > "$out/runs/$rule.log" 2>&1
     echo "$rule: exit $? | $(tail -n 1 "$out/runs/$rule.log")"
 done
+for rule in bp tp dtp drl ldrl; do
+    python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch cnn:32-64-128 --epochs 2 --device "$device" \
+        --no-progress --out "$out/runs/cnn-$rule" > "$out/runs/cnn-$rule.log" 2>&1
+    echo "cnn $rule: exit $? | $(tail -n 1 "$out/runs/cnn-$rule.log")"
+done
+python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,tp,dtp,drl,ldrl \
+    --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \
     --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"
 python3 - "$out" <<'PY'
@@ -25,12 +33,13 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 lines = [f"GPU check on {(out / 'device.txt').read_text().strip()}", "",
-         "| rule | test accuracy | test reconstruction | seconds (2 epochs) |", "|---|---|---|---|"]
+         "| rule | network | test accuracy | test reconstruction | seconds (2 epochs) |", "|---|---|---|---|---|"]
 for run in sorted((out / "runs").iterdir()):
     if (run / "summary.json").is_file():
         s = json.loads((run / "summary.json").read_text())
         fmt = lambda v: "—" if v is None else f"{v:.4f}"
-        lines.append(f"| `{s['rule']}` | {fmt(s['test_accuracy'])} | {fmt(s['test_reconstruction'])} | {s['seconds']:.1f} |")
+        lines.append(f"| `{s['rule']}` | {s['arch']} | {fmt(s['test_accuracy'])} | {fmt(s['test_reconstruction'])} "
+                     f"| {s['seconds']:.1f} |")
 (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

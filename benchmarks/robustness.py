@@ -99,6 +99,37 @@ def pivot(table: dict) -> list[str]:
     return lines
 
 
+CHANCE = 0.15  # test accuracy at or below this counts as "at chance" (10 classes)
+
+
+def bars(table: dict) -> list[str]:
+    """Markdown: per dataset and rule, the issue's bars over the cells run —
+    within 2 points of bp at depth ≤ 8, within 5 at depth 16 (a cell where bp
+    itself is at chance counts as met when the rule is not below it), and
+    the cells at chance or diverged where bp trains."""
+    lines = ["| data | rule | depth ≤ 8: within 2 points | depth 16: within 5 points | at chance or diverged "
+             "where bp trains |", "|---|---|---|---|---|"]
+    cells = [key.split("|") for key in table]
+    for data in dict.fromkeys(c[4] for c in cells):
+        for rule in dict.fromkeys(c[0] for c in cells if c[0] != "bp"):
+            counts = {"shallow": [0, 0], "deep": [0, 0]}
+            failed = 0
+            for _, depth, width, act, d in (c for c in cells if c[0] == rule and c[4] == data):
+                entry = table["|".join([rule, depth, width, act, d])]
+                bp = table.get("|".join(["bp", depth, width, act, d]), {}).get("test_accuracy")
+                if bp is None:
+                    continue
+                acc = entry["test_accuracy"]
+                margin = 0.02 if int(depth) <= 8 else 0.05
+                count = counts["shallow" if int(depth) <= 8 else "deep"]
+                count[1] += 1
+                count[0] += acc is not None and acc >= bp - margin
+                failed += bp > CHANCE and (acc is None or acc <= CHANCE)
+            fmt = lambda c: f"{c[0]} of {c[1]}" if c[1] else "—"
+            lines.append(f"| {data} | `{rule}` | {fmt(counts['shallow'])} | {fmt(counts['deep'])} | {failed} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for key, default in GRID.items():
@@ -129,7 +160,7 @@ def main() -> None:
         bp = table.get("|".join(["bp", *rest]), {}).get("test_accuracy")
         entry["minus_bp"] = (entry["test_accuracy"] - bp
                              if entry["test_accuracy"] is not None and bp is not None else None)
-    write_results(results, args.name, table, pivot(table))
+    write_results(results, args.name, table, [*bars(table), "", *pivot(table)])
     heat_maps(table, results, args.name)
 
 
