@@ -323,3 +323,14 @@ def test_a_loss_that_is_nan_from_the_first_step_stops_the_run(tmp_path):
 
     with pytest.raises(TrainingDiverged, match=r"^loss is not finite \(nan\) at epoch 1, batch \d+;.*holds no checkpoint"):
         Trainer(config, tmp_path / "run", callback=poison_at_once).run()
+
+
+def test_a_nan_angle_is_explained_as_a_dead_layer():
+    from targetprop.running.guard import DivergenceGuard
+
+    guard = DivergenceGuard()
+    guard.check_finite({"angle_2": 45.0, "val_acc": 0.5}, "epoch 1")  # finite: no complaint
+    with pytest.raises(TrainingDiverged, match=r"^angle_3 is not finite: .*dead net.*\(nan\) at epoch 2"):
+        guard.check_finite({"angle_3": float("nan")}, "epoch 2")
+    with pytest.raises(TrainingDiverged, match=r"^val_loss is not finite \(inf\)"):
+        guard.check_finite({"val_loss": float("inf")}, "epoch 2")

@@ -44,7 +44,10 @@ class DivergenceGuard:
         """Diagnostics and evaluation scores: NaN or infinite is divergence."""
         for name, value in values.items():
             if isinstance(value, float) and not math.isfinite(value):
-                raise TrainingDiverged(self._message(name, value, where, "is not finite"))
+                what = ("is not finite: the layer's update or back-prop's gradient is zero (every unit of a "
+                        "layer off for every example: a dead net) or overflowed" if name.startswith("angle_")
+                        else "is not finite")
+                raise TrainingDiverged(self._message(name, value, where, what))
 
     @staticmethod
     def _message(name: str, value: float, where: str, what: str) -> str:
