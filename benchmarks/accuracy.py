@@ -9,12 +9,18 @@ part in the choice.
 
     python benchmarks/accuracy.py --rules bp,dtp,drl,ldrl --epochs 30 --jobs 2
 
+The conv-net table (issue 11) is the same search over ``search_space_conv.yaml``,
+meant for a GPU:
+
+    python benchmarks/accuracy.py --space benchmarks/search_space_conv.yaml --name fashion_mnist_conv_accuracy \
+        --runs benchmarks/runs/conv --epochs 30 --jobs 8 --device cuda
+
 An entry of the search space is a rule name, or ``rule/variant`` for a rule
 searched in several variants (``bengio2014/strict``); a setting ``epochs``
 overrides ``--epochs`` for its run. Runs go to
 benchmarks/runs/ (ignored by git) and are skipped when already complete, so an
 interrupted sweep continues where it stopped. Results are merged into
-benchmarks/results/<data>_accuracy.{json,md}: entries not run keep their
+benchmarks/results/<name>.{json,md} (default name: <data>_accuracy): entries not run keep their
 earlier results.
 """
 from __future__ import annotations
@@ -70,7 +76,7 @@ def write_results(results: Path, stem: str, table: dict, lines: list[str]) -> No
 
 
 def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, threads: int,
-          data: str, final: bool = False, diverged_ok: bool = False) -> dict:
+          data: str, final: bool = False, diverged_ok: bool = False, device: str = "auto") -> dict:
     """Train one setting of a search-space entry (or reuse its finished run);
     returns its summary. An ``epochs`` key among the settings overrides
     ``epochs``. With ``diverged_ok`` a run stopped by the divergence guard
@@ -88,7 +94,7 @@ def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, th
 
     command = [sys.executable, "-m", "targetprop.cli", "train", "--data", data, "--rule", rule,
                "--epochs", str(epochs), "--out", str(out), "--no-progress",
-               "--set", f"threads={threads}"]
+               "--set", f"threads={threads}", "--device", device]
     if (out / "checkpoint.pt").is_file():
         command.append("--resume")
     for key, value in overrides.items():
@@ -113,6 +119,8 @@ def main() -> None:
     parser.add_argument("--space", default=str(HERE / "search_space.yaml"))
     parser.add_argument("--runs", default=str(HERE / "runs"))
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--name", help="results file stem (default: <data>_accuracy)")
+    parser.add_argument("--device", default="auto", help="of every run: auto, cpu, cuda")
     args = parser.parse_args()
 
     space = yaml.safe_load(Path(args.space).read_text())
@@ -121,7 +129,7 @@ def main() -> None:
     jobs = [(rule, overrides) for rule in rules for overrides in space["rules"][rule]]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(
-            lambda job: train(*job, common, args.epochs, runs, args.threads, args.data) | {
+            lambda job: train(*job, common, args.epochs, runs, args.threads, args.data, device=args.device) | {
                 "own_settings": job[1]}, jobs))
 
     chosen = {rule: max((r for r, job in zip(results, jobs) if job[0] == rule),
@@ -129,10 +137,10 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         finals = dict(zip(rules, pool.map(
             lambda rule: train(rule, chosen[rule]["own_settings"], common, args.epochs, runs,
-                               args.threads, args.data, final=True), rules)))
+                               args.threads, args.data, final=True, device=args.device), rules)))
 
     results_dir = Path(args.results)
-    stem = f"{args.data.replace('-', '_')}_accuracy"
+    stem = args.name or f"{args.data.replace('-', '_')}_accuracy"
     table_file = results_dir / f"{stem}.json"
     table = json.loads(table_file.read_text()) if table_file.is_file() else {}
     for rule in rules:

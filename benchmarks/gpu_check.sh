@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU checks and figures, for a machine with a CUDA build of torch (CI never has
 # one): every rule trains on CUDA for two Fashion-MNIST epochs, the chain rules
-# on the conv net cnn:32-64-128 too, and the step times of `targetprop bench`
-# on the GPU, MLP and conv net. Writes gpu_check.md and the raw
-# results under OUT_DIR (default benchmarks/results/gpu).
+# on the conv net cnn:32-64-128 too, bp and dtp once more under precision=bf16;
+# and the step times of `targetprop bench` on the GPU, MLP and conv net, the
+# latter eager, compiled and in bf16 side by side. Writes gpu_check.md and the
+# raw results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
 set -uo pipefail
@@ -24,8 +25,18 @@ for rule in bp tp dtp drl ldrl; do
         --no-progress --out "$out/runs/cnn-$rule" > "$out/runs/cnn-$rule.log" 2>&1
     echo "cnn $rule: exit $? | $(tail -n 1 "$out/runs/cnn-$rule.log")"
 done
+for rule in bp dtp; do
+    for arch in mlp:256x5 cnn:32-64-128; do
+        name="bf16-$rule-${arch%%:*}"
+        python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch "$arch" --epochs 2 --device "$device" \
+            --set precision=bf16 --no-progress --out "$out/runs/$name" > "$out/runs/$name.log" 2>&1
+        echo "$name: exit $? | $(tail -n 1 "$out/runs/$name.log")"
+    done
+done
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,tp,dtp,drl,ldrl \
     --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
+python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,dtp,ldrl \
+    --variants eager,compile,bf16,bf16+compile --repeats "$repeats" --json "$out/step_time_cnn_variants_cuda.json" | tee "$out/step_time_cnn_variants_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \
     --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"
 python3 - "$out" <<'PY'
@@ -33,12 +44,13 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 lines = [f"GPU check on {(out / 'device.txt').read_text().strip()}", "",
-         "| rule | network | test accuracy | test reconstruction | seconds (2 epochs) |", "|---|---|---|---|---|"]
+         "| run | rule | network | test accuracy | test reconstruction | seconds (2 epochs) |",
+         "|---|---|---|---|---|---|"]
 for run in sorted((out / "runs").iterdir()):
     if (run / "summary.json").is_file():
         s = json.loads((run / "summary.json").read_text())
         fmt = lambda v: "—" if v is None else f"{v:.4f}"
-        lines.append(f"| `{s['rule']}` | {s['arch']} | {fmt(s['test_accuracy'])} | {fmt(s['test_reconstruction'])} "
+        lines.append(f"| {run.name} | `{s['rule']}` | {s['arch']} | {fmt(s['test_accuracy'])} | {fmt(s['test_reconstruction'])} "
                      f"| {s['seconds']:.1f} |")
 (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))

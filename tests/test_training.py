@@ -247,13 +247,20 @@ def test_cli_plot_of_a_missing_run(tmp_path, capsys):
 def test_cli_bench_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     code = main(["bench", "--data", "digits", "--arch", "mlp:32x2", "--rules", "bp,dtp",
-                 "--repeats", "6", "--json", str(path)])
+                 "--variants", "eager,bf16", "--repeats", "6", "--json", str(path)])
     assert code == 0
     result = json.loads(path.read_text())
-    assert set(result) == {"bp", "dtp"}
+    assert set(result) == {"bp", "dtp", "bp+bf16", "dtp+bf16"}
     assert result["bp"]["ratio_to_bp"] == 1.0
-    assert result["dtp"]["step_ms"] > 0 and result["dtp"]["ratio_to_bp"] > 0
-    assert "dtp" in capsys.readouterr().out
+    assert result["dtp"]["step_ms"] > 0 and result["dtp+bf16"]["ratio_to_bp"] > 0
+    low, high = result["dtp"]["quartiles"]
+    assert low <= result["dtp"]["step_ms"] <= high
+    assert "dtp+bf16" in capsys.readouterr().out
+
+
+def test_cli_bench_rejects_an_unknown_variant(capsys):
+    assert main(["bench", "--data", "digits", "--variants", "eager,fp8"]) == 2
+    assert "fp8" in capsys.readouterr().err
 
 
 @pytest.mark.slow

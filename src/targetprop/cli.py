@@ -117,7 +117,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .running.bench import time_rules
+    from .running.bench import VARIANTS, time_rules
     from .running.data import load_dataset
     from .registry import RULES
     from .running.setup import resolve_device
@@ -126,18 +126,23 @@ def _bench(args: argparse.Namespace) -> int:
     for rule in rules:
         if rule not in RULES:
             raise ConfigError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown variant {variant!r}; choose from: {', '.join(VARIANTS)}")
     device = resolve_device(args.device)
     splits = load_dataset(args.data, val_size=0)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_classes,
                         repeats=args.repeats, feedback_iterations=args.feedback_iterations,
-                        image_shape=splits.image_shape)
+                        image_shape=splits.image_shape, variants=tuple(variants))
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
-    print(f"{'rule':<8}{'step ms':>10}{'x bp':>8}")
+    print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}")
     for rule, entry in result.items():
         ratio = entry.get("ratio_to_bp")
-        print(f"{rule:<8}{entry['step_ms']:>10.2f}{ratio:>8.2f}" if ratio is not None
-              else f"{rule:<8}{entry['step_ms']:>10.2f}")
+        low, high = entry["quartiles"]
+        print(f"{rule:<20}{entry['step_ms']:>10.2f}{f'{low:.2f}–{high:.2f}':>18}"
+              + (f"{ratio:>8.2f}" if ratio is not None else ""))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -280,6 +285,8 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--repeats", type=int, default=60)
     bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
     bench.add_argument("--device", default="auto")
+    bench.add_argument("--variants", default="eager",
+                       help="comma-separated, timed side by side: eager, compile, bf16, bf16+compile")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(func=_bench)
 

@@ -3,6 +3,7 @@ forward and feedback optimizers, and runs one training step at a time.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,17 +44,47 @@ class Learner:
     ``synchronize``, if set, is called on the parameters between every
     backward pass and the optimizer steps (data-parallel training averages
     their gradients there: :mod:`running.distributed`).
+
+    ``precision=torch.bfloat16`` runs the forward pass, the targets and the
+    losses under autocast (weights, gradients and optimizer state stay in the
+    network's dtype). ``compile=True`` hands that same computation, the part
+    of the step that the rule defines, to ``torch.compile``; the backward pass
+    is compiled with it, the optimizer steps stay eager.
     """
 
     def __init__(self, net: Network, rule: Rule, forward_optimizer: torch.optim.Optimizer,
                  feedback_optimizer: torch.optim.Optimizer | None = None,
-                 feedback_iterations: int = 1):
+                 feedback_iterations: int = 1, *, precision: torch.dtype | None = None,
+                 compile: bool = False):
         if rule.uses_feedback and feedback_optimizer is None and feedback_iterations > 0:
             raise ValueError(f"rule {rule.name!r} trains feedback maps: give a feedback optimizer")
         self.net, self.rule = net, rule
         self.forward_optimizer, self.feedback_optimizer = forward_optimizer, feedback_optimizer
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
         self.synchronize: Callable[[list[torch.nn.Parameter]], None] | None = None
+        self.precision = precision
+        self._losses = torch.compile(self._rule_losses) if compile else self._rule_losses
+        self._feedback_losses = torch.compile(self._rule_feedback_loss) if compile else self._rule_feedback_loss
+
+    def _autocast(self, x: Tensor):
+        if self.precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.precision)
+
+    def _rule_losses(self, x: Tensor, y: Tensor, with_feedback: bool):
+        """The rule's part of a step: record, targets and local losses, and
+        (``with_feedback``) the feedback loss on the same record."""
+        with self._autocast(x):
+            record = self.rule.record(self.net, x)
+            result = self.rule.forward_loss(self.net, record, y)
+            feedback_loss = self.rule.feedback_loss(self.net, record, result.targets) if with_feedback else None
+        return record, result, feedback_loss
+
+    def _rule_feedback_loss(self, x: Tensor) -> Tensor | None:
+        with self._autocast(x):
+            with torch.no_grad():
+                record = self.rule.record(self.net, x)
+            return self.rule.feedback_loss(self.net, record)
 
     def feedback_step(self, x: Tensor) -> Tensor | None:
         """One step on the rule's feedback loss alone, without targets, on a
@@ -62,9 +93,7 @@ class Learner:
         weights, for the DTP family) is left untouched."""
         if self.feedback_optimizer is None:
             return None
-        with torch.no_grad():
-            record = self.rule.record(self.net, x)
-        loss = self.rule.feedback_loss(self.net, record)
+        loss = self._feedback_losses(x)
         if loss is None:
             return None
         self._step(loss, [self.forward_optimizer, self.feedback_optimizer])
@@ -89,10 +118,7 @@ class Learner:
             iterations = 0
         for _ in range(iterations - 1):
             self.feedback_step(x)
-        record = self.rule.record(self.net, x)
-        result = self.rule.forward_loss(self.net, record, y)
-        feedback_loss = (self.rule.feedback_loss(self.net, record, result.targets)
-                         if iterations > 0 else None)
+        record, result, feedback_loss = self._losses(x, y, iterations > 0)
         total = result.loss if feedback_loss is None else result.loss + feedback_loss
         # Rules may also put decoder terms into result.loss (bengio2014); an
         # optimizer whose parameters got no gradient leaves them untouched.

@@ -89,6 +89,11 @@ class Config:
     seed: int = setting(0, "random seed")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = setting("float32", "float32 or float64", ("float32", "float64"))
+    precision: str = setting("float32", "bf16: the training step's forward pass, targets and losses under "
+                             "autocast to bfloat16 (weights and optimizer state stay in dtype)",
+                             ("float32", "bf16"))
+    compile: bool = setting(False, "torch.compile the rule's part of the training step (forward pass, "
+                            "targets, losses and their backward pass); the first steps pay the compile time")
     probe_size: int = setting(512, "examples in the fixed diagnostics batch")
     divergence_factor: float = setting(1e3, "stop when a training loss grows to this many times its "
                                        "starting scale (0: stop on NaN or infinity only)")

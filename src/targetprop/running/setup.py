@@ -20,10 +20,11 @@ from . import optim
 from .config import Config, ConfigError
 from .data import DataSplits, check_data, keep_labels, load_dataset
 
-__all__ = ["DTYPES", "RunParts", "validate_config", "resolve_device", "load_splits", "keep_labelled",
+__all__ = ["DTYPES", "PRECISIONS", "RunParts", "validate_config", "resolve_device", "load_splits", "keep_labelled",
            "build_parts"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}  # the autocast dtype of the training step
 # Run-level settings that only a rule with feedback maps reads, and those that
 # only a rule with a feedback loss of its own (feedback steps apart) reads.
 FEEDBACK_SETTINGS = ("feedback_optimizer", "feedback_lr", "feedback_optimizer_args",
@@ -76,6 +77,8 @@ def _check_ranges(config: Config) -> None:
     for key in ("batch_size", "probe_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"setting {key!r} must be >= 1")
+    if config.precision != "float32" and config.dtype != "float32":
+        raise ConfigError(f"precision={config.precision} autocasts float32 work: it needs dtype=float32")
     if not 0 <= config.dropout < 1:
         raise ConfigError("setting 'dropout' must lie in [0, 1)")
     if not 0 <= config.labelled_per_batch < config.batch_size:
@@ -171,7 +174,8 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
                                             config.feedback_lr, **config.feedback_optimizer_args)
     interleaved = config.feedback_schedule == "interleaved"
     learner = Learner(net, rule, forward_opt, feedback_opt,
-                      config.feedback_iterations if interleaved and feedback_opt else 0)
+                      config.feedback_iterations if interleaved and feedback_opt else 0,
+                      precision=PRECISIONS[config.precision], compile=config.compile)
     schedulers = {
         "forward": optim.make_scheduler(config.forward_scheduler, forward_opt, config.epochs,
                                         **config.forward_scheduler_args),

@@ -1,0 +1,91 @@
+"""The long-term-dependency problems of Hochreiter and Schmidhuber (1997),
+generated offline from a seed: every example is a sequence x of shape
+(T, features) and one target read at its end.
+
+* ``adding`` (their experiment 4, in the form of Le et al. 2015): x_t =
+  (v_t, m_t) with v_t ~ U(0, 1) and two markers m = 1, one in each half of
+  the sequence; the target is the sum of the two marked values, in [0, 2]
+  (regression: predicting 1 everywhere scores a squared error of 1/6).
+* ``temporal-order`` (experiment 6a, two symbols; 6b, three): one-hot
+  symbols from {a, b, c, d, B, E, X, Y}; B opens, E closes, the rest are
+  distractors a–d except two (three) positions, drawn in fixed windows of
+  the sequence, that hold X or Y; the class is their order (XX, XY, YX, YY:
+  4 classes; 8 with three).
+* ``permutation`` (the random-permutation problem, experiment 2b, in the
+  form of Martens and Sutskever 2011): the first symbol is one of two, the
+  other T − 1 are drawn from the remaining symbols of the alphabet; the
+  class is the first symbol.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TASKS", "PERMUTATION_SYMBOLS", "adding", "temporal_order", "permutation"]
+
+PERMUTATION_SYMBOLS = 16  # alphabet of the permutation problem (Martens and Sutskever used 100)
+_ORDER_SYMBOLS = 8        # a, b, c, d, B, E, X, Y
+_B, _E, _X = 4, 5, 6      # indices of B, E and X (Y = X + 1) in the one-hot code
+
+
+def _check_length(seq_len: int, shortest: int) -> None:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < shortest:
+        raise ValueError(f"seq_len must be an integer >= {shortest}, got {seq_len!r}")
+
+
+def adding(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 2) float32 (value, marker), y (n,) float32: the sum of the two marked values."""
+    _check_length(seq_len, 2)
+    values = rng.uniform(0.0, 1.0, (n, seq_len)).astype(np.float32)
+    half = seq_len // 2
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, seq_len, n)
+    markers = np.zeros((n, seq_len), np.float32)
+    rows = np.arange(n)
+    markers[rows, first] = markers[rows, second] = 1.0
+    y = values[rows, first] + values[rows, second]
+    return np.stack([values, markers], axis=-1), y.astype(np.float32)
+
+
+def _one_hot(symbols: np.ndarray, size: int) -> np.ndarray:
+    return np.eye(size, dtype=np.float32)[symbols]
+
+
+def temporal_order(n: int, seq_len: int, rng: np.random.Generator,
+                   relevant: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 8) one-hot float32, y (n,) int64 in [0, 2**relevant): the
+    order of the X/Y symbols, read as a binary number (X = 0, Y = 1), first
+    symbol most significant. Their positions are drawn in the windows
+    [0.1 T, 0.2 T), [0.5 T, 0.6 T) (two symbols) or [0.1 T, 0.2 T),
+    [0.33 T, 0.43 T), [0.66 T, 0.76 T) (three), as in the paper for T ≈ 100."""
+    if relevant not in (2, 3):
+        raise ValueError(f"temporal order takes 2 or 3 relevant symbols, got {relevant!r}")
+    _check_length(seq_len, 10)
+    starts = (0.1, 0.5) if relevant == 2 else (0.1, 0.33, 0.66)
+    symbols = rng.integers(0, 4, (n, seq_len))  # distractors a..d
+    symbols[:, 0], symbols[:, -1] = _B, _E
+    bits = rng.integers(0, 2, (n, relevant))
+    rows = np.arange(n)
+    for k, start in enumerate(starts):
+        low = max(1, int(start * seq_len))
+        high = min(seq_len - 1, max(low + 1, int((start + 0.1) * seq_len)))
+        symbols[rows, rng.integers(low, high, n)] = _X + bits[:, k]
+    y = (bits * (2 ** np.arange(relevant - 1, -1, -1))).sum(axis=1)
+    return _one_hot(symbols, _ORDER_SYMBOLS), y.astype(np.int64)
+
+
+def permutation(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 16) one-hot float32, y (n,) int64 in {0, 1}: the first symbol."""
+    _check_length(seq_len, 2)
+    symbols = rng.integers(2, PERMUTATION_SYMBOLS, (n, seq_len))
+    y = rng.integers(0, 2, n)
+    symbols[:, 0] = y
+    return _one_hot(symbols, PERMUTATION_SYMBOLS), y.astype(np.int64)
+
+
+# name -> (generator, number of classes; 0 for a regression target)
+TASKS = {
+    "adding": (adding, 0),
+    "temporal-order": (temporal_order, 4),
+    "temporal-order-3": (lambda n, seq_len, rng: temporal_order(n, seq_len, rng, relevant=3), 8),
+    "permutation": (permutation, 2),
+}
