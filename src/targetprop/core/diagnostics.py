@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from .objectives import output_loss
 
 __all__ = ["angle_degrees", "layer_diagnostics"]
 
@@ -34,7 +35,7 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
     (``rule.record_diagnostics``). Parameters are left untouched."""
     weights = [layer.weights() for layer in net.layers]
     flat = [w for ws in weights for w in ws]
-    bp_grads = _split(torch.autograd.grad(F.cross_entropy(net(x), y), flat), weights)
+    bp_grads = _split(torch.autograd.grad(output_loss(net(x), y), flat), weights)
 
     record = rule.record(net, x)
     result = rule.forward_loss(net, record, y)

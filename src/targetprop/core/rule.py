@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 
 from .diagnostics import layer_diagnostics
 from .networks import Network, build_network
+from .objectives import Scores, output_scores
 
 Tensor = torch.Tensor
-Scores = dict[str, tuple[Tensor, Tensor]]  # name -> (sum, count), summed over batches
 
-__all__ = ["Record", "ForwardRecord", "ForwardLoss", "Rule", "Scores", "classification_scores"]
+__all__ = ["Record", "ForwardRecord", "ForwardLoss", "Rule", "Scores"]
 
 
 @runtime_checkable
@@ -79,18 +78,6 @@ class ForwardLoss:
     loss: Tensor                     # its gradient is the forward-weight update
     output_loss: Tensor              # the rule's output loss (cross-entropy, reconstruction error)
     targets: list[Tensor] | None = None   # ĥ_l for every layer in net.layers order, where the rule has them
-
-
-def classification_scores(logits: Tensor, y: Tensor, loss: Tensor | None = None) -> Scores:
-    """``loss`` (cross-entropy) and ``acc`` summed over the labelled rows
-    (y ≥ 0); ``loss`` is the batch's mean over them when already computed."""
-    labelled = y >= 0
-    count = labelled.sum()
-    if loss is None:
-        loss = F.cross_entropy(logits[labelled], y[labelled], reduction="sum").double()
-    else:
-        loss = loss.detach().double() * count
-    return {"loss": (loss, count), "acc": (((logits.argmax(1) == y) & labelled).sum(), count)}
 
 
 class Rule:
@@ -140,12 +127,12 @@ class Rule:
 
     def train_scores(self, record, result: ForwardLoss, y: Tensor) -> Scores:
         """Sums for the training columns of one step (``train_loss``, ``train_acc``)."""
-        return classification_scores(record.logits.detach(), y, result.output_loss)
+        return output_scores(record.logits.detach(), y, result.output_loss)
 
     @torch.no_grad()
     def evaluate(self, net: Network, x: Tensor, y: Tensor) -> Scores:
         """Sums for the validation and test columns of one batch (``val_loss``, ``val_acc``, ...)."""
-        return classification_scores(net(x), y)
+        return output_scores(net(x), y)
 
     def diagnostics(self, net: Network, x: Tensor, y: Tensor) -> dict[str, float]:
         """Per-epoch figures on the probe batch: angles to back-prop,

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
-
+from ..core.objectives import output_loss
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 
 __all__ = ["BackProp"]
@@ -30,5 +29,5 @@ class BackProp(Rule):
         return ForwardRecord([t.detach() for t in hs], hs[1:], h, net.output(h))
 
     def forward_loss(self, net, record, y):
-        loss = F.cross_entropy(record.logits, y)
+        loss = output_loss(record.logits, y)
         return ForwardLoss(loss, loss)

@@ -11,7 +11,6 @@ from functools import partial
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from ..core import feedback as fb
 from ..core import targets as tg
@@ -19,6 +18,7 @@ from ..core.delta import activation_derivative, check_delta_rule, delta_rule_los
 from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
+from ..core.objectives import output_loss
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
@@ -91,7 +91,7 @@ class TargetPropagation(Rule):
             check_delta_rule(net.layers)
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
-        per_example = F.cross_entropy(record.logits, y, reduction="sum")
+        per_example = output_loss(record.logits, y, reduction="sum")
         (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
         return tg.gradient_top_target(record.hs[-1], grad, self.target_step), per_example / len(y)
 

@@ -41,7 +41,8 @@ from ...autoencoders.sampling import decode_down
 from ...core.discrete import check_continuous
 from ...core.networks import flat_features, parse_arch
 from ...core.noise import SharedNoise, gaussian_like
-from ...core.rule import ForwardLoss, Rule, Scores, classification_scores
+from ...core.objectives import classification_scores
+from ...core.rule import ForwardLoss, Rule, Scores
 from ...core.settings import check, setting
 from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
 from ...core.updates import gaussian_nll, half_squared_error, local_target_loss
