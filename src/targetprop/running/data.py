@@ -51,6 +51,12 @@ class DataSplits:
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     class_names: tuple[str, ...] | None = None
+    sequence_shape: tuple[int, int] | None = None  # (T, features per step) of sequences, flattened in x
+
+    @property
+    def num_outputs(self) -> int:
+        """Units of the read-out: one per class, or one real output (regression)."""
+        return self.num_classes or 1
 
     def class_name(self, label: int) -> str:
         """A readable name for class ``label`` (the digit itself for digit sets)."""
@@ -88,11 +94,20 @@ def _split_indices(n: int, val_size: float | int, seed: int, limit: int | None) 
     return val_idx, train_idx if limit is None else train_idx[: int(limit)]
 
 
-def _standardize(xs: dict[str, np.ndarray], work: type) -> tuple[np.ndarray, np.ndarray]:
+def _standardize(xs: dict[str, np.ndarray], work: type,
+                 sequence_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise every split in place with the training split's per-feature
-    mean and std (floored at ``STD_FLOOR``); returns them (float64)."""
-    mean = xs["train"].mean(axis=0, dtype=np.float64)
-    std = np.maximum(xs["train"].std(axis=0, dtype=np.float64), STD_FLOOR)
+    mean and std (floored at ``STD_FLOOR``); returns them (float64). A
+    sequence's features are pooled over its steps (a recurrent net reads
+    every step with the same weights, so every step is scaled alike)."""
+    if sequence_shape is None:
+        mean = xs["train"].mean(axis=0, dtype=np.float64)
+        std = np.maximum(xs["train"].std(axis=0, dtype=np.float64), STD_FLOOR)
+    else:
+        steps, features = sequence_shape
+        per_step = xs["train"].reshape(-1, features)
+        mean = np.tile(per_step.mean(axis=0, dtype=np.float64), steps)
+        std = np.tile(np.maximum(per_step.std(axis=0, dtype=np.float64), STD_FLOOR), steps)
     for x in xs.values():
         x -= mean.astype(work)
         x /= std.astype(work)
@@ -119,6 +134,7 @@ def load_dataset(
     dtype: torch.dtype = torch.float32,
     root: str | os.PathLike | None = None,
     limit: int | None = None,
+    seq_len: int = 60,
 ) -> DataSplits:
     """Load dataset ``name`` (one of ``DATASETS`` or a user's, see
     :func:`check_data`) as standardised train/val/test splits.
@@ -128,7 +144,8 @@ def load_dataset(
     the first ``limit`` of the shuffled training examples (val/test untouched).
     With ``standardize``, per-feature mean/std of the returned training split
     (std floored at ``STD_FLOOR``) are applied to all splits. ``root`` is the
-    folder of fashion-mnist's or CIFAR-10's files.
+    folder of fashion-mnist's or CIFAR-10's files; ``seq_len`` the length of
+    a generated sequence task.
     Raises ``DatasetNotAvailable`` if the data's package/files are missing.
     """
     check_data(name, root)
@@ -137,7 +154,7 @@ def load_dataset(
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
-    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root)
+    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, seq_len)
     val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
 
     # Work in float64 only when asked for it, to keep fashion-mnist memory modest.
@@ -151,24 +168,22 @@ def load_dataset(
     if raw.scale != 1.0:
         for x in xs.values():
             x /= work(raw.scale)
-    mean, std = _standardize(xs, work) if standardize else (None, None)
+    mean, std = _standardize(xs, work, raw.sequence_shape) if standardize else (None, None)
 
-    def to_dataset(split: str) -> TensorDataset:
-        x = torch.from_numpy(np.ascontiguousarray(xs[split])).to(dtype)
-        y = torch.tensor(ys[split], dtype=torch.int64)  # copy: never alias the cache
-        return TensorDataset(x, y)
-
+    y_dtype = torch.int64 if raw.num_classes else dtype  # class labels, or real targets
+    datasets = {split: TensorDataset(torch.from_numpy(np.ascontiguousarray(xs[split])).to(dtype),
+                                     torch.tensor(ys[split], dtype=y_dtype))  # a copy: never alias the cache
+                for split in xs}
     return DataSplits(
         name=name,
-        train=to_dataset("train"),
-        val=to_dataset("val"),
-        test=to_dataset("test"),
+        **datasets,
         num_features=int(raw.x_train.shape[1]),
         num_classes=raw.num_classes,
         image_shape=raw.image_shape,
         mean=None if mean is None else torch.from_numpy(mean).to(dtype),
         std=None if std is None else torch.from_numpy(std).to(dtype),
         class_names=raw.class_names,
+        sequence_shape=raw.sequence_shape,
     )
 
 
@@ -176,6 +191,8 @@ def keep_labels(y: torch.Tensor, count: int, num_classes: int, seed: int = 0) ->
     """A copy of ``y`` that keeps the labels of ``count`` examples, spread as
     evenly over the classes as they allow and picked by ``seed``; every other
     label becomes −1 ("unlabelled") for semi-supervised training (Bengio 2014 §3)."""
+    if y.is_floating_point():
+        raise ValueError("labels=N keeps class labels: this dataset has real targets (regression)")
     if count < num_classes:
         raise ValueError(f"keeping {count} labels leaves some of the {num_classes} classes unlabelled")
     if count > len(y):

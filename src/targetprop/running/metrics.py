@@ -20,7 +20,7 @@ from ..core.rule import Scores
 __all__ = ["Totals", "evaluate", "epoch_line", "write_metrics", "summarize"]
 
 # Short names of the score columns in the per-epoch line and the summary.
-_LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction"}
+_LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction", "solved": "solved", "loss": "loss"}
 
 
 class Totals:

@@ -120,7 +120,8 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
     val_size = int(config.val_size) if config.val_size >= 1 else config.val_size
     try:
         splits = load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
-                              limit=config.limit, standardize=standardize, root=config.data_root)
+                              limit=config.limit, standardize=standardize, root=config.data_root,
+                              seq_len=config.seq_len)
     except ValueError as error:  # the data's own shapes, dtypes or labels
         raise ConfigError(str(error)) from None
     if config.augment != "none" and splits.image_shape is None:
@@ -159,7 +160,7 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
     """The network on ``device``, its forward and feedback optimizers (the
     latter only for a rule with feedback maps), the learner and the schedulers."""
     try:
-        net = rule.build_network(config.arch, splits.image_shape or splits.num_features, splits.num_classes,
+        net = rule.build_network(config.arch, splits.image_shape or splits.num_features, splits.num_outputs,
                                  config.activation, config.dropout, config.layer_hidden)
     except ValueError as error:  # the architecture does not fit these data (images too small, flat)
         raise ConfigError(str(error)) from None
