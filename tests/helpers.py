@@ -8,6 +8,7 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from targetprop.core.recurrent import RecurrentCell  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.config import Config  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingInterrupted  # noqa: E402
@@ -62,7 +63,9 @@ def gradient_into_layer_inputs(net, rule, x, y) -> float:
         if args[0].requires_grad:
             args[0].register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
 
-    handles = [layer.f.register_forward_pre_hook(watch) for layer in net.layers]
+    # the module that reads h_{l-1}: f_l, or a recurrent cell's W (s_{t-1} -> s_t)
+    entries = [layer.recurrent if isinstance(layer, RecurrentCell) else layer.f for layer in net.layers]
+    handles = [entry.register_forward_pre_hook(watch) for entry in entries]
     try:
         record = rule.record(net, x)
         result = rule.forward_loss(net, record, y)

@@ -19,7 +19,7 @@ from helpers import (assert_stopping_mid_epoch_then_resuming_is_exact, gradient_
                      quick_config)
 from targetprop import RULES, Learner, make_rule  # noqa: E402
 from targetprop.core.networks import Network, flat_features  # noqa: E402
-from targetprop.core.rule import Record  # noqa: E402
+from targetprop.core.rule import ForwardRecord, Record  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.optim import make_optimizer  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingDiverged  # noqa: E402
@@ -43,8 +43,8 @@ def test_exemptions_name_real_cases_and_give_reasons():
             assert case in CASES and len(reason) > 10, (name, case)
 
 
-# The layer kinds every case below runs on: (arch, input features or image shape)
-NETWORKS = {"mlp": ("mlp:12x3", 8), "cnn": ("cnn:4-6n-5", (2, 6, 6))}
+# The layer kinds every case below runs on: (arch, input features, image or sequence shape)
+NETWORKS = {"mlp": ("mlp:12x3", 8), "cnn": ("cnn:4-6n-5", (2, 6, 6)), "rnn": ("rnn:6", (5, 3))}
 KINDS = pytest.mark.parametrize("kind", list(NETWORKS))
 
 
@@ -108,22 +108,27 @@ def test_feedback_iterations(rule_name, iterations):
 @KINDS
 @pytest.mark.parametrize("rule_name", contract("targets"))
 def test_targets_lower_each_local_loss(rule_name, kind):
-    """A small step on Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² lowers every layer's term."""
+    """A small step on Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖² lowers every layer's term
+    (their sum, where the layers are time steps sharing one set of weights)."""
     net, x, y = small_problem(rule_name, kind=kind)
     rule = make_rule(rule_name)
     record = rule.record(net, x)
     targets = rule.forward_loss(net, record, y).targets
-    assert targets is not None and len(targets) == len(net.layers)
+    layers = record.layers if isinstance(record, ForwardRecord) else net.layers  # a chain's, unrolled
+    assert targets is not None and len(targets) == len(layers)
 
     def local_losses():
         return [0.5 * (layer(h_below) - t).pow(2).sum() / len(x)
-                for layer, (h_below, _), t in zip(net.layers, record.pairs(), targets)]
+                for layer, (h_below, _), t in zip(layers, record.pairs(), targets)]
 
     before = local_losses()
-    optimizer = torch.optim.SGD([p for layer in net.layers for p in layer.forward_parameters()], lr=0.05)
+    optimizer = torch.optim.SGD(list(dict.fromkeys(p for layer in layers for p in layer.forward_parameters())),
+                                lr=0.05)
     sum(before).backward()
     optimizer.step()
     before, after = [b.item() for b in before], [a.item() for a in local_losses()]
+    if kind == "rnn":
+        before, after = [sum(before)], [sum(after)]
     assert all(a < b for a, b in zip(after, before)), (before, after)
 
 

@@ -36,7 +36,7 @@ def _tp(summary: str, propagate: tg.PropagationRule, objective: fb.FeedbackObjec
 
 
 RULES: dict[str, Recipe] = {
-    "bp": Recipe("back-propagation of the cross-entropy: the baseline", BackProp),
+    "bp": Recipe("back-propagation of the output loss (through time on a recurrent net): the baseline", BackProp),
     "tp": _tp("vanilla target propagation ĥ_{l-1} = g_l(ĥ_l), denoising inverses "
               "(Bengio 2014 §2.2.6; Lee et al. 2015)", tg.tp_propagate, fb.noisy_reconstruction_loss),
     "dtp": _tp("difference target propagation, denoising inverses (Lee et al. 2015)",

@@ -7,6 +7,10 @@
 * ``recon_l``: relative reconstruction error of the feedback map,
   ‖g_l(f_l(h_{l-1})) − h_{l-1}‖² / ‖h_{l-1}‖², for layers that have one.
 * ``target_l``: mean target step ‖ĥ_l − h_l‖ per example, for rules with targets.
+
+A recurrent net's steps share their weights: its angles are per weight
+matrix (``angle_recurrent``, ``angle_input``) and its ``recon`` and
+``target`` the means over its steps.
 """
 from __future__ import annotations
 
@@ -32,8 +36,12 @@ def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
 def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Diagnostics for every layer, keyed ``angle_1``, ``recon_2``, ...
     (layers numbered from 1 as in the paper), then the rule's own
-    (``rule.record_diagnostics``). Parameters are left untouched."""
-    weights = [layer.weights() for layer in net.layers]
+    (``rule.record_diagnostics``). A net whose weights are shared by its
+    steps (a recurrent net) reports an angle per weight matrix
+    (``net.weight_groups()``) and the reconstruction error and target step
+    averaged over its steps. Parameters are left untouched."""
+    groups = net.weight_groups()
+    weights = list(groups.values())
     flat = [w for ws in weights for w in ws]
     bp_grads = _split(torch.autograd.grad(output_loss(net(x), y), flat), weights)
 
@@ -43,17 +51,24 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
 
     out: dict[str, float] = {}
     with torch.no_grad():
-        for l, (layer, (h_below, h)) in enumerate(zip(net.layers, record.pairs()), start=1):
-            used = [(a, b) for a, b in zip(rule_grads[l - 1], bp_grads[l - 1]) if a is not None]
-            out[f"angle_{l}"] = (angle_degrees(torch.cat([a.flatten() for a, _ in used]),
-                                               torch.cat([b.flatten() for _, b in used]))
-                                 if used else math.nan)
+        for name, ours, theirs in zip(groups, rule_grads, bp_grads):
+            used = [(a, b) for a, b in zip(ours, theirs) if a is not None]
+            out[f"angle_{name}"] = (angle_degrees(torch.cat([a.flatten() for a, _ in used]),
+                                                  torch.cat([b.flatten() for _, b in used]))
+                                    if used else math.nan)
+        steps = {"recon": {}, "target": {}}
+        for l, (layer, (h_below, h)) in enumerate(zip(record.layers, record.pairs()), start=1):
             if layer.g is not None:
                 error = (layer.feedback(h) - h_below).pow(2).sum()
-                out[f"recon_{l}"] = (error / h_below.pow(2).sum().clamp_min(1e-12)).item()
+                steps["recon"][l] = (error / h_below.pow(2).sum().clamp_min(1e-12)).item()
             if result.targets is not None:
-                step = (result.targets[l - 1] - h).flatten(1).norm(dim=1).mean()
-                out[f"target_{l}"] = step.item()
+                steps["target"][l] = (result.targets[l - 1] - h).flatten(1).norm(dim=1).mean().item()
+        shared = len(record.layers) != len(net.layers)  # steps that share weights: their mean
+        for kind, values in steps.items():
+            if shared and values:
+                out[kind] = sum(values.values()) / len(values)
+            elif not shared:
+                out |= {f"{kind}_{l}": value for l, value in values.items()}
         out |= rule.record_diagnostics(net, record, y)
     return out
 

@@ -20,12 +20,13 @@ from .conv import CONV_PRESETS, conv_layers, image_shape_of, is_conv_spec
 from .discrete import DISCRETE_UNITS, Transmit
 from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, Layer, TPLayer
+from .recurrent import RecurrentNetwork, is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
 
 __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
            "flat_features", "he_init"]
 
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH",
-                 "cnn:C1-C2-...", *CONV_PRESETS)
+                 "cnn:C1-C2-...", *CONV_PRESETS, "rnn:WIDTH")
 
 
 @runtime_checkable
@@ -58,8 +59,17 @@ class Chain(nn.Module):
             h = layer(h)
         return self.output(h)
 
+    def unrolled(self, x: torch.Tensor) -> Sequence[Layer]:
+        """The layers a batch ``x`` goes through: the chain's own (a
+        recurrent net's are its time steps, :mod:`.recurrent`)."""
+        return self.layers
+
     def layer_forward_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in layer.forward_parameters()]
+
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The weights the angle diagnostics compare, by layer (numbered from 1)."""
+        return {str(l): layer.weights() for l, layer in enumerate(self.layers, start=1)}
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return self.layer_forward_parameters() + list(self.output.parameters())
@@ -127,7 +137,8 @@ def parse_spec(spec: str) -> tuple[str, list[int]]:
 
 def parse_arch(spec: str) -> list[int]:
     """Hidden widths of an ``mlp:`` spec (the kind every rule builds)."""
-    kind, widths = ("cnn", []) if is_conv_spec(spec) else parse_spec(spec)
+    kind, widths = (("cnn", []) if is_conv_spec(spec) else ("rnn", []) if is_recurrent_spec(spec)
+                    else parse_spec(spec))
     if kind != "mlp":
         raise ValueError(f"architecture {spec!r} is for the chain rules (bp, tp, dtp, drl, ldrl); "
                          "this rule builds mlp: networks")
@@ -137,10 +148,17 @@ def parse_arch(spec: str) -> list[int]:
 def build_network(arch: str, in_features: int | tuple[int, ...], num_classes: int, activation: str = "tanh",
                   dropout: float = 0.0, hidden: int = 0, feedback_activation: str | None = None) -> Chain:
     """The chain of ``arch`` on inputs of ``in_features`` features, or of
-    that shape ((H, W) or (C, H, W) images: convolutional nets need it)."""
+    that shape ((H, W) or (C, H, W) images: convolutional nets need it;
+    (T, features) sequences: recurrent nets need it). A recurrent net's g is
+    linear whatever ``feedback_activation`` says."""
     if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
         raise ValueError(f"unknown activation {activation!r}; choose one of: "
                          f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
+    if is_recurrent_spec(arch):
+        if dropout or hidden:
+            raise ValueError(f"{arch}: recurrent nets take dropout=0 and layer_hidden=0")
+        return RecurrentNetwork(sequence_shape_of(in_features), parse_recurrent_spec(arch), num_classes,
+                                activation)
     if is_conv_spec(arch):
         if activation not in ACTIVATIONS or hidden:
             raise ValueError(f"{arch}: convolutional layers take the activations {', '.join(ACTIVATIONS)} "

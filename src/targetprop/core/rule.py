@@ -22,7 +22,7 @@ to leave a case out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -57,13 +57,15 @@ class ForwardRecord:
     ``outputs`` holds h_1..h_L again with a graph back to each layer's own
     input (detached, for local rules); ``top`` is h_L as a leaf, so
     ∂loss/∂h_L can be read off; ``logits`` hangs from ``top`` (local rules)
-    or from the whole chain (back-prop).
+    or from the whole chain (back-prop); ``layers`` are the layers the batch
+    went through (``net.unrolled(x)``: a recurrent net's time steps).
 
     A :class:`Record`."""
     hs: list[Tensor]
     outputs: list[Tensor]
     top: Tensor
     logits: Tensor | None
+    layers: Sequence = ()
 
     @property
     def x(self) -> Tensor:
@@ -108,14 +110,14 @@ class Rule:
         """Raise ValueError if this rule cannot train ``net`` (called before any work)."""
 
     def record(self, net: Network, x: Tensor) -> ForwardRecord:
-        hs, outputs, h = [x], [], x
-        for layer in net.layers:
+        hs, outputs, h, layers = [x], [], x, net.unrolled(x)
+        for layer in layers:
             out = layer(h.detach())
             outputs.append(out)
             hs.append(out.detach())
             h = out
         top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
-        return ForwardRecord(hs, outputs, top, net.output(top))
+        return ForwardRecord(hs, outputs, top, net.output(top), layers)
 
     def feedback_loss(self, net: Network, record, targets: list[Tensor] | None = None) -> Tensor | None:
         return None

@@ -4,29 +4,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.objectives import output_loss
+from ..core.recurrent import RecurrentNetwork
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
+from ..core.settings import check, setting
 
 __all__ = ["BackProp"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BackProp(Rule):
-    """Back-propagation of the cross-entropy through the whole chain."""
+    """Back-propagation of the output loss through the whole chain; on a
+    recurrent net, back-propagation through time (BPTT), truncated with
+    ``truncation`` = K to the last K steps: s_{T−K} enters them as a constant."""
 
     name: str = "bp"
+    truncation: int = setting(0, "recurrent nets: back-propagate through the last K steps only "
+                              "(truncated BPTT; 0: every step)")
     contract_exemptions = {"feedback": "back-prop has no feedback maps to train",
                            "targets": "back-prop carries gradients down, not targets"}
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.truncation < 0:
+            raise ValueError("setting 'truncation' must be >= 0")
 
     @property
     def local(self) -> bool:
         return False
 
+    def check_network(self, net) -> None:
+        if self.truncation and not isinstance(net, RecurrentNetwork):
+            raise ValueError("setting 'truncation' truncates back-propagation through time: it needs a "
+                             "recurrent net (--arch rnn:WIDTH)")
+
     def record(self, net, x):
-        hs, h = [x], x
-        for layer in net.layers:
-            h = layer(h)
+        hs, h, layers = [x], x, net.unrolled(x)
+        cut = len(layers) - self.truncation if self.truncation else None
+        for l, layer in enumerate(layers):
+            h = layer(h.detach() if l == cut else h)
             hs.append(h)
-        return ForwardRecord([t.detach() for t in hs], hs[1:], h, net.output(h))
+        return ForwardRecord([t.detach() for t in hs], hs[1:], h, net.output(h), layers)
 
     def forward_loss(self, net, record, y):
         loss = output_loss(record.logits, y)

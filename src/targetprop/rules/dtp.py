@@ -98,7 +98,7 @@ class TargetPropagation(Rule):
     def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
         top, output_loss = self.top_target(record, y)
         feedbacks, rules = [None], [None]
-        for layer in net.layers:
+        for layer in record.layers:
             exact = isinstance(layer.g, InverseAffine)
             if exact and self.inverse_damping > 0:
                 feedbacks.append(layer.g)
@@ -113,11 +113,11 @@ class TargetPropagation(Rule):
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
         if self.local_update != "autograd":
-            local = delta_rule_loss(net.layers, record.hs[:-1], targets,
+            local = delta_rule_loss(record.layers, record.hs[:-1], targets,
                                     derivative=self.local_update == "delta")
         else:
             local = local_target_loss(record.outputs, targets)
-        for layer, h_below in zip(net.layers, record.hs):
+        for layer, h_below in zip(record.layers, record.hs):
             penalty = layer.penalty(h_below)
             if penalty is not None:  # the layer's own term: its gradient stays local
                 local = local + penalty
@@ -127,7 +127,7 @@ class TargetPropagation(Rule):
         hs = record.hs
         noise = SharedNoise() if self.shared_noise else gaussian_like
         losses = []
-        for l, layer in enumerate(net.layers):
+        for l, layer in enumerate(record.layers):
             if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
             h = hs[l + 1]

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from ..core.learner import Learner
 from ..core.layers import UNBOUNDED
 from ..core.networks import he_init
+from ..core.recurrent import is_recurrent_spec
 from ..core.rule import Rule
 from ..core.settings import current
 from ..registry import make_rule
@@ -53,9 +54,9 @@ def validate_config(config: Config) -> Config:
         if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
             rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
         with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
-            # on roomy RGB images; build_parts checks the arch against the data's own shape
-            rule.check_network(rule.build_network(config.arch, (3, 256, 256), 2, config.activation,
-                                                  config.dropout, config.layer_hidden))
+            # on inputs of a roomy shape; build_parts checks the arch against the data's own shape
+            rule.check_network(rule.build_network(config.arch, _roomy_inputs(config.arch), 2,
+                                                  config.activation, config.dropout, config.layer_hidden))
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
@@ -68,6 +69,12 @@ def validate_config(config: Config) -> Config:
         config = dataclasses.replace(config, labelled_per_batch=mixed)
     _check_ranges(config)
     return dataclasses.replace(config, rule_settings=current(rule))
+
+
+def _roomy_inputs(arch: str) -> tuple[int, ...]:
+    """Inputs of a shape any architecture of its kind accepts: sequences for a
+    recurrent net, roomy RGB images otherwise."""
+    return (8, 4) if is_recurrent_spec(arch) else (3, 256, 256)
 
 
 def _check_ranges(config: Config) -> None:
@@ -160,7 +167,8 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
     """The network on ``device``, its forward and feedback optimizers (the
     latter only for a rule with feedback maps), the learner and the schedulers."""
     try:
-        net = rule.build_network(config.arch, splits.image_shape or splits.num_features, splits.num_outputs,
+        net = rule.build_network(config.arch, splits.image_shape or splits.sequence_shape or splits.num_features,
+                                 splits.num_outputs,
                                  config.activation, config.dropout, config.layer_hidden)
     except ValueError as error:  # the architecture does not fit these data (images too small, flat)
         raise ConfigError(str(error)) from None

@@ -68,7 +68,7 @@ class AutoEncoderRecord(ForwardRecord):
     per batch on h_l and used for both h_l and its target ĥ_l, and the step's
     shared noise (:class:`core.noise.SharedNoise`): objectives with no
     parameter in common share its samples, so each stays unbiased."""
-    sigmas: list[float | Tensor]
+    sigmas: list[float | Tensor] = field(default_factory=list)
     noise: SharedNoise = field(default_factory=SharedNoise)
 
 
@@ -180,7 +180,7 @@ class Bengio2014(Rule):
         with torch.no_grad():
             logits = net.output(hs[-1])  # Algorithm 4, for the output loss and accuracy only
             sigmas = self.corruption.scales(hs[1:], first_index=1)
-        return AutoEncoderRecord(hs, outputs, hs[-1], logits, sigmas)
+        return AutoEncoderRecord(hs, outputs, hs[-1], logits, net.layers, sigmas)
 
     def feedback_loss(self, net: ConditionalNetwork, record: AutoEncoderRecord,
                       targets: list[Tensor] | None = None) -> Tensor:

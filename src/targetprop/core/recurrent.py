@@ -1,0 +1,182 @@
+"""Recurrent nets as chains unrolled in time (Bengio 2014 §5): each time step
+is a layer whose weights every step shares.
+
+The forward transition and its learned backward map are
+
+    f:  s_t = act(W s_{t−1} + U x_t + b),  s_0 = 0,
+    g:  s̃_{t−1} = V s_t + P x_t + c,
+
+g being the one step of §5's backward recurrent net (a net "without inputs"
+when ``feedback_input`` is off, P = 0); the read-out sees the last state,
+logits = R s_T + d. ``RecurrentNetwork.unrolled(x)`` returns the T steps
+of a batch as :class:`TimeStep` layers, so every chain rule sees a chain of
+depth T: back-prop through it is back-propagation through time (BPTT), and
+the DTP family's targets ŝ_{t−1} = s_{t−1} + g(ŝ_t) − g(s_t) are target
+propagation through time (Manchev and Spratling 2020).
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from .layers import ACTIVATIONS, make_activation
+
+Tensor = torch.Tensor
+
+__all__ = ["RecurrentCell", "TimeStep", "RecurrentNetwork", "is_recurrent_spec", "parse_recurrent_spec",
+           "sequence_shape_of"]
+
+_SPEC = re.compile(r"^rnn:(\d+)$")
+
+
+def is_recurrent_spec(spec: str) -> bool:
+    return spec.strip().startswith("rnn:")
+
+
+def parse_recurrent_spec(spec: str) -> int:
+    """The width of the state of an ``rnn:WIDTH`` spec."""
+    match = _SPEC.match(spec.strip())
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"unknown recurrent architecture {spec!r}; the form is rnn:WIDTH (e.g. rnn:128)")
+    return int(match.group(1))
+
+
+def sequence_shape_of(inputs: int | tuple[int, ...]) -> tuple[int, int]:
+    """(T, features per step) of the inputs: a sequence's shape, or a grey
+    image's (H, W) read row by row."""
+    if isinstance(inputs, int) or len(inputs) != 2:
+        raise ValueError(f"a recurrent net reads sequences (steps, features) or grey images row by row; "
+                         f"these inputs are {'flat features' if isinstance(inputs, int) else inputs}: use "
+                         "a sequence dataset (adding, temporal-order, fashion-mnist-rows, ...)")
+    return int(inputs[0]), int(inputs[1])
+
+
+class RecurrentCell(nn.Module):
+    """The shared transition f and backward map g (module docstring); W is
+    orthogonal at the start (its powers neither grow nor vanish, Saxe et al.
+    2014), V is W's transpose there."""
+
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
+        super().__init__()
+        self.recurrent = nn.Linear(width, width, bias=False)   # W
+        self.input = nn.Linear(features, width)                # U, b
+        self.act = make_activation(activation)
+        self.back = nn.Linear(width, width)                    # V, c
+        self.back_input = nn.Linear(features, width, bias=False) if feedback_input else None  # P
+        with torch.no_grad():
+            nn.init.orthogonal_(self.recurrent.weight)
+            self.back.weight.copy_(self.recurrent.weight.T)
+            nn.init.zeros_(self.back.bias)
+
+    def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
+        """s_t = act(W s_{t−1} + U x_t + b); ``s`` None is s_0 = 0."""
+        pre = self.input(x_t)
+        return self.act(pre if s is None else pre + self.recurrent(s))
+
+    def reconstruct(self, s: Tensor, x_t: Tensor) -> Tensor:
+        """s̃_{t−1} = V s_t + P x_t + c."""
+        out = self.back(s)
+        return out if self.back_input is None else out + self.back_input(x_t)
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return [*self.recurrent.parameters(), *self.input.parameters()]
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return [*self.back.parameters(), *([] if self.back_input is None else self.back_input.parameters())]
+
+    def weights(self) -> list[nn.Parameter]:
+        """W and U (biases left out): what the angle diagnostics compare."""
+        return [self.recurrent.weight, self.input.weight]
+
+
+class TimeStep:
+    """Step t of an unrolled batch as a layer of a chain (the protocol of
+    :class:`layers.Layer`): f(s_{t−1}) = s_t and g(s_t) = s̃_{t−1} with this
+    step's input x_t bound. The first step reads x and starts from s_0 = 0;
+    it has no g (x needs no target)."""
+
+    drops_input = False
+
+    def __init__(self, cell: RecurrentCell, x_t: Tensor, first: bool):
+        self.cell, self.x_t, self.first = cell, x_t, first
+        self.g = None if first else self.feedback
+
+    def f(self, h_below: Tensor) -> Tensor:
+        return self.cell.step(None if self.first else h_below, self.x_t)
+
+    __call__ = f
+
+    def feedback(self, h: Tensor) -> Tensor:
+        """g(s_t); a batch of k stacked copies (targets and states in one
+        call) reads x_t k times."""
+        copies = len(h) // len(self.x_t)
+        return self.cell.reconstruct(h, self.x_t if copies == 1 else self.x_t.repeat(copies, 1))
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return self.cell.forward_parameters()
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return [] if self.first else self.cell.feedback_parameters()
+
+    @property
+    def nonlinearity(self) -> nn.Module:
+        return self.cell.act
+
+    def penalty(self, h_below: Tensor) -> None:
+        return None
+
+    def weights(self) -> list[nn.Parameter]:
+        return self.cell.weights()
+
+
+class RecurrentNetwork(nn.Module):
+    """``rnn:WIDTH`` on sequences of shape (T, features): the cell unrolled
+    over T steps and a linear read-out of s_T. ``layers`` holds the cell
+    alone (what the weight-level diagnostics and initialisers see);
+    ``unrolled(x)`` gives the T steps of a batch, the chain the rules train."""
+
+    def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
+                 activation: str = "tanh", feedback_input: bool = True):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"rnn: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
+        self.sequence_shape = sequence_shape
+        self.cell = RecurrentCell(sequence_shape[1], width, activation, feedback_input)
+        self.output = nn.Linear(width, num_outputs)
+
+    @property
+    def steps(self) -> int:
+        return self.sequence_shape[0]
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """x (N, T·F) flat, or (N, T, F), as (T, N, F): one batch per step."""
+        return x.reshape(len(x), *self.sequence_shape).transpose(0, 1)
+
+    def unrolled(self, x: Tensor) -> list[TimeStep]:
+        return [TimeStep(self.cell, x_t, first=t == 0) for t, x_t in enumerate(self.inputs(x))]
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = None
+        for x_t in self.inputs(x):
+            s = self.cell.step(s, x_t)
+        return self.output(s)
+
+    @property
+    def layers(self) -> list[RecurrentCell]:
+        return [self.cell]
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return [*self.cell.forward_parameters(), *self.output.parameters()]
+
+    def layer_forward_parameters(self) -> list[nn.Parameter]:
+        return self.cell.forward_parameters()
+
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The weights the angle diagnostics compare: W and U, each on its own."""
+        return {"recurrent": [self.cell.recurrent.weight], "input": [self.cell.input.weight]}
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return self.cell.feedback_parameters()
+

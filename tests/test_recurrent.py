@@ -1,0 +1,117 @@
+"""Recurrent nets unrolled as chains of time steps (core/recurrent.py), each
+against an independent reference: torch.nn.RNN for the forward pass and
+BPTT, a closed form for the targets that DTP carries back through time."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from targetprop.core.learner import Learner
+from targetprop.core.recurrent import RecurrentNetwork
+from targetprop.registry import make_rule
+
+T, F, WIDTH, N = 7, 3, 5, 16
+
+
+def _net(seed: int = 0, activation: str = "tanh", outputs: int = 4) -> RecurrentNetwork:
+    torch.manual_seed(seed)
+    return RecurrentNetwork((T, F), WIDTH, outputs, activation).double()
+
+
+def _reference(net: RecurrentNetwork) -> torch.nn.RNN:
+    """torch's own RNN with our weights: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)."""
+    rnn = torch.nn.RNN(F, WIDTH, batch_first=True).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(net.cell.input.weight)
+        rnn.bias_ih_l0.copy_(net.cell.input.bias)
+        rnn.weight_hh_l0.copy_(net.cell.recurrent.weight)
+        rnn.bias_hh_l0.zero_()
+    return rnn
+
+
+def _batch(seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(N, T * F, generator=generator, dtype=torch.float64),
+            torch.randint(0, 4, (N,), generator=generator))
+
+
+def test_forward_pass_is_torchs_rnn():
+    net, (x, _) = _net(), _batch()
+    states, last = _reference(net)(x.view(N, T, F))
+    torch.testing.assert_close(net(x), net.output(last[0]))
+    record = make_rule("dtp").record(net, x)  # the unrolled chain records every state
+    torch.testing.assert_close(torch.stack(record.hs[1:], 1), states)
+
+
+@pytest.mark.parametrize("truncation", [0, 3])
+def test_bp_is_backpropagation_through_time(truncation):
+    """bp's step on the unrolled chain is autograd's BPTT through torch.nn.RNN
+    (truncated: the RNN restarted K steps from the end from the detached state)."""
+    net, (x, y) = _net(), _batch()
+    rnn = _reference(net)
+    sequence = x.view(N, T, F)
+    if truncation:
+        with torch.no_grad():
+            _, start = rnn(sequence[:, :T - truncation])
+        _, last = rnn(sequence[:, T - truncation:], start)
+    else:
+        _, last = rnn(sequence)
+    loss = torch.nn.functional.cross_entropy(net.output(last[0]), y)
+    expected = torch.autograd.grad(loss, [rnn.weight_hh_l0, rnn.weight_ih_l0, rnn.bias_ih_l0])
+
+    rule = make_rule("bp", truncation=truncation)
+    rule.check_network(net)
+    result = rule.forward_loss(net, rule.record(net, x), y)
+    cell = net.cell
+    got = torch.autograd.grad(result.loss, [cell.recurrent.weight, cell.input.weight, cell.input.bias])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+
+
+def test_truncation_needs_a_recurrent_net():
+    net = make_rule("bp").build_network("mlp:8x2", 6, 3)
+    with pytest.raises(ValueError, match="recurrent"):
+        make_rule("bp", truncation=2).check_network(net)
+
+
+def test_dtp_targets_through_time_follow_the_closed_form():
+    """Linear units and an affine g: the differences ŝ_t − s_t that DTP
+    carries down are V^(T−t) (ŝ_T − s_T), V the backward map's matrix."""
+    net, (x, y) = _net(activation="linear"), _batch()
+    rule = make_rule("dtp", target_gating="none")
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    top = targets[-1] - record.hs[-1]
+    V = net.cell.back.weight.detach()
+    for t in range(1, T + 1):  # targets[t − 1] is ŝ_t
+        expected = top @ torch.linalg.matrix_power(V, T - t).T
+        torch.testing.assert_close(targets[t - 1] - record.hs[t], expected)
+
+
+def test_feedback_map_reads_its_step_input_for_stacked_batches():
+    net, (x, _) = _net(), _batch()
+    step = net.unrolled(x)[3]
+    s = torch.randn(N, WIDTH, dtype=torch.float64)
+    both = step.feedback(torch.cat([s, 2 * s]))
+    torch.testing.assert_close(both, torch.cat([step.feedback(s), step.feedback(2 * s)]))
+    assert net.unrolled(x)[0].g is None  # x needs no target
+
+
+def test_dtp_learns_the_weights_of_every_step_together():
+    """The feedback step moves V (and P) and the forward step W and U, once
+    per batch however many steps share them."""
+    net, (x, y) = _net(), _batch()
+    rule = make_rule("dtp")
+    forward = torch.optim.SGD(net.forward_parameters(), 0.1)
+    feedback = torch.optim.SGD(net.feedback_parameters(), 0.1)
+    assert len({id(p) for p in net.forward_parameters()}) == len(net.forward_parameters()) == 5
+    before = [p.detach().clone() for p in net.parameters()]
+    Learner(net, rule, forward, feedback, 1).train_step(x, y)
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_recurrent_net_needs_sequences():
+    with pytest.raises(ValueError, match="sequences"):
+        make_rule("dtp").build_network("rnn:8", 12, 3)
+    with pytest.raises(ValueError, match="rnn:WIDTH"):
+        make_rule("dtp").build_network("rnn:big", (4, 3), 3)
