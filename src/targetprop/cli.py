@@ -132,11 +132,11 @@ def _bench(args: argparse.Namespace) -> int:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; choose from: {', '.join(VARIANTS)}")
     device = resolve_device(args.device)
-    splits = load_dataset(args.data, val_size=0)
+    splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_outputs,
                         repeats=args.repeats, feedback_iterations=args.feedback_iterations,
-                        image_shape=splits.image_shape, variants=tuple(variants))
+                        input_shape=splits.image_shape or splits.sequence_shape, variants=tuple(variants))
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}")
     for rule, entry in result.items():
@@ -283,6 +283,8 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--data", default="fashion-mnist")
     bench.add_argument("--arch", default="mlp:256x5")
     bench.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    bench.add_argument("--seq-len", dest="seq_len", type=int, default=60,
+                       help="length of a generated sequence task (adding, temporal-order, ...)")
     bench.add_argument("--repeats", type=int, default=60)
     bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
     bench.add_argument("--device", default="auto")

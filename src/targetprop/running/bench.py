@@ -27,20 +27,20 @@ def _sync(device: torch.device) -> None:
 def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
                activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
                feedback_iterations: int = 1, rounds: int = 5,
-               image_shape: tuple[int, ...] | None = None,
+               input_shape: tuple[int, ...] | None = None,
                variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Learner.train_step`` for each rule (and each of
     ``variants``, keyed ``rule+variant`` past the eager one) and its ratio to
     eager ``bp`` (when ``bp`` is among the rules). Every learner is timed in
     turn for ``rounds`` rounds so that drifts in machine load hit all alike;
-    ``quartiles`` are those of the single steps. ``image_shape``: the shape
-    of one example of x, for convolutional nets."""
+    ``quartiles`` are those of the single steps. ``input_shape``: the shape
+    of one example of x, for convolutional and recurrent nets."""
     learners = {}
     for name in rules:
         for variant in variants:
             torch.manual_seed(seed)
             rule = make_rule(name)
-            net = rule.build_network(arch, image_shape or x.shape[1], num_classes, activation).to(x.device, x.dtype)
+            net = rule.build_network(arch, input_shape or x.shape[1], num_classes, activation).to(x.device, x.dtype)
             feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
                         if rule.uses_feedback and net.feedback_parameters() else None)
             label = name if variant == "eager" else f"{name}+{variant}"

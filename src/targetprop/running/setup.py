@@ -86,6 +86,9 @@ def _check_ranges(config: Config) -> None:
             raise ConfigError(f"setting {key!r} must be >= 1")
     if config.precision != "float32" and config.dtype != "float32":
         raise ConfigError(f"precision={config.precision} autocasts float32 work: it needs dtype=float32")
+    if config.init == "he" and is_recurrent_spec(config.arch):
+        raise ConfigError("init=he is for chains of layers; a recurrent net starts from an orthogonal W "
+                          "(use init=auto)")
     if not 0 <= config.dropout < 1:
         raise ConfigError("setting 'dropout' must lie in [0, 1)")
     if not 0 <= config.labelled_per_batch < config.batch_size:
@@ -167,12 +170,13 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
     """The network on ``device``, its forward and feedback optimizers (the
     latter only for a rule with feedback maps), the learner and the schedulers."""
     try:
-        net = rule.build_network(config.arch, splits.image_shape or splits.sequence_shape or splits.num_features,
-                                 splits.num_outputs,
-                                 config.activation, config.dropout, config.layer_hidden)
+        inputs = splits.image_shape or splits.sequence_shape or splits.num_features
+        net = rule.build_network(config.arch, inputs, splits.num_outputs, config.activation, config.dropout,
+                                 config.layer_hidden)
     except ValueError as error:  # the architecture does not fit these data (images too small, flat)
         raise ConfigError(str(error)) from None
-    if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED):
+    if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED
+                               and not is_recurrent_spec(config.arch)):  # a recurrent net keeps its orthogonal W
         he_init(net)
     net = net.to(device, DTYPES[config.dtype])
     forward_opt = optim.make_optimizer(config.forward_optimizer, net.forward_parameters(),
