@@ -1,0 +1,106 @@
+"""Question 13 of Bengio (2014): does target propagation capture longer-term
+dependencies than back-propagation through time? For each problem and
+sequence length T, each rule trains a recurrent net (``rnn:100``) from
+several seeds for a fixed budget of updates; a run solves the problem when
+its validation score (accuracy, or the fraction of adding sequences within
+a squared error of 0.04) reaches ``SOLVED`` at the end of an epoch.
+
+    python benchmarks/recurrent.py --problems adding,temporal-order --lengths 10,30,60,100,200 \\
+        --rules bp,dtp --seeds 0,1,2 --updates 3000 --jobs 2
+
+Reported per problem, T and rule: the runs that solved it, the median
+number of updates they needed, the final test score; and per problem and
+rule the longest T that every seed solved. Runs go to
+benchmarks/runs/recurrent/ and are reused when finished; results to
+benchmarks/results/NAME.{json,md} (NAME ``recurrent``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import math
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from accuracy import HERE, add_ablation_arguments, parse_sets, run_name, settings_for, train, write_results
+
+from targetprop.running.sources import GENERATED_SIZES
+
+SOLVED = 0.95      # validation accuracy, or fraction of adding sequences solved
+BATCH = 128
+VAL_FRACTION = 0.1
+UPDATES_PER_EPOCH = math.ceil(GENERATED_SIZES[0] * (1 - VAL_FRACTION) / BATCH)
+
+
+def score_key(problem: str) -> str:
+    return "solved" if problem == "adding" else "acc"
+
+
+def run(cell: tuple, arch: str, updates: int, runs: Path, threads: int, extra: dict) -> dict:
+    """Train one (problem, T, rule, seed) for ``updates`` updates (whole
+    epochs) or reuse its finished run; returns its result."""
+    problem, length, rule, seed = cell
+    settings = {"arch": arch, "seq_len": length, "seed": seed, "batch_size": BATCH,
+                "val_size": VAL_FRACTION} | settings_for(rule, extra)
+    epochs = math.ceil(updates / UPDATES_PER_EPOCH)
+    where = runs / problem
+    summary = train(rule, settings, {}, epochs, where, threads, problem, diverged_ok=True)
+    key = score_key(problem)
+    with (where / run_name(rule, settings) / "metrics.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) > 0]
+    solved_at = next((int(row["epoch"]) for row in rows if float(row[f"val_{key}"] or "nan") >= SOLVED), None)
+    return {"problem": problem, "length": length, "rule": rule, "seed": seed,
+            "updates_to_solve": None if solved_at is None else solved_at * UPDATES_PER_EPOCH,
+            "test_score": summary.get(f"test_{'solved' if key == 'solved' else 'accuracy'}"),
+            "diverged": bool(summary.get("diverged"))}
+
+
+def table_lines(results: list[dict], problems: list[str], lengths: list[int], rules: list[str]) -> list[str]:
+    lines = [f"A run solves a problem when its validation score reaches {SOLVED:.2f} "
+             f"({UPDATES_PER_EPOCH} updates per epoch).", "",
+             "| problem | T | rule | solved (runs) | median updates to solve | test score per seed |",
+             "|---|---|---|---|---|---|"]
+    longest = {}
+    for problem, length, rule in itertools.product(problems, lengths, rules):
+        mine = [r for r in results if (r["problem"], r["length"], r["rule"]) == (problem, length, rule)]
+        solved = [r["updates_to_solve"] for r in mine if r["updates_to_solve"] is not None]
+        if mine and len(solved) == len(mine):
+            longest[(problem, rule)] = max(longest.get((problem, rule), 0), length)
+        scores = " / ".join("div" if r["diverged"] else f"{r['test_score']:.3f}" for r in mine)
+        median = f"{statistics.median(solved):.0f}" if solved else "—"
+        lines.append(f"| {problem} | {length} | `{rule}` | {len(solved)}/{len(mine)} | {median} | {scores} |")
+    lines += ["", "| problem | rule | longest T solved by every seed |", "|---|---|---|"]
+    for problem, rule in itertools.product(problems, rules):
+        lines.append(f"| {problem} | `{rule}` | {longest.get((problem, rule), 'none')} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", default="adding,temporal-order")
+    parser.add_argument("--lengths", default="10,30,60,100,200")
+    parser.add_argument("--rules", default="bp,dtp")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arch", default="rnn:100")
+    parser.add_argument("--updates", type=int, default=3000, help="budget of updates per run (whole epochs)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", default=str(HERE / "runs" / "recurrent"))
+    parser.add_argument("--results", default=str(HERE / "results"))
+    add_ablation_arguments(parser, "recurrent", "")
+    args = parser.parse_args()
+    problems, rules = args.problems.split(","), args.rules.split(",")
+    lengths, seeds = [int(t) for t in args.lengths.split(",")], [int(s) for s in args.seeds.split(",")]
+    cells = list(itertools.product(problems, lengths, rules, seeds))
+    extra = parse_sets(args.set)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda cell: run(cell, args.arch, args.updates, Path(args.runs), args.threads,
+                                                 extra), cells))
+    write_results(Path(args.results), args.name, {"solved_at": SOLVED, "runs": results},
+                  table_lines(results, problems, lengths, rules))
+
+
+if __name__ == "__main__":
+    main()
