@@ -139,3 +139,23 @@ def test_bptt_and_tptt_learn_short_dependencies(tmp_path, rule):
 def test_he_init_is_refused_for_a_recurrent_net():
     with pytest.raises(ConfigError, match="orthogonal"):
         validate_config(quick_config(data="adding", arch="rnn:8", init="he"))
+
+
+@pytest.mark.parametrize("rule_name", ["dtp", "drl", "ldrl"])
+def test_stacked_steps_give_the_sum_of_the_steps_feedback_losses(rule_name):
+    """The feedback loss over the steps stacked into one batch equals the sum
+    of the per-step losses, step by step with the same (shared) noise."""
+    from targetprop.core.noise import SharedNoise
+
+    net, (x, y) = _net(), _batch()
+    rule = make_rule(rule_name)
+    record = rule.record(net, x)
+    torch.manual_seed(3)
+    stacked = rule.feedback_loss(net, record)
+    torch.manual_seed(3)
+    noise = SharedNoise()
+    steps = [rule.feedback_objective(layer, record.hs[l], record.hs[l + 1], rule.feedback_noise,
+                                     rule.feedback_reg, noise)
+             for l, layer in enumerate(record.layers) if layer.g is not None]
+    assert len(steps) == T - 1
+    torch.testing.assert_close(stacked, torch.stack(steps).sum())

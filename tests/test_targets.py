@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from targetprop import InverseAffine, build_network, make_rule
-from targetprop.core.targets import difference_propagate, propagate_targets, tp_propagate
+from targetprop.core.targets import (difference_propagate, linear_difference_propagate, propagate_targets,
+                                     tp_propagate)
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
@@ -181,3 +182,12 @@ def test_propagate_targets_order_and_length():
     # exact inverses and ĥ_L = h_L: vanilla TP reproduces every h_l
     for target, h in zip(targets, record.hs[1:]):
         torch.testing.assert_close(target, h, atol=1e-9, rtol=0)
+
+
+def test_linear_difference_propagation_is_the_difference_through_an_affine_map():
+    torch.manual_seed(0)
+    g = torch.nn.Linear(5, 4).double()
+    h_below, h, h_hat = (torch.randn(3, n, dtype=torch.float64) for n in (4, 5, 5))
+    expected = difference_propagate(g, h_below, h, h_hat)
+    got = linear_difference_propagate(lambda d: d @ g.weight.T, h_below, h, h_hat)
+    torch.testing.assert_close(got, expected)

@@ -49,3 +49,12 @@ class SharedNoise:
         if key not in self._drawn:
             self._drawn[key] = gaussian(shape, dtype, device)
         return self._drawn[key]
+
+    def stacked(self, count: int) -> Noise:
+        """Noise for ``count`` batches stacked into one tensor (a recurrent
+        net's steps, :func:`recurrent.stacked_steps`): every batch gets the
+        sample that unstacked layers of its width would share."""
+        def noise(like: Tensor) -> Tensor:
+            one = self.sample((like.shape[0] // count, *like.shape[1:]), like.dtype, like.device)
+            return one.repeat(count, *[1] * (like.dim() - 1))
+        return noise

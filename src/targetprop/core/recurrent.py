@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import ACTIVATIONS, make_activation
@@ -26,7 +27,7 @@ from .layers import ACTIVATIONS, make_activation
 Tensor = torch.Tensor
 
 __all__ = ["RecurrentCell", "TimeStep", "RecurrentNetwork", "is_recurrent_spec", "parse_recurrent_spec",
-           "sequence_shape_of"]
+           "sequence_shape_of", "stacked_steps"]
 
 _SPEC = re.compile(r"^rnn:(\d+)$")
 
@@ -108,6 +109,10 @@ class TimeStep:
 
     __call__ = f
 
+    def feedback_linear(self, d: Tensor) -> Tensor:
+        """V d: g's linear part, which carries target differences (g(ĥ) − g(h) = V(ĥ − h))."""
+        return F.linear(d, self.cell.back.weight)
+
     def feedback(self, h: Tensor) -> Tensor:
         """g(s_t); a batch of k stacked copies (targets and states in one
         call) reads x_t k times."""
@@ -129,6 +134,20 @@ class TimeStep:
 
     def weights(self) -> list[nn.Parameter]:
         return self.cell.weights()
+
+
+def stacked_steps(layers, hs: list[Tensor]) -> list[tuple]:
+    """(layer, h_{l−1}, h_l, count) for each layer of a chain, except that the
+    time steps after the first, which share every map and differ only in
+    their input, come as one :class:`TimeStep` over their ``count`` batches
+    stacked: one product per map instead of one per step."""
+    steps = [l for l, layer in enumerate(layers) if isinstance(layer, TimeStep) and not layer.first]
+    if len(steps) < 2:
+        return [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers)]
+    single = [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers) if l not in set(steps)]
+    stack = TimeStep(layers[steps[0]].cell, torch.cat([layers[l].x_t for l in steps]), first=False)
+    return single + [(stack, torch.cat([hs[l] for l in steps]), torch.cat([hs[l + 1] for l in steps]),
+                      len(steps))]
 
 
 class RecurrentNetwork(nn.Module):

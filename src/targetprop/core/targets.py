@@ -16,7 +16,7 @@ Feedback = Callable[[Tensor], Tensor]
 PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
-    "gradient_top_target", "tp_propagate", "difference_propagate",
+    "gradient_top_target", "tp_propagate", "difference_propagate", "linear_difference_propagate",
     "damped_inverse_propagate", "gated", "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
 ]
 
@@ -44,6 +44,13 @@ def difference_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor)
     both = g(torch.cat([h_hat, h]))  # one batched call for both arguments
     g_hat, g_h = both.split(h.shape[0])
     return torch.sub(g_hat, g_h).add_(h_below)
+
+
+def linear_difference_propagate(linear: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
+    """Difference target propagation through an affine g(h) = V h + c, given
+    ``linear``, h ↦ V h: g(ĥ) − g(h) = V(ĥ − h) exactly, in one product and
+    with no cancellation between two nearly equal terms."""
+    return linear(h_hat - h).add_(h_below)
 
 
 def damped_inverse_propagate(inverse, h_below: Tensor, h: Tensor, h_hat: Tensor,

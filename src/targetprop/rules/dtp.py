@@ -19,6 +19,7 @@ from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import output_loss
+from ..core.recurrent import stacked_steps
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
@@ -104,10 +105,15 @@ class TargetPropagation(Rule):
                 feedbacks.append(layer.g)
                 rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
             else:  # learned maps are gated (where set), exact inverses never
-                feedbacks.append(layer.feedback if layer.g is not None else None)
+                linear = getattr(layer, "feedback_linear", None)  # g affine: the difference in one product
+                propagate = self.propagate
+                if propagate is tg.difference_propagate and linear is not None:
+                    propagate = tg.linear_difference_propagate
+                feedbacks.append(linear if propagate is tg.linear_difference_propagate
+                                 else layer.feedback if layer.g is not None else None)
                 gate = layer.g is not None and not exact and self._gates(layer.nonlinearity)
-                rules.append(tg.gated(self.propagate, partial(activation_derivative, layer.nonlinearity))
-                             if gate else self.propagate)
+                rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
+                             if gate else propagate)
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):
@@ -127,15 +133,16 @@ class TargetPropagation(Rule):
         hs = record.hs
         noise = SharedNoise() if self.shared_noise else gaussian_like
         losses = []
-        for l, layer in enumerate(record.layers):
+        for layer, h_below, h, count in stacked_steps(record.layers, hs):
             if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
-            h = hs[l + 1]
             if layer.drops_input:  # the objectives invert the deterministic f, without the mask
                 with torch.no_grad():
-                    h = layer.f(hs[l])
-            losses.append(self.feedback_objective(layer, hs[l], h, self.feedback_noise,
-                                                  self.feedback_reg, noise))
+                    h = layer.f(h_below)
+            # a batch mean over `count` stacked steps, times count: the sum of their losses
+            shared = noise.stacked(count) if count > 1 and self.shared_noise else noise
+            losses.append(count * self.feedback_objective(layer, h_below, h, self.feedback_noise,
+                                                          self.feedback_reg, shared))
         return torch.stack(losses).sum() if losses else None
 
 
