@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPU checks and figures, for a machine with a CUDA build of torch (CI never has
-# one): every rule trains on CUDA for two Fashion-MNIST epochs, the chain rules
-# on the conv net cnn:32-64-128 too, bp and dtp once more under precision=bf16;
-# and the step times of `targetprop bench` on the GPU, MLP and conv net, the
-# latter eager, compiled and in bf16 side by side. Writes gpu_check.md and the
-# raw results under OUT_DIR (default benchmarks/results/gpu).
+# one): every rule trains on CUDA for two Fashion-MNIST epochs; the chain rules
+# on the conv net cnn:32-64-128 too; bp, dtp and ldrl on rnn:128 (the images
+# read row by row); bp and dtp once more under precision=bf16. Then the step
+# times of `targetprop bench` on the GPU: MLP, conv net (eager, compiled and
+# bf16 side by side) and rnn:100 on the adding problem at T = 100. Writes
+# gpu_check.md and the raw results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
 set -uo pipefail
@@ -25,6 +26,11 @@ for rule in bp tp dtp drl ldrl; do
         --no-progress --out "$out/runs/cnn-$rule" > "$out/runs/cnn-$rule.log" 2>&1
     echo "cnn $rule: exit $? | $(tail -n 1 "$out/runs/cnn-$rule.log")"
 done
+for rule in bp dtp ldrl; do  # a recurrent net reading the images row by row
+    python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch rnn:128 --epochs 2 --device "$device" \
+        --no-progress --out "$out/runs/rnn-$rule" > "$out/runs/rnn-$rule.log" 2>&1
+    echo "rnn $rule: exit $? | $(tail -n 1 "$out/runs/rnn-$rule.log")"
+done
 for rule in bp dtp; do
     for arch in mlp:256x5 cnn:32-64-128; do
         name="bf16-$rule-${arch%%:*}"
@@ -37,6 +43,8 @@ python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-
     --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,dtp,ldrl \
     --variants eager,compile,bf16,bf16+compile --repeats "$repeats" --json "$out/step_time_cnn_variants_cuda.json" | tee "$out/step_time_cnn_variants_cuda.txt"
+python3 -m targetprop.cli bench --device "$device" --data adding --seq-len 100 --arch rnn:100 --rules bp,dtp,ldrl \
+    --repeats "$repeats" --json "$out/step_time_rnn_T100_cuda.json" | tee "$out/step_time_rnn_T100_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \
     --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"
 python3 - "$out" <<'PY'
