@@ -144,7 +144,7 @@ def stacked_steps(layers, hs: list[Tensor]) -> list[tuple]:
     steps = [l for l, layer in enumerate(layers) if isinstance(layer, TimeStep) and not layer.first]
     if len(steps) < 2:
         return [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers)]
-    single = [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers) if l not in set(steps)]
+    single = [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers) if l < steps[0]]
     stack = TimeStep(layers[steps[0]].cell, torch.cat([layers[l].x_t for l in steps]), first=False)
     return single + [(stack, torch.cat([hs[l] for l in steps]), torch.cat([hs[l + 1] for l in steps]),
                       len(steps))]
@@ -153,7 +153,7 @@ def stacked_steps(layers, hs: list[Tensor]) -> list[tuple]:
 class RecurrentNetwork(nn.Module):
     """``rnn:WIDTH`` on sequences of shape (T, features): the cell unrolled
     over T steps and a linear read-out of s_T. ``layers`` holds the cell
-    alone (what the weight-level diagnostics and initialisers see);
+    alone (a net of one layer whose weights every step shares);
     ``unrolled(x)`` gives the T steps of a batch, the chain the rules train."""
 
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
@@ -164,10 +164,6 @@ class RecurrentNetwork(nn.Module):
         self.sequence_shape = sequence_shape
         self.cell = RecurrentCell(sequence_shape[1], width, activation, feedback_input)
         self.output = nn.Linear(width, num_outputs)
-
-    @property
-    def steps(self) -> int:
-        return self.sequence_shape[0]
 
     def inputs(self, x: Tensor) -> Tensor:
         """x (N, T·F) flat, or (N, T, F), as (T, N, F): one batch per step."""
