@@ -8,7 +8,7 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from targetprop.core.recurrent import RecurrentCell  # noqa: E402
+from targetprop.core.recurrent import ElmanCell, GRUCell  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.config import Config  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingInterrupted  # noqa: E402
@@ -59,13 +59,17 @@ def gradient_into_layer_inputs(net, rule, x, y) -> float:
     no gradient crosses a layer boundary."""
     arrived = []
 
-    def watch(module, args):
-        if args[0].requires_grad:
-            args[0].register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
+    def watching(position):
+        def watch(module, args):
+            h = args[position] if len(args) > position else None
+            if h is not None and h.requires_grad:
+                h.register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
+        return watch
 
-    # the module that reads h_{l-1}: f_l, or a recurrent cell's W (s_{t-1} -> s_t)
-    entries = [layer.recurrent if isinstance(layer, RecurrentCell) else layer.f for layer in net.layers]
-    handles = [entry.register_forward_pre_hook(watch) for entry in entries]
+    # the module that reads h_{l-1}: f_l, or a recurrent cell's W (s_{t-1} -> s_t), or its GRU (x_t, s_{t-1})
+    entries = [(layer.recurrent, 0) if isinstance(layer, ElmanCell) else (layer.gru, 1)
+               if isinstance(layer, GRUCell) else (layer.f, 0) for layer in net.layers]
+    handles = [entry.register_forward_pre_hook(watching(position)) for entry, position in entries]
     try:
         record = rule.record(net, x)
         result = rule.forward_loss(net, record, y)

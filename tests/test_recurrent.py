@@ -159,3 +159,24 @@ def test_stacked_steps_give_the_sum_of_the_steps_feedback_losses(rule_name):
              for l, layer in enumerate(record.layers) if layer.g is not None]
     assert len(steps) == T - 1
     torch.testing.assert_close(stacked, torch.stack(steps).sum())
+
+
+def test_gru_net_is_torchs_gru_and_bp_is_its_bptt():
+    torch.manual_seed(0)
+    net = RecurrentNetwork((T, F), WIDTH, 4, kind="gru").double()
+    x, y = _batch()
+    gru = torch.nn.GRU(F, WIDTH, batch_first=True).double()
+    cell = net.cell.gru
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(gru, f"{name}_l0").copy_(getattr(cell, name))
+    _, last = gru(x.view(N, T, F))
+    torch.testing.assert_close(net(x), net.output(last[0]))
+    loss = torch.nn.functional.cross_entropy(net.output(last[0]), y)
+    expected = torch.autograd.grad(loss, [gru.weight_hh_l0, gru.weight_ih_l0])
+    rule = make_rule("bp")
+    got = torch.autograd.grad(rule.forward_loss(net, rule.record(net, x), y).loss, [cell.weight_hh, cell.weight_ih])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="gru"):
+        RecurrentNetwork((T, F), WIDTH, 4, activation="relu", kind="gru")

@@ -26,7 +26,8 @@ __all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "pars
            "flat_features", "he_init"]
 
 ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH",
-                 "cnn:C1-C2-...", *CONV_PRESETS, "rnn:WIDTH")
+                 "cnn:C1-C2-...", *CONV_PRESETS, "rnn:WIDTH",
+                 "gru:WIDTH")
 
 
 @runtime_checkable
@@ -157,8 +158,8 @@ def build_network(arch: str, in_features: int | tuple[int, ...], num_classes: in
     if is_recurrent_spec(arch):
         if dropout or hidden:
             raise ValueError(f"{arch}: recurrent nets take dropout=0 and layer_hidden=0")
-        return RecurrentNetwork(sequence_shape_of(in_features), parse_recurrent_spec(arch), num_classes,
-                                activation)
+        kind, width = parse_recurrent_spec(arch)
+        return RecurrentNetwork(sequence_shape_of(in_features), width, num_classes, activation, kind=kind)
     if is_conv_spec(arch):
         if activation not in ACTIVATIONS or hidden:
             raise ValueError(f"{arch}: convolutional layers take the activations {', '.join(ACTIVATIONS)} "

@@ -26,22 +26,23 @@ from .layers import ACTIVATIONS, make_activation
 
 Tensor = torch.Tensor
 
-__all__ = ["RecurrentCell", "TimeStep", "RecurrentNetwork", "is_recurrent_spec", "parse_recurrent_spec",
+__all__ = ["RecurrentCell", "ElmanCell", "GRUCell", "TimeStep", "RecurrentNetwork", "is_recurrent_spec", "parse_recurrent_spec",
            "sequence_shape_of", "stacked_steps"]
 
-_SPEC = re.compile(r"^rnn:(\d+)$")
+_SPEC = re.compile(r"^(rnn|gru):(\d+)$")
 
 
 def is_recurrent_spec(spec: str) -> bool:
-    return spec.strip().startswith("rnn:")
+    return spec.strip().startswith(("rnn:", "gru:"))
 
 
-def parse_recurrent_spec(spec: str) -> int:
-    """The width of the state of an ``rnn:WIDTH`` spec."""
+def parse_recurrent_spec(spec: str) -> tuple[str, int]:
+    """The kind and state width of an ``rnn:WIDTH`` or ``gru:WIDTH`` spec."""
     match = _SPEC.match(spec.strip())
-    if match is None or int(match.group(1)) < 1:
-        raise ValueError(f"unknown recurrent architecture {spec!r}; the form is rnn:WIDTH (e.g. rnn:128)")
-    return int(match.group(1))
+    if match is None or int(match.group(2)) < 1:
+        raise ValueError(f"unknown recurrent architecture {spec!r}; the forms are rnn:WIDTH and gru:WIDTH "
+                         "(e.g. rnn:128)")
+    return match.group(1), int(match.group(2))
 
 
 def sequence_shape_of(inputs: int | tuple[int, ...]) -> tuple[int, int]:
@@ -55,26 +56,19 @@ def sequence_shape_of(inputs: int | tuple[int, ...]) -> tuple[int, int]:
 
 
 class RecurrentCell(nn.Module):
-    """The shared transition f and backward map g (module docstring); W is
-    orthogonal at the start (its powers neither grow nor vanish, Saxe et al.
-    2014), V is W's transpose there."""
+    """A transition f shared by every step, and its learned backward map
+    g(s_t) = V s_t + P x_t + c. Subclasses give f: ``step``,
+    ``forward_parameters`` and ``weight_groups``."""
 
-    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
+    def __init__(self, features: int, width: int, feedback_input: bool = True):
         super().__init__()
-        self.recurrent = nn.Linear(width, width, bias=False)   # W
-        self.input = nn.Linear(features, width)                # U, b
-        self.act = make_activation(activation)
         self.back = nn.Linear(width, width)                    # V, c
         self.back_input = nn.Linear(features, width, bias=False) if feedback_input else None  # P
-        with torch.no_grad():
-            nn.init.orthogonal_(self.recurrent.weight)
-            self.back.weight.copy_(self.recurrent.weight.T)
-            nn.init.zeros_(self.back.bias)
+        nn.init.zeros_(self.back.bias)
 
     def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
-        """s_t = act(W s_{t−1} + U x_t + b); ``s`` None is s_0 = 0."""
-        pre = self.input(x_t)
-        return self.act(pre if s is None else pre + self.recurrent(s))
+        """s_t from s_{t−1} (``s`` None: s_0 = 0) and x_t."""
+        raise NotImplementedError
 
     def reconstruct(self, s: Tensor, x_t: Tensor) -> Tensor:
         """s̃_{t−1} = V s_t + P x_t + c."""
@@ -82,14 +76,66 @@ class RecurrentCell(nn.Module):
         return out if self.back_input is None else out + self.back_input(x_t)
 
     def forward_parameters(self) -> list[nn.Parameter]:
-        return [*self.recurrent.parameters(), *self.input.parameters()]
+        raise NotImplementedError
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         return [*self.back.parameters(), *([] if self.back_input is None else self.back_input.parameters())]
 
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The recurrent and the input weights (biases left out): what the
+        angle diagnostics compare with BPTT's, each on its own."""
+        raise NotImplementedError
+
     def weights(self) -> list[nn.Parameter]:
-        """W and U (biases left out): what the angle diagnostics compare."""
-        return [self.recurrent.weight, self.input.weight]
+        return [w for group in self.weight_groups().values() for w in group]
+
+
+class ElmanCell(RecurrentCell):
+    """``rnn:``: s_t = act(W s_{t−1} + U x_t + b). W is orthogonal at the
+    start (its powers neither grow nor vanish, Saxe et al. 2014) and V is
+    its transpose there."""
+
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
+        super().__init__(features, width, feedback_input)
+        self.recurrent = nn.Linear(width, width, bias=False)   # W
+        self.input = nn.Linear(features, width)                # U, b
+        self.act = make_activation(activation)
+        with torch.no_grad():
+            nn.init.orthogonal_(self.recurrent.weight)
+            self.back.weight.copy_(self.recurrent.weight.T)
+
+    def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
+        pre = self.input(x_t)
+        return self.act(pre if s is None else pre + self.recurrent(s))
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return [*self.recurrent.parameters(), *self.input.parameters()]
+
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"recurrent": [self.recurrent.weight], "input": [self.input.weight]}
+
+
+class GRUCell(RecurrentCell):
+    """``gru:``: the gated recurrent unit (Cho et al. 2014), torch's
+    ``nn.GRUCell``: r, z = σ(W_r,z s + U_r,z x + b), n = tanh(U_n x + r ⊙
+    (W_n s + b_n)), s_t = (1 − z) ⊙ n + z ⊙ s_{t−1}. Its units have no one
+    activation, so no rule gates its target steps."""
+
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
+        if activation != "tanh":
+            raise ValueError(f"gru: units are the GRU's own (tanh and sigmoid gates), not {activation!r}")
+        super().__init__(features, width, feedback_input)
+        self.gru = nn.GRUCell(features, width)
+        self.act = nn.Identity()
+
+    def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
+        return self.gru(x_t, s)
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return list(self.gru.parameters())
+
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"recurrent": [self.gru.weight_hh], "input": [self.gru.weight_ih]}
 
 
 class TimeStep:
@@ -150,19 +196,22 @@ def stacked_steps(layers, hs: list[Tensor]) -> list[tuple]:
                       len(steps))]
 
 
+CELLS = {"rnn": ElmanCell, "gru": GRUCell}
+
+
 class RecurrentNetwork(nn.Module):
-    """``rnn:WIDTH`` on sequences of shape (T, features): the cell unrolled
+    """``rnn:WIDTH`` (or ``gru:WIDTH``) on sequences of shape (T, features): the cell unrolled
     over T steps and a linear read-out of s_T. ``layers`` holds the cell
     alone (a net of one layer whose weights every step shares);
     ``unrolled(x)`` gives the T steps of a batch, the chain the rules train."""
 
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
-                 activation: str = "tanh", feedback_input: bool = True):
+                 activation: str = "tanh", feedback_input: bool = True, kind: str = "rnn"):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"rnn: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
+            raise ValueError(f"{kind}: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.sequence_shape = sequence_shape
-        self.cell = RecurrentCell(sequence_shape[1], width, activation, feedback_input)
+        self.cell = CELLS[kind](sequence_shape[1], width, activation, feedback_input)
         self.output = nn.Linear(width, num_outputs)
 
     def inputs(self, x: Tensor) -> Tensor:
@@ -189,8 +238,7 @@ class RecurrentNetwork(nn.Module):
         return self.cell.forward_parameters()
 
     def weight_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The weights the angle diagnostics compare: W and U, each on its own."""
-        return {"recurrent": [self.cell.recurrent.weight], "input": [self.cell.input.weight]}
+        return self.cell.weight_groups()
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         return self.cell.feedback_parameters()
