@@ -104,3 +104,14 @@ def test_regression_targets_refuse_labels_n():
 
     with pytest.raises(ValueError, match="real targets"):
         keep_labels(torch.zeros(4), 2, 0)
+
+
+@pytest.mark.parametrize("rule", ["bengio2014", "generative"])
+def test_rules_of_class_labels_refuse_real_targets(tmp_path, rule):
+    from targetprop.running.config import ConfigError, Config
+    from targetprop.running.trainer import Trainer
+
+    config = Config().update({"data": "adding", "seq_len": 10, "rule": rule, "limit": 200, "progress": False})
+    with pytest.raises(ConfigError, match="real targets"):
+        Trainer(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -91,6 +91,7 @@ class Rule:
     separate_feedback: ClassVar[bool] = True    # with uses_feedback: trains them by its own feedback_loss,
                                                 # so feedback steps can be scheduled apart
     handles_unlabelled: ClassVar[bool] = False  # batches may hold examples with y = -1
+    handles_regression: ClassVar[bool] = False  # learns real targets (y float), not only class labels
     standardize_inputs: ClassVar[bool] = True   # default of the run's ``standardize``
     # defaults that replace the declared ones when a run trains on unlabelled examples
     semi_supervised_defaults: ClassVar[dict] = {}

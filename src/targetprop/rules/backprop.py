@@ -18,6 +18,7 @@ class BackProp(Rule):
     ``truncation`` = K to the last K steps: s_{T−K} enters them as a constant."""
 
     name: str = "bp"
+    handles_regression = True
     truncation: int = setting(0, "recurrent nets: back-propagate through the last K steps only "
                               "(truncated BPTT; 0: every step)")
     contract_exemptions = {"feedback": "back-prop has no feedback maps to train",

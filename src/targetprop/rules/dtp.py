@@ -65,6 +65,7 @@ class TargetPropagation(Rule):
                                 "the delta rule, §8) or delta-average (§8's moving-average form, "
                                 "(ĥ_l − h_l) h_{l-1}ᵀ without act′)", ("autograd", "delta", "delta-average"))
     uses_feedback = True
+    handles_regression = True
     feedback_reg: ClassVar[float] = 0.0  # DRL's damping λ (:class:`DampedTargetPropagation`)
 
     def __post_init__(self) -> None:
