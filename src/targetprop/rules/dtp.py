@@ -19,7 +19,7 @@ from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import output_loss
-from ..core.recurrent import stacked_steps
+from ..core.recurrent import TimeStep, stacked_steps
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
@@ -53,10 +53,12 @@ class TargetPropagation(Rule):
     feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
                                 "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
                                 ("linear", "activation"))
-    target_gating: str = setting("unbounded", "multiply a layer's target step by its act′ before it goes "
+    target_gating: str = setting("auto", "multiply a layer's target step by its act′ before it goes "
                                  "down (ĥ_l ← h_l + act′ ⊙ (ĥ_l − h_l)), as back-prop gates errors: "
-                                 "unbounded (only layers of relu, leaky-relu or elu units), all or none",
-                                 ("unbounded", "all", "none"))
+                                 "unbounded (only layers of relu, leaky-relu or elu units), auto (those, and "
+                                 "a recurrent net's steps where g learns an inverse: not for ldrl, whose g "
+                                 "learns the transpose, act′ included), all or none",
+                                 ("auto", "unbounded", "all", "none"))
     inverse_damping: float = setting(0.3, "λ for layers with exact inverses (§6): their targets are "
                                      "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
                                      "0: the exact difference f⁻¹(ĥ) − f⁻¹(h) (Gauss–Newton)")
@@ -85,8 +87,16 @@ class TargetPropagation(Rule):
         g_act = "linear" if self.feedback_map == "linear" else None
         return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
 
-    def _gates(self, act: torch.nn.Module) -> bool:
-        return self.target_gating == "all" or (self.target_gating == "unbounded" and is_unbounded(act))
+    def _gates(self, layer) -> bool:
+        """Whether ``layer``'s target step is gated. A learned inverse of a
+        recurrent step carries differences as W⁻¹ D⁻¹ (D = act′): over many
+        steps the 1/D compound, which gating cancels (+9 points for dtp on
+        fashion-mnist-rows, README); L-DRL's transpose Wᵀ D needs none."""
+        if self.target_gating in ("all", "none"):
+            return self.target_gating == "all"
+        inverse_of_a_step = (self.target_gating == "auto" and isinstance(layer, TimeStep)
+                             and self.feedback_objective is not fb.local_difference_reconstruction_loss)
+        return is_unbounded(layer.nonlinearity) or inverse_of_a_step
 
     def check_network(self, net) -> None:
         if self.local_update != "autograd":
@@ -112,7 +122,7 @@ class TargetPropagation(Rule):
                     propagate = tg.linear_difference_propagate
                 feedbacks.append(linear if propagate is tg.linear_difference_propagate
                                  else layer.feedback if layer.g is not None else None)
-                gate = layer.g is not None and not exact and self._gates(layer.nonlinearity)
+                gate = layer.g is not None and not exact and self._gates(layer)
                 rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
                              if gate else propagate)
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
