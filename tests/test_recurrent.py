@@ -180,3 +180,16 @@ def test_gru_net_is_torchs_gru_and_bp_is_its_bptt():
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="gru"):
         RecurrentNetwork((T, F), WIDTH, 4, activation="relu", kind="gru")
+
+
+@pytest.mark.parametrize("rule_name, same_as", [("dtp", "all"), ("drl", "all"), ("ldrl", "none")])
+def test_auto_gating_gates_the_steps_where_g_learns_an_inverse(rule_name, same_as):
+    net, (x, y) = _net(), _batch()
+    other = "all" if same_as == "none" else "none"
+    targets = {}
+    for gating in ("auto", same_as, other):
+        rule = make_rule(rule_name, target_gating=gating)
+        targets[gating] = rule.forward_loss(net, rule.record(net, x), y).targets
+    for a, b in zip(targets["auto"], targets[same_as]):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(targets["auto"][0], targets[other][0])  # the choice matters here
