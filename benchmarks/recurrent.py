@@ -57,9 +57,11 @@ def run(cell: tuple, arch: str, updates: int, runs: Path, threads: int, extra: d
             "diverged": bool(summary.get("diverged"))}
 
 
-def table_lines(results: list[dict], problems: list[str], lengths: list[int], rules: list[str]) -> list[str]:
+def table_lines(results: list[dict], problems: list[str], lengths: list[int], rules: list[str],
+                extra: dict) -> list[str]:
+    changed = f" Settings beyond the defaults: {', '.join(f'{k}={v}' for k, v in extra.items())}." if extra else ""
     lines = [f"A run solves a problem when its validation score reaches {SOLVED:.2f} "
-             f"({UPDATES_PER_EPOCH} updates per epoch).", "",
+             f"({UPDATES_PER_EPOCH} updates per epoch).{changed}", "",
              "| problem | T | rule | solved (runs) | median updates to solve | test score per seed |",
              "|---|---|---|---|---|---|"]
     longest = {}
@@ -99,7 +101,7 @@ def main() -> None:
         results = list(pool.map(lambda cell: run(cell, args.arch, args.updates, Path(args.runs), args.threads,
                                                  extra), cells))
     write_results(Path(args.results), args.name, {"solved_at": SOLVED, "runs": results},
-                  table_lines(results, problems, lengths, rules))
+                  table_lines(results, problems, lengths, rules, extra))
 
 
 if __name__ == "__main__":
