@@ -193,3 +193,8 @@ def test_auto_gating_gates_the_steps_where_g_learns_an_inverse(rule_name, same_a
     for a, b in zip(targets["auto"], targets[same_as]):
         torch.testing.assert_close(a, b)
     assert not torch.allclose(targets["auto"][0], targets[other][0])  # the choice matters here
+
+
+def test_the_delta_rule_is_refused_for_a_recurrent_net():
+    with pytest.raises(ConfigError, match="local_update=autograd"):
+        validate_config(quick_config(data="adding", arch="rnn:8", local_update="delta"))

@@ -19,7 +19,7 @@ from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import output_loss
-from ..core.recurrent import TimeStep, stacked_steps
+from ..core.recurrent import RecurrentNetwork, TimeStep, stacked_steps
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
@@ -100,6 +100,9 @@ class TargetPropagation(Rule):
 
     def check_network(self, net) -> None:
         if self.local_update != "autograd":
+            if isinstance(net, RecurrentNetwork):
+                raise ValueError(f"local_update={self.local_update} writes out a chain layer's step; a "
+                                 "recurrent net's steps share their weights: use local_update=autograd")
             check_delta_rule(net.layers)
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,12 +119,12 @@ class TargetPropagation(Rule):
                 feedbacks.append(layer.g)
                 rules.append(partial(tg.damped_inverse_propagate, damping=self.inverse_damping))
             else:  # learned maps are gated (where set), exact inverses never
-                linear = getattr(layer, "feedback_linear", None)  # g affine: the difference in one product
-                propagate = self.propagate
-                if propagate is tg.difference_propagate and linear is not None:
-                    propagate = tg.linear_difference_propagate
-                feedbacks.append(linear if propagate is tg.linear_difference_propagate
-                                 else layer.feedback if layer.g is not None else None)
+                linear = getattr(layer, "feedback_linear", None)
+                if self.propagate is tg.difference_propagate and linear is not None:  # g affine: one product
+                    feedback, propagate = linear, tg.linear_difference_propagate
+                else:
+                    feedback, propagate = (layer.feedback if layer.g is not None else None), self.propagate
+                feedbacks.append(feedback)
                 gate = layer.g is not None and not exact and self._gates(layer)
                 rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
                              if gate else propagate)
