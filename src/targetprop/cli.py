@@ -75,9 +75,9 @@ def _train(args: argparse.Namespace) -> int:
         return 3
     if not main_process:
         return 0
-    figures = [f"{key.replace('_', ' ')} {value:.4f}" for key, value in summary.items()
-               if key in ("test_accuracy", "test_reconstruction", "test_loss", "test_solved")
-               and value is not None and (key != "test_loss" or summary.get("test_solved") is not None)]
+    shown = (("test_solved", "test_loss") if summary.get("test_solved") is not None  # real targets
+             else ("test_accuracy", "test_reconstruction"))
+    figures = [f"{key.replace('_', ' ')} {summary[key]:.4f}" for key in shown if summary.get(key) is not None]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
     return 0
@@ -136,7 +136,7 @@ def _bench(args: argparse.Namespace) -> int:
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_outputs,
                         repeats=args.repeats, feedback_iterations=args.feedback_iterations,
-                        input_shape=splits.image_shape or splits.sequence_shape, variants=tuple(variants))
+                        input_shape=splits.example_shape, variants=tuple(variants))
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}")
     for rule, entry in result.items():

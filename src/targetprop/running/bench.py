@@ -27,7 +27,7 @@ def _sync(device: torch.device) -> None:
 def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
                activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
                feedback_iterations: int = 1, rounds: int = 5,
-               input_shape: tuple[int, ...] | None = None,
+               input_shape: int | tuple[int, ...] | None = None,
                variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Learner.train_step`` for each rule (and each of
     ``variants``, keyed ``rule+variant`` past the eager one) and its ratio to

@@ -54,6 +54,12 @@ class DataSplits:
     sequence_shape: tuple[int, int] | None = None  # (T, features per step) of sequences, flattened in x
 
     @property
+    def example_shape(self) -> int | tuple[int, ...]:
+        """What a network is built on: one example's image or sequence shape,
+        else its number of features."""
+        return self.image_shape or self.sequence_shape or self.num_features
+
+    @property
     def num_outputs(self) -> int:
         """Units of the read-out: one per class, or one real output (regression)."""
         return self.num_classes or 1

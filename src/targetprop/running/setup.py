@@ -173,9 +173,8 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
     """The network on ``device``, its forward and feedback optimizers (the
     latter only for a rule with feedback maps), the learner and the schedulers."""
     try:
-        inputs = splits.image_shape or splits.sequence_shape or splits.num_features
-        net = rule.build_network(config.arch, inputs, splits.num_outputs, config.activation, config.dropout,
-                                 config.layer_hidden)
+        net = rule.build_network(config.arch, splits.example_shape, splits.num_outputs, config.activation,
+                                 config.dropout, config.layer_hidden)
     except ValueError as error:  # the architecture does not fit these data (images too small, flat)
         raise ConfigError(str(error)) from None
     if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED
