@@ -107,6 +107,10 @@ class Rule:
                       dropout: float = 0.0, hidden: int = 0) -> Network:
         return build_network(arch, in_features, num_classes, activation, dropout, hidden)
 
+    def learns_real_targets(self, arch: str) -> bool:
+        """Whether this rule trains ``arch`` on real targets (regression)."""
+        return self.handles_regression
+
     def check_network(self, net: Network) -> None:
         """Raise ValueError if this rule cannot train ``net`` (called before any work)."""
 

@@ -134,7 +134,7 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
                               seq_len=config.seq_len)
     except ValueError as error:  # the data's own shapes, dtypes or labels
         raise ConfigError(str(error)) from None
-    if splits.num_classes == 0 and not rule.handles_regression:
+    if splits.num_classes == 0 and not rule.learns_real_targets(config.arch):
         raise ConfigError(f"{config.data} has real targets (regression); rule {config.rule!r} learns class "
                           "labels: use bp, tp, dtp, drl or ldrl")
     if config.augment != "none" and splits.image_shape is None:

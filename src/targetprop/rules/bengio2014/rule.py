@@ -1,6 +1,6 @@
 """Auto-encoder-mediated target propagation: Bengio (2014), Algorithm 5
 (training) and Algorithm 4 (prediction), for supervised and semi-supervised
-classification.
+classification; §5 on recurrent nets (:mod:`.recurrent`).
 
 Labels travel with the batch: y = −1 marks an unlabelled example (m = 0).
 
@@ -38,7 +38,7 @@ Departures from the paper's text, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 import torch
@@ -49,17 +49,24 @@ from ...autoencoders.recirculation import short_loop_loss
 from ...core.diagnostics import angle_degrees
 from ...core.discrete import check_continuous
 from ...core.networks import flat_features, parse_arch
+from ...core.recurrent import is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
 from ...core.noise import SharedNoise
 from ...core.rule import ForwardLoss, ForwardRecord, Rule
 from ...core.settings import check, setting
 from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
 from ...core.updates import half_squared_error, local_target_loss
 from .conditional import ConditionalNetwork
+from .recurrent import Section5, Section5Network
 
 Tensor = torch.Tensor
 
 __all__ = ["Bengio2014", "AutoEncoderRecord"]
 
+# The settings of each kind of network: the conditional top auto-encoder's
+# (mlp:), and §5's (rnn:); the rest are read on both.
+_CONDITIONAL_ONLY = ("alpha", "credit_assignment", "label_hide", "corrupt_encoder_input", "top_input_noise",
+                     "discriminant", "discriminant_step", "top_hidden", "unlabelled_step", "layer_backprop")
+_RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window")
 
 
 @dataclass
@@ -108,6 +115,11 @@ class Bengio2014(Rule):
 
     ``top_hidden`` > 0 makes the top encoder f_L and decoder g_L^h small MLPs.
 
+    On a recurrent net (``rnn:WIDTH``) the rule is §5's recipe instead,
+    :class:`recurrent.Section5`: short loops through a backward net without
+    inputs, long loops from the read-out's target step back through time;
+    the settings marked "recurrent nets" are its own.
+
     ``top_input_noise`` (σ of Gaussian noise on h_{L-1} at the top encoder's
     input while the top auto-encoder trains) makes the reconstruction of
     h_{L-1} depend on y, and so gives the discriminant target ĥ − h̃ its
@@ -137,6 +149,13 @@ class Bengio2014(Rule):
     unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
     layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6); "
                                    "true by default when the run trains on unlabelled examples")
+    state_target_step: float = setting(0.1, "recurrent nets (§5): η of the top target ŝ_T = s_T − η ∂ℓ/∂s_T")
+    state_gating: bool = setting(True, "recurrent nets (§5): multiply each ŝ_t step by act′(s_t) before it "
+                                 "goes back a step (a learned inverse's 1/act′ compounds over steps)")
+    long_loop_stride: int = setting(0, "recurrent nets (§5): k > 0 also runs label-free long loops from "
+                                    "every k-th earlier state and averages each step's targets over them")
+    stream_window: int = setting(0, "recurrent nets (§5): K > 0 keeps only the last K steps (the streaming "
+                                 "case): earlier steps train g by running sums and get no targets")
     uses_feedback = True
     handles_unlabelled = True
     # Unlabelled examples pulled toward their reconstruction collapse the codes
@@ -157,19 +176,49 @@ class Bengio2014(Rule):
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
         if not 0 <= self.label_hide <= 1:
             raise ValueError(f"label_hide must lie in [0, 1], got {self.label_hide}")
+        if self.long_loop_stride < 0 or self.stream_window < 0:
+            raise ValueError("long_loop_stride and stream_window must be >= 0")
+        if self.stream_window and self.recirculation_weight:
+            raise ValueError("stream_window keeps the short loops as running sums, which only g's quadratic "
+                             "loss has: use recirculation_weight=0 with it")
+        self.section5 = Section5(self.corruption, self.propagation, self.state_target_step, self.state_gating,
+                                 self.long_loop_stride, self.stream_window, self.recirculation_weight)
 
     @property
     def local(self) -> bool:
         return self.credit_assignment == "strict"
 
+    def learns_real_targets(self, arch: str) -> bool:
+        return is_recurrent_spec(arch)  # the read-out's gradient step at s_T takes any output loss
+
     def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
         check_continuous(activation, "bengio2014")
+        if is_recurrent_spec(arch):
+            kind, width = parse_recurrent_spec(arch)
+            if kind != "rnn" or dropout or hidden:
+                raise ValueError(f"{arch}: on recurrent nets this rule builds rnn: networks (§5: a code "
+                                 "h_t = U x_t + b and s_t = act(W s_{t-1} + h_t)), with dropout=0 and layer_hidden=0")
+            if isinstance(self.corruption.sigma, tuple):
+                raise ValueError("a recurrent net has one representation, the state: give corruption_sigma "
+                                 "one number or nn")
+            self._check_settings(_CONDITIONAL_ONLY, "the conditional top auto-encoder of mlp: networks")
+            return Section5Network(sequence_shape_of(in_features), width, num_classes, activation)
+        self._check_settings(_RECURRENT_ONLY, "recurrent nets (rnn:)")
         widths = parse_arch(arch)
         self.corruption.check_depth(len(widths) + 1)
         return ConditionalNetwork(flat_features(in_features), widths, num_classes, activation, dropout,
                                   hidden, self.top_hidden)
 
+    def _check_settings(self, names: tuple[str, ...], owner: str) -> None:
+        """A setting of the other kind of network, changed, is an error."""
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [name for name in names if getattr(self, name) != defaults[name]]
+        if changed:
+            raise ValueError(f"setting(s) {', '.join(changed)} belong to {owner}, not to this network")
+
     def record(self, net: ConditionalNetwork, x: Tensor) -> AutoEncoderRecord:
+        if isinstance(net, Section5Network):
+            return self.section5.record(net, x)
         strict = self.credit_assignment == "strict"
         hs, outputs, h = [x], [], x
         for layer in net.layers:
@@ -192,6 +241,8 @@ class Bengio2014(Rule):
         The corruption of ĥ_l uses h_l's σ; layers of equal width share the
         record's noise sample. With ``layer_backprop`` the reconstruction of
         h_{l-1} also trains f_l (back-prop inside the layer, §6)."""
+        if isinstance(net, Section5Network):
+            return self.section5.feedback_loss(net, record, targets)
         hs, noise = record.hs, record.noise
         codes = record.outputs if self.layer_backprop else hs[1:]
         losses = [short_loop_loss(layer, hs[l], codes[l],
@@ -204,6 +255,8 @@ class Bengio2014(Rule):
         return torch.stack(losses).sum()
 
     def forward_loss(self, net: ConditionalNetwork, record: AutoEncoderRecord, y: Tensor) -> ForwardLoss:
+        if isinstance(net, Section5Network):
+            return self.section5.forward_loss(net, record, y)
         top, hs = net.output, record.hs
         labelled = y >= 0
         shown = labelled & (torch.rand(y.shape, device=y.device) >= self.label_hide)
@@ -260,7 +313,9 @@ class Bengio2014(Rule):
         ∂log P(y|h_{L-1})/∂h_{L-1} through Algorithm 4; ``long_recon_l``:
         relative error of the noise-free long loop with y missing, from h_l up
         to the top and back down by ĥ_{l-1} = g_l(ĥ_l) (the short loop's error
-        is the engine's ``recon_l``)."""
+        is the engine's ``recon_l``). None on a recurrent net."""
+        if isinstance(net, Section5Network):
+            return {}
         top, hs = net.output, record.hs
         h_below, labelled = hs[-1], y >= 0
         joint, unsupervised = top.reconstruct(h_below, y, labelled, torch.zeros_like(labelled))
