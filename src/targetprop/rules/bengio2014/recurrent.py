@@ -243,18 +243,21 @@ class Section5:
         previous = torch.cat([(torch.zeros_like(states[:1]) if first is None else first.unsqueeze(0)),
                               states[:-1]])
         below = torch.cat([previous, torch.stack(record.code_values)], dim=-1)
-        loops = 1 if targets is None else 2   # the short loop from s_t; the long loop's from ŝ_t
-        inputs = states if targets is None else torch.cat([states, torch.stack(targets)])
         sigma = self.corruption.scale(states)  # measured on each step's batch, reused for its targets
         if isinstance(sigma, Tensor):
-            sigma = sigma.view(-1, 1, 1).repeat(loops, 1, 1)
-        reconstructions = F.linear(self.corruption(inputs, sigma=sigma), weight, bias)
+            sigma = sigma.view(-1, 1, 1)
         n = states.shape[1]
-        loss = 0.5 * (reconstructions - below.repeat(loops, 1, 1)).pow(2).sum() / n
+
+        def decoded_error(start: Tensor) -> Tensor:  # ½‖g(corrupt(start)) − [s_{t−1}; h_t]‖², and g's output
+            reconstruction = F.linear(self.corruption(start, sigma=sigma), weight, bias)
+            return 0.5 * F.mse_loss(reconstruction, below, reduction="sum") / n, reconstruction
+
+        loss, short = decoded_error(states)
+        if targets is not None:
+            loss = loss + decoded_error(torch.stack(targets))[0]
         if self.recirculation_weight:
-            past = reconstructions[:len(states), :, :net.width].detach()
-            recirculated = net.transition(past, torch.stack(record.code_values))
-            loss = loss + self.recirculation_weight * 0.5 * (recirculated - states).pow(2).sum() / n
+            recirculated = net.transition(short[..., :net.width].detach(), torch.stack(record.code_values))
+            loss = loss + self.recirculation_weight * 0.5 * F.mse_loss(recirculated, states, reduction="sum") / n
         if record.moments is not None:
             loss = loss + record.moments.loss(weight, bias)
         return loss
