@@ -198,3 +198,14 @@ def test_auto_gating_gates_the_steps_where_g_learns_an_inverse(rule_name, same_a
 def test_the_delta_rule_is_refused_for_a_recurrent_net():
     with pytest.raises(ConfigError, match="local_update=autograd"):
         validate_config(quick_config(data="adding", arch="rnn:8", local_update="delta"))
+
+
+def test_angles_per_time_step_are_zero_where_gated_targets_are_bptt():
+    """At the start V = Wᵀ, so gated difference targets carry ŝ_{t−1} − s_{t−1}
+    = Wᵀ(act′ ⊙ (ŝ_t − s_t)): BPTT's recursion, every lag at 0° (float64);
+    L-DRL's ungated steps are not, which shows the angle can tell."""
+    net, (x, y) = _net(), _batch()
+    dtp = make_rule("dtp").diagnostics(net, x, y)
+    assert {f"angle_lag_{k}" for k in (1, 3)} <= dtp.keys() and "angle_lag_10" not in dtp  # T = 7
+    assert all(value < 1e-5 for key, value in dtp.items() if key.startswith("angle_lag_"))
+    assert make_rule("ldrl", target_gating="none").diagnostics(net, x, y)["angle_lag_3"] > 1

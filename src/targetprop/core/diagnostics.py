@@ -10,7 +10,9 @@
 
 A recurrent net's steps share their weights: its angles are per weight
 matrix (``angle_recurrent``, ``angle_input``) and its ``recon`` and
-``target`` the means over its steps.
+``target`` the means over its steps. Per time step, ``angle_lag_k`` is the
+angle between the target step ŝ_t − s_t and BPTT's −∂ℓ/∂s_t at t = T − k:
+how well the direction a rule carries back survives k steps.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import torch
 
 from .objectives import output_loss
 
-__all__ = ["angle_degrees", "layer_diagnostics"]
+__all__ = ["angle_degrees", "layer_diagnostics", "state_gradients"]
+
+LAGS = (1, 3, 10, 30, 100)  # steps back from the last state at which ``angle_lag_k`` is reported
 
 
 def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,8 +73,24 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
                 out[kind] = sum(values.values()) / len(values)
             elif not shared:
                 out |= {f"{kind}_{l}": value for l, value in values.items()}
+        if shared and result.targets is not None:
+            descent = state_gradients(net, x, y)[-len(result.targets):]  # the stored steps' (streaming: the last)
+            for lag in (k for k in LAGS if k < len(result.targets)):
+                t = len(result.targets) - 1 - lag
+                out[f"angle_lag_{lag}"] = angle_degrees(result.targets[t] - record.hs[t + 1], -descent[t])
         out |= rule.record_diagnostics(net, record, y)
     return out
+
+
+def state_gradients(net, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """BPTT's ∂ℓ/∂s_t for every step of a recurrent net (ℓ the batch's summed
+    output loss, as the top targets use)."""
+    with torch.enable_grad():
+        states, h = [], x
+        for layer in net.unrolled(x):
+            h = layer(h)
+            states.append(h)
+        return list(torch.autograd.grad(output_loss(net.output(h), y, reduction="sum"), states))
 
 
 def _split(grads, groups: list[list]) -> list[list]:
