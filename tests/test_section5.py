@@ -116,6 +116,26 @@ def test_long_loop_targets_with_the_generic_difference_rule_match_the_linear_one
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("credit", ["step", "code", "both"])
+def test_what_trains_the_encoder(credit):
+    """The encoder's gradient, written out: "code" Σ_t (h_t − ĥ_t) x_tᵀ / N;
+    "step" Σ_t (act′ ⊙ (s_t − ŝ_t)) x_tᵀ / N, act′ = 1 − s_t² (tanh)."""
+    rule, net, x, y = _problem(encoder_credit=credit)
+    record = rule.record(net, x)
+    result = rule.forward_loss(net, record, y)
+    (grad,) = torch.autograd.grad(result.loss, net.cell.input.weight)
+    _, codes = rule.section5.long_loops(net, record, _top_and_step(rule, net, record, y))
+    inputs = x.view(N, T, F).transpose(0, 1)
+    expected = torch.zeros_like(grad)
+    for t in range(T):
+        s, s_hat = record.hs[t + 1], result.targets[t]
+        if credit != "code":
+            expected += ((1 - s * s) * (s - s_hat)).T @ inputs[t] / N
+        if credit != "step":
+            expected += (record.code_values[t] - codes[t]).T @ inputs[t] / N
+    torch.testing.assert_close(grad, expected)
+
+
 def test_short_loop_moments_give_the_summed_loss_and_its_gradient():
     torch.manual_seed(4)
     pairs = [(torch.randn(N, WIDTH, dtype=torch.float64), torch.randn(N, 2 * WIDTH, dtype=torch.float64))

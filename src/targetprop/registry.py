@@ -46,7 +46,8 @@ RULES: dict[str, Recipe] = {
     "ldrl": _tp("difference targets, local difference reconstruction loss (Ernoult et al. 2022)",
                 tg.difference_propagate, fb.local_difference_reconstruction_loss),
     "bengio2014": Recipe("auto-encoder-mediated TP with a conditional top auto-encoder, "
-                         "supervised and semi-supervised (Bengio 2014, Alg. 2, 4, 5)", Bengio2014),
+                         "supervised and semi-supervised (Bengio 2014, Alg. 2, 4, 5); on rnn: nets, §5's "
+                         "short and long loops through a backward net without inputs", Bengio2014),
     "generative": Recipe("generative stack of denoising auto-encoders, no back-prop between layers "
                          "(Bengio 2014, Alg. 2, 3, 6)", GenerativeTP),
     "generative-bp": Recipe("generative stack trained by back-prop of Eq. 7's criterion "

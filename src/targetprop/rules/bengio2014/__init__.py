@@ -1,6 +1,8 @@
 """Bengio (2014), Algorithms 2, 4 and 5: supervised and semi-supervised
-classification by auto-encoder-mediated target propagation."""
+classification by auto-encoder-mediated target propagation; §5 on
+recurrent nets."""
 from .conditional import ConditionalNetwork, ConditionalTop
+from .recurrent import Section5, Section5Network
 from .rule import AutoEncoderRecord, Bengio2014
 
-__all__ = ["Bengio2014", "AutoEncoderRecord", "ConditionalNetwork", "ConditionalTop"]
+__all__ = ["Bengio2014", "AutoEncoderRecord", "ConditionalNetwork", "ConditionalTop", "Section5", "Section5Network"]

@@ -156,8 +156,13 @@ class Section5:
        as well (no label there), each step's targets averaged over the loops
        that reach it;
     4. ŝ_t is a target for s_t (updates W), ĥ_t a target for h_t (updates
-       the encoder U, b), and (s_{t−1}, h_t) a target for g(corrupt(ŝ_t))
-       (updates g, ``feedback_loss`` given the targets).
+       the encoder U, b; ``encoder_credit="code"``), and (s_{t−1}, h_t) a
+       target for g(corrupt(ŝ_t)) (updates g, ``feedback_loss`` given the
+       targets). By default (``"step"``) ŝ_t trains the encoder instead,
+       through the one step between them (back-prop inside a layer, §6):
+       a linear Q that reads h_t back from s_t alone cannot tell it from
+       W s_{t−1}, and its ĥ_t moved U 85–90° away from BPTT's gradient on
+       row-by-row Fashion-MNIST (README); ``"both"`` uses both.
 
     ``window`` K > 0 is the streaming case: the forward pass keeps only the
     last K steps; the short loops of the steps before them are accumulated
@@ -171,6 +176,7 @@ class Section5:
     stride: int = 0
     window: int = 0
     recirculation_weight: float = 0.0
+    encoder_credit: str = "step"
 
     def record(self, net: Section5Network, x: Tensor) -> Section5Record:
         inputs = net.inputs(x)
@@ -187,8 +193,9 @@ class Section5:
         codes = net.codes(inputs[start:])
         code_values = codes.detach()
         hs, outputs = [x if s is None else s], []
-        for code in code_values:
-            out = net.transition(s, code)   # s detached: ŝ_t updates W alone
+        through_step = self.encoder_credit != "code"
+        for code, value in zip(codes, code_values):
+            out = net.transition(s, code if through_step else value)   # s detached: no gradient crosses a step
             outputs.append(out)
             s = out.detach()
             hs.append(s)
@@ -205,8 +212,9 @@ class Section5:
         (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
         top = tg.gradient_top_target(record.hs[-1], grad, self.target_step)
         targets, code_targets = self.long_loops(net, record, top)
-        loss = (per_example / len(y) + local_target_loss(record.outputs, targets)
-                + local_target_loss(record.codes, code_targets))
+        loss = per_example / len(y) + local_target_loss(record.outputs, targets)
+        if self.encoder_credit != "step":
+            loss = loss + local_target_loss(record.codes, code_targets)
         return ForwardLoss(loss, (per_example / len(y)).detach(), targets)
 
     def long_loops(self, net: Section5Network, record: Section5Record, top: Tensor) -> tuple[list, list]:

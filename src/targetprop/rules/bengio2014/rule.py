@@ -66,7 +66,7 @@ __all__ = ["Bengio2014", "AutoEncoderRecord"]
 # (mlp:), and §5's (rnn:); the rest are read on both.
 _CONDITIONAL_ONLY = ("alpha", "credit_assignment", "label_hide", "corrupt_encoder_input", "top_input_noise",
                      "discriminant", "discriminant_step", "top_hidden", "unlabelled_step", "layer_backprop")
-_RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window")
+_RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window", "encoder_credit")
 
 
 @dataclass
@@ -154,6 +154,9 @@ class Bengio2014(Rule):
                                  "goes back a step (a learned inverse's 1/act′ compounds over steps)")
     long_loop_stride: int = setting(0, "recurrent nets (§5): k > 0 also runs label-free long loops from "
                                     "every k-th earlier state and averages each step's targets over them")
+    encoder_credit: str = setting("step", "recurrent nets (§5): what trains the encoder h_t = U x_t + b: step "
+                                  "(ŝ_t through f's one step, §6), code (its target ĥ_t, §5's text) or both",
+                                  ("code", "step", "both"))
     stream_window: int = setting(0, "recurrent nets (§5): K > 0 keeps only the last K steps (the streaming "
                                  "case): earlier steps train g by running sums and get no targets")
     uses_feedback = True
@@ -182,7 +185,8 @@ class Bengio2014(Rule):
             raise ValueError("stream_window keeps the short loops as running sums, which only g's quadratic "
                              "loss has: use recirculation_weight=0 with it")
         self.section5 = Section5(self.corruption, self.propagation, self.state_target_step, self.state_gating,
-                                 self.long_loop_stride, self.stream_window, self.recirculation_weight)
+                                 self.long_loop_stride, self.stream_window, self.recirculation_weight,
+                                 self.encoder_credit)
 
     @property
     def local(self) -> bool:
