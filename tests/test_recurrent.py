@@ -209,3 +209,15 @@ def test_angles_per_time_step_are_zero_where_gated_targets_are_bptt():
     assert {f"angle_lag_{k}" for k in (1, 3)} <= dtp.keys() and "angle_lag_10" not in dtp  # T = 7
     assert all(value < 1e-5 for key, value in dtp.items() if key.startswith("angle_lag_"))
     assert make_rule("ldrl", target_gating="none").diagnostics(net, x, y)["angle_lag_3"] > 1
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_run_counts_subnormal_floats_as_zero_unless_told_not_to(tmp_path, flush):
+    """flush_denormal: BPTT's vanishing gradients are subnormal at long T,
+    and subnormal arithmetic is slow on CPUs (recurrent_memory.py)."""
+    try:
+        Trainer(quick_config(data="adding", arch="rnn:4", seq_len=5, flush_denormal=flush), tmp_path / "run")
+        tiny = torch.tensor([1e-39]) * torch.tensor([1.0])
+        assert (tiny.item() == 0.0) == flush
+    finally:
+        torch.set_flush_denormal(False)  # torch's own default, for the tests that follow

@@ -132,6 +132,7 @@ def _bench(args: argparse.Namespace) -> int:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; choose from: {', '.join(VARIANTS)}")
     device = resolve_device(args.device)
+    torch.set_flush_denormal(True)  # as a training run does by default (Config.flush_denormal)
     splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_outputs,

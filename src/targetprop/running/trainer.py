@@ -100,6 +100,7 @@ class Trainer:
                                   f"one example for each of the {self.group.size} processes")
         if config.threads:
             torch.set_num_threads(config.threads)
+        torch.set_flush_denormal(config.flush_denormal)
 
         torch.manual_seed(config.seed)
         self.rule: Rule = make_rule(config.rule, **config.rule_settings)

@@ -161,7 +161,7 @@ class Section5:
        targets). By default (``"step"``) ŝ_t trains the encoder instead,
        through the one step between them (back-prop inside a layer, §6):
        a linear Q that reads h_t back from s_t alone cannot tell it from
-       W s_{t−1}, and its ĥ_t moved U 85–90° away from BPTT's gradient on
+       W s_{t−1}, and its ĥ_t moved U 83–89° away from BPTT's gradient on
        row-by-row Fashion-MNIST (README); ``"both"`` uses both.
 
     ``window`` K > 0 is the streaming case: the forward pass keeps only the
