@@ -198,6 +198,13 @@ def test_settings_belong_to_their_kind_of_network():
         make_rule("bengio2014", stream_window=5, recirculation_weight=1.0)
 
 
+def test_a_semi_supervised_run_builds_a_recurrent_net():
+    """Its defaults (layer_backprop, a setting of mlp: nets) are not an error on rnn:."""
+    config = validate_config(quick_config(data="temporal-order", rule="bengio2014", arch="rnn:8", seq_len=10,
+                                          labels=200))
+    assert config.rule_settings["layer_backprop"] is True
+
+
 def test_regression_is_refused_on_mlp_and_taken_on_rnn():
     for arch, refused in (("mlp:8x2", True), ("rnn:8", False)):
         config = validate_config(quick_config(data="adding", rule="bengio2014", arch=arch, seq_len=10))

@@ -49,8 +49,8 @@ from ...autoencoders.recirculation import short_loop_loss
 from ...core.diagnostics import angle_degrees
 from ...core.discrete import check_continuous
 from ...core.networks import flat_features, parse_arch
-from ...core.recurrent import is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
 from ...core.noise import SharedNoise
+from ...core.recurrent import is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
 from ...core.rule import ForwardLoss, ForwardRecord, Rule
 from ...core.settings import check, setting
 from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
@@ -214,9 +214,11 @@ class Bengio2014(Rule):
                                   hidden, self.top_hidden)
 
     def _check_settings(self, names: tuple[str, ...], owner: str) -> None:
-        """A setting of the other kind of network, changed, is an error."""
+        """A setting of the other kind of network, changed, is an error (a
+        semi-supervised run's own defaults are defaults too)."""
         defaults = {f.name: f.default for f in fields(self)}
-        changed = [name for name in names if getattr(self, name) != defaults[name]]
+        changed = [name for name in names
+                   if getattr(self, name) not in (defaults[name], self.semi_supervised_defaults.get(name))]
         if changed:
             raise ValueError(f"setting(s) {', '.join(changed)} belong to {owner}, not to this network")
 
