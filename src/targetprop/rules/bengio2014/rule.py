@@ -149,7 +149,8 @@ class Bengio2014(Rule):
     unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
     layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6); "
                                    "true by default when the run trains on unlabelled examples")
-    state_target_step: float = setting(0.1, "recurrent nets (§5): η of the top target ŝ_T = s_T − η ∂ℓ/∂s_T")
+    state_target_step: float = setting(0.1, "recurrent nets (§5): η of the top target "
+                                       "ŝ_T = s_T − η ∂ℓ/∂s_T")
     state_gating: bool = setting(True, "recurrent nets (§5): multiply each ŝ_t step by act′(s_t) before it "
                                  "goes back a step (a learned inverse's 1/act′ compounds over steps)")
     long_loop_stride: int = setting(0, "recurrent nets (§5): k > 0 also runs label-free long loops from "
