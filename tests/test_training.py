@@ -239,6 +239,18 @@ def test_cli_train_resume_plot(tmp_path, capsys):
         assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_of_a_recurrent_run_has_a_panel_per_weight_matrix_and_lag(tmp_path):
+    """A recurrent net's angles are named (angle_recurrent, angle_lag_3), not numbered."""
+    from targetprop.plotting.curves import plot_runs
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss,val_acc,test_acc,angle_recurrent,angle_input,angle_lag_10,"
+                                     "angle_lag_3\n1,1.0,0.5,0.5,40,60,70,50\n2,0.8,0.6,0.6,45,62,72,52\n")
+    written = plot_runs([run], tmp_path / "fig")
+    assert [p.name for p in written] == ["curves.png", "angles.png"]
+    assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_plot_of_a_missing_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "not a run directory" in capsys.readouterr().err

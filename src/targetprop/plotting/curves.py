@@ -37,10 +37,29 @@ def _finish(fig, axes, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _panel_order(name: str) -> tuple:
+    """Layers by number, then a recurrent net's weight matrices, then its lags by size."""
+    if name.isdigit():
+        return (0, int(name), name)
+    if name.startswith("lag_"):
+        return (2, int(name.removeprefix("lag_")), name)
+    return (1, 0, name)
+
+
+def _panel_title(name: str) -> str:
+    if name.isdigit():
+        return f"layer {name}"
+    if name.startswith("lag_"):
+        lag = name.removeprefix("lag_")
+        return f"target step {lag} step{'s' * (lag != '1')} back"
+    return f"{name} weights"
+
+
 def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
     """Write ``curves.png`` (train loss, validation and test accuracy per epoch,
     or reconstruction error for generative stacks) and, where the runs
-    report angles, ``angles.png`` (one panel per hidden layer) for all runs
+    report angles, ``angles.png`` (one panel per hidden layer, or, for a
+    recurrent net, per weight matrix and per lag back in time) for all runs
     together."""
     import matplotlib
     matplotlib.use("Agg")
@@ -66,8 +85,8 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
     _finish(fig, axes, curves)
     plt.close(fig)
 
-    layers = sorted({int(k.split("_")[1]) for _, rows in data for r in rows for k in r
-                     if k.startswith("angle_")})
+    layers = sorted({k.removeprefix("angle_") for _, rows in data for r in rows for k in r
+                     if k.startswith("angle_")}, key=_panel_order)
     if not layers:
         return [curves]
     fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.2 * max(len(layers), 1), 4.2),
@@ -76,7 +95,7 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
         for run, rows in data:
             ax.plot([r["epoch"] for r in rows], [r.get(f"angle_{layer}", math.nan) for r in rows],
                     marker="o", ms=3, label=_label(run))
-        ax.set_title(f"layer {layer}")
+        ax.set_title(_panel_title(layer))
         ax.set_xlabel("epoch")
         ax.axhline(90, color="grey", lw=0.8, ls="--")
         ax.grid(alpha=0.3)
