@@ -6,7 +6,7 @@ its validation score (accuracy, or the fraction of adding sequences within
 a squared error of 0.04) reaches ``SOLVED`` at the end of an epoch.
 
     python benchmarks/recurrent.py --problems adding,temporal-order --lengths 10,30,60,100,200 \\
-        --rules bp,dtp --seeds 0,1,2 --updates 3000 --jobs 2
+        --rules bp,dtp,bengio2014 --seeds 0,1,2 --updates 3000 --jobs 2
 
 Reported per problem, T and rule: the runs that solved it, the median
 number of updates they needed, the final test score; and per problem and
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", default="adding,temporal-order")
     parser.add_argument("--lengths", default="10,30,60,100,200")
-    parser.add_argument("--rules", default="bp,dtp")
+    parser.add_argument("--rules", default="bp,dtp,bengio2014")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--arch", default="rnn:100")
     parser.add_argument("--updates", type=int, default=3000, help="budget of updates per run (whole epochs)")

@@ -211,6 +211,18 @@ def test_angles_per_time_step_are_zero_where_gated_targets_are_bptt():
     assert make_rule("ldrl", target_gating="none").diagnostics(net, x, y)["angle_lag_3"] > 1
 
 
+def test_an_angle_per_time_step_is_left_out_where_bptt_has_no_gradient():
+    """W = 0: no state depends on the one before, BPTT's gradient k steps
+    back is exactly zero, and its angle is left out (not a NaN, which the
+    divergence guard would stop the run for)."""
+    net, (x, y) = _net(), _batch()
+    with torch.no_grad():
+        net.cell.recurrent.weight.zero_()
+    diagnostics = make_rule("dtp").diagnostics(net, x, y)
+    assert not any(key.startswith("angle_lag_") for key in diagnostics)
+    assert all(value == value for value in diagnostics.values())
+
+
 @pytest.mark.parametrize("flush", [True, False])
 def test_a_run_counts_subnormal_floats_as_zero_unless_told_not_to(tmp_path, flush):
     """flush_denormal: BPTT's vanishing gradients are subnormal at long T,

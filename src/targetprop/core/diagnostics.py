@@ -12,7 +12,8 @@ A recurrent net's steps share their weights: its angles are per weight
 matrix (``angle_recurrent``, ``angle_input``) and its ``recon`` and
 ``target`` the means over its steps. Per time step, ``angle_lag_k`` is the
 angle between the target step ŝ_t − s_t and BPTT's −∂ℓ/∂s_t at t = T − k:
-how well the direction a rule carries back survives k steps.
+how well the direction a rule carries back survives k steps (left out
+where either has vanished to zero, as BPTT's gradient does at long lags).
 """
 from __future__ import annotations
 
@@ -77,7 +78,9 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
             descent = state_gradients(net, x, y)[-len(result.targets):]  # the stored steps' (streaming: the last)
             for lag in (k for k in LAGS if k < len(result.targets)):
                 t = len(result.targets) - 1 - lag
-                out[f"angle_lag_{lag}"] = angle_degrees(result.targets[t] - record.hs[t + 1], -descent[t])
+                angle = angle_degrees(result.targets[t] - record.hs[t + 1], -descent[t])
+                if not math.isnan(angle):  # left out where either has vanished to zero (float32)
+                    out[f"angle_lag_{lag}"] = angle
         out |= rule.record_diagnostics(net, record, y)
     return out
 
