@@ -136,7 +136,7 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
         raise ConfigError(str(error)) from None
     if splits.num_classes == 0 and not rule.learns_real_targets(config.arch):
         raise ConfigError(f"{config.data} has real targets (regression); rule {config.rule!r} learns class "
-                          "labels: use bp, tp, dtp, drl or ldrl")
+                          "labels: use bp, tp, dtp, drl or ldrl (or bengio2014 on an rnn: net)")
     if config.augment != "none" and splits.image_shape is None:
         raise ConfigError(f"augment={config.augment} needs images; {config.data} holds flat features")
     return splits
