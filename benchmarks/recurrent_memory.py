@@ -12,7 +12,7 @@ the process held before the first, with glibc told to return every block
 of 64 KiB or more to the system at once (so resident memory follows what
 is live, at a cost in time); the second, with the allocator as it comes,
 the median time per update after the first. Subnormal floats count as zero,
-as in a training run (``flush_denormal``). Results to
+as in a training run (``flush_denormal``; ``--subnormals`` keeps them). Results to
 benchmarks/results/NAME.{json,md} (NAME ``recurrent_memory``).
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def resident_kib() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def measure(variant: str, length: int) -> dict:
+def measure(variant: str, length: int, subnormals: bool = False) -> dict:
     """In this process: the peak memory (MiB) above the resident set before
     the first update, and the median ms per update after the first."""
     import numpy as np
@@ -56,7 +56,7 @@ def measure(variant: str, length: int) -> dict:
     from targetprop.running.sequences import adding
 
     torch.set_num_threads(1)
-    torch.set_flush_denormal(True)  # as a training run does by default
+    torch.set_flush_denormal(not subnormals)  # flushed, as a training run does by default
     torch.manual_seed(0)
     rule_name, settings = parse_variant(variant)
     rule = make_rule(rule_name, **settings)
@@ -76,9 +76,9 @@ def measure(variant: str, length: int) -> dict:
             "ms_per_update": 1000 * statistics.median(times[1:])}
 
 
-def worker(variant: str, length: int, env: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", variant, str(length)], check=True,
-                         capture_output=True, text=True, env=env).stdout
+def worker(variant: str, length: int, env: dict, subnormals: bool) -> dict:
+    command = [sys.executable, __file__, "--worker", variant, str(length)] + ["--subnormals"] * subnormals
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -88,17 +88,18 @@ def main() -> None:
     parser.add_argument("--variants", default="bp;bp:truncation=20;bengio2014;bengio2014:stream_window=20")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--name", default="recurrent_memory")
+    parser.add_argument("--subnormals", action="store_true", help="keep subnormal floats (torch's default)")
     parser.add_argument("--worker", nargs=2, metavar=("VARIANT", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.worker[0], int(args.worker[1]))))
+        print(json.dumps(measure(args.worker[0], int(args.worker[1]), args.subnormals)))
         return
     variants, lengths = args.variants.split(";"), [int(t) for t in args.lengths.split(",")]
     results = []
     for length in lengths:
         for variant in variants:  # interleaved: each T sees every variant in turn
-            memory, timing = (worker(variant, length, os.environ | {"OMP_NUM_THREADS": "1"} | allocator)
-                              for allocator in (ALLOCATOR, {}))
+            memory, timing = (worker(variant, length, os.environ | {"OMP_NUM_THREADS": "1"} | allocator,
+                                     args.subnormals) for allocator in (ALLOCATOR, {}))
             results.append(memory | {"ms_per_update": timing["ms_per_update"]})
             print(results[-1], flush=True)
     lines = [f"`rnn:{WIDTH}`, batch {BATCH}, adding problem, {UPDATES} updates per process, 1 thread: "

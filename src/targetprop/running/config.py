@@ -103,7 +103,7 @@ class Config:
                                        "starting scale (0: stop on NaN or infinity only)")
     threads: int = setting(0, "CPU threads for torch (0: torch's default)")
     flush_denormal: bool = setting(True, "CPU: subnormal floats count as zero (BPTT's vanishing gradients "
-                                   "made an update at T = 400 8x slower without it)")
+                                   "made an update at T = 400 8-15x slower without it)")
     progress: bool = setting(True, "progress bar on a terminal")
     # the chosen rule's own settings, checked against its declaration (registry.make_rule)
     rule_settings: dict = field(default_factory=dict)
