@@ -79,3 +79,16 @@ def gradient_into_layer_inputs(net, rule, x, y) -> float:
         for handle in handles:
             handle.remove()
     return sum(arrived)
+
+
+def torch_rnn_like(net) -> torch.nn.RNN:
+    """torch's own RNN with a recurrent net's weights, as an independent reference:
+    h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), b_hh = 0 (our cell has one bias)."""
+    width, features = net.cell.input.weight.shape
+    rnn = torch.nn.RNN(features, width, batch_first=True).to(net.cell.input.weight.dtype)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(net.cell.input.weight)
+        rnn.bias_ih_l0.copy_(net.cell.input.bias)
+        rnn.weight_hh_l0.copy_(net.cell.recurrent.weight)
+        rnn.bias_hh_l0.zero_()
+    return rnn

@@ -13,7 +13,7 @@ from targetprop.running.config import ConfigError
 from targetprop.running.setup import validate_config
 from targetprop.running.trainer import Trainer
 
-from helpers import quick_config
+from helpers import quick_config, torch_rnn_like
 
 T, F, WIDTH, N = 7, 3, 5, 16
 
@@ -21,17 +21,6 @@ T, F, WIDTH, N = 7, 3, 5, 16
 def _net(seed: int = 0, activation: str = "tanh", outputs: int = 4) -> RecurrentNetwork:
     torch.manual_seed(seed)
     return RecurrentNetwork((T, F), WIDTH, outputs, activation).double()
-
-
-def _reference(net: RecurrentNetwork) -> torch.nn.RNN:
-    """torch's own RNN with our weights: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)."""
-    rnn = torch.nn.RNN(F, WIDTH, batch_first=True).double()
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(net.cell.input.weight)
-        rnn.bias_ih_l0.copy_(net.cell.input.bias)
-        rnn.weight_hh_l0.copy_(net.cell.recurrent.weight)
-        rnn.bias_hh_l0.zero_()
-    return rnn
 
 
 def _batch(seed: int = 1):
@@ -42,7 +31,7 @@ def _batch(seed: int = 1):
 
 def test_forward_pass_is_torchs_rnn():
     net, (x, _) = _net(), _batch()
-    states, last = _reference(net)(x.view(N, T, F))
+    states, last = torch_rnn_like(net)(x.view(N, T, F))
     torch.testing.assert_close(net(x), net.output(last[0]))
     record = make_rule("dtp").record(net, x)  # the unrolled chain records every state
     torch.testing.assert_close(torch.stack(record.hs[1:], 1), states)
@@ -53,7 +42,7 @@ def test_bp_is_backpropagation_through_time(truncation):
     """bp's step on the unrolled chain is autograd's BPTT through torch.nn.RNN
     (truncated: the RNN restarted K steps from the end from the detached state)."""
     net, (x, y) = _net(), _batch()
-    rnn = _reference(net)
+    rnn = torch_rnn_like(net)
     sequence = x.view(N, T, F)
     if truncation:
         with torch.no_grad():

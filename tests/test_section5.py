@@ -15,7 +15,7 @@ from targetprop.running.config import ConfigError
 from targetprop.running.setup import load_splits, validate_config
 from targetprop.running.trainer import Trainer
 
-from helpers import quick_config
+from helpers import quick_config, torch_rnn_like
 
 T, F, WIDTH, N = 6, 3, 5, 16
 
@@ -33,13 +33,7 @@ def _problem(seed: int = 0, **settings):
 def test_the_forward_pass_is_torchs_rnn_and_g_has_no_input():
     rule, net, x, _ = _problem()
     assert isinstance(net, Section5Network) and net.cell.back_input is None
-    rnn = torch.nn.RNN(F, WIDTH, batch_first=True).double()
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(net.cell.input.weight)
-        rnn.bias_ih_l0.copy_(net.cell.input.bias)
-        rnn.weight_hh_l0.copy_(net.cell.recurrent.weight)
-        rnn.bias_hh_l0.zero_()
-    states, _ = rnn(x.view(N, T, F))
+    states, _ = torch_rnn_like(net)(x.view(N, T, F))
     record = rule.record(net, x)
     torch.testing.assert_close(torch.stack(record.hs[1:], 1), states)
     torch.testing.assert_close(record.logits, net(x))
