@@ -14,6 +14,7 @@ pytest.importorskip("sklearn")
 from helpers import (assert_same_params, assert_stopping_mid_epoch_then_resuming_is_exact,  # noqa: E402
                      params, quick_config)
 from targetprop.cli import main  # noqa: E402
+from targetprop.running.bench import profile_steps  # noqa: E402
 from targetprop.running.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from targetprop.running.config import Config, ConfigError, load_config  # noqa: E402
 from targetprop.running.setup import validate_config  # noqa: E402
@@ -268,6 +269,28 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     low, high = result["dtp"]["quartiles"]
     assert low <= result["dtp"]["step_ms"] <= high
     assert "dtp+bf16" in capsys.readouterr().out
+
+
+def test_profile_counts_back_props_matrix_products_per_step():
+    """An MLP of three linear layers: three forward products (addmm), and
+    backward two for the inputs of the upper layers and three for the weights."""
+    x, y = torch.randn(16, 20), torch.randint(0, 4, (16,))
+    two, four = (profile_steps(["bp", "dtp"], x, y, arch="mlp:32x2", num_classes=4, steps=steps, warmup=1)
+                 for steps in (2, 4))
+    assert two["bp"]["products_per_step"] == four["bp"]["products_per_step"] == 8
+    assert two["dtp"]["ops_per_step"] > two["bp"]["ops_per_step"] > 8 and two["bp"]["product_ms"] > 0
+    for rule in ("bp", "dtp"):  # per step: the same operations every step
+        assert two[rule]["ops_per_step"] == four[rule]["ops_per_step"]
+
+
+def test_cli_bench_profile_adds_operations_and_product_share(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--data", "digits", "--arch", "mlp:32x2", "--rules", "bp,dtp", "--repeats", "6",
+                 "--profile", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["dtp"]["ops_per_step"] > result["bp"]["ops_per_step"]
+    assert 0 < result["bp"]["product_share"] == result["bp"]["product_ms"] / result["bp"]["step_ms"]
+    assert "ops/step" in capsys.readouterr().out
 
 
 def test_cli_bench_rejects_an_unknown_variant(capsys):

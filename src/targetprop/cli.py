@@ -118,7 +118,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .running.bench import VARIANTS, time_rules
+    from .running.bench import VARIANTS, profile_steps, time_rules
     from .running.data import load_dataset
     from .registry import RULES
     from .running.setup import resolve_device
@@ -135,16 +135,21 @@ def _bench(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)  # as a training run does by default (Config.flush_denormal)
     splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
-    result = time_rules(rules, x, y, arch=args.arch, num_classes=splits.num_outputs,
-                        repeats=args.repeats, feedback_iterations=args.feedback_iterations,
-                        input_shape=splits.example_shape, variants=tuple(variants))
+    shared = dict(arch=args.arch, num_classes=splits.num_outputs, feedback_iterations=args.feedback_iterations,
+                  input_shape=splits.example_shape, variants=tuple(variants))
+    result = time_rules(rules, x, y, repeats=args.repeats, **shared)
+    profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
-    print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}")
+    print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}"
+          + (f"{'ops/step':>10}{'products':>10}" if profiled else ""))
     for rule, entry in result.items():
+        if profiled:
+            entry.update(profiled[rule], product_share=profiled[rule]["product_ms"] / entry["step_ms"])
         ratio = entry.get("ratio_to_bp")
         low, high = entry["quartiles"]
         print(f"{rule:<20}{entry['step_ms']:>10.2f}{f'{low:.2f}–{high:.2f}':>18}"
-              + (f"{ratio:>8.2f}" if ratio is not None else ""))
+              + (f"{ratio:>8.2f}" if ratio is not None else f"{'':>8}")
+              + (f"{entry['ops_per_step']:>10.0f}{entry['product_share']:>10.0%}" if profiled else ""))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -291,6 +296,9 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--variants", default="eager",
                        help="comma-separated, timed side by side: eager, compile, bf16, bf16+compile")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile each rule (torch.profiler): operations per step and the share of "
+                            "time in matrix products")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(func=_bench)
 

@@ -1,5 +1,6 @@
 """Time one full training step (feedback and forward updates) per rule, on the
-same network, batch and data, in one process."""
+same network, batch and data, in one process; and profile it (operations per
+step, the share of time in matrix products)."""
 from __future__ import annotations
 
 import statistics
@@ -12,11 +13,18 @@ from ..core.learner import Learner
 from ..registry import make_rule
 from .setup import PRECISIONS
 
-__all__ = ["VARIANTS", "time_rules"]
+__all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
 
 # how a step may run besides plain float32 eager: Learner's precision and compile options
 VARIANTS = {"eager": {}, "compile": {"compile": True}, "bf16": {"precision": PRECISIONS["bf16"]},
             "bf16+compile": {"precision": PRECISIONS["bf16"], "compile": True}}
+
+# the kernels that do a step's arithmetic; the rest of a step is overhead (small element-wise
+# operations, views, copies, the optimizers' bookkeeping)
+MATRIX_PRODUCTS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
+                             "aten::dot", "aten::mkldnn_convolution", "aten::convolution_backward",
+                             "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",
+                             "aten::cudnn_convolution"})
 
 
 def _sync(device: torch.device) -> None:
@@ -24,17 +32,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
-               activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
-               feedback_iterations: int = 1, rounds: int = 5,
-               input_shape: int | tuple[int, ...] | None = None,
-               variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
-    """Median milliseconds per ``Learner.train_step`` for each rule (and each of
-    ``variants``, keyed ``rule+variant`` past the eager one) and its ratio to
-    eager ``bp`` (when ``bp`` is among the rules). Every learner is timed in
-    turn for ``rounds`` rounds so that drifts in machine load hit all alike;
-    ``quartiles`` are those of the single steps. ``input_shape``: the shape
-    of one example of x, for convolutional and recurrent nets."""
+def _learners(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+              activation: str, warmup: int, seed: int, feedback_iterations: int,
+              input_shape: int | tuple[int, ...] | None, variants: tuple[str, ...]) -> dict[str, Learner]:
+    """One learner per rule and variant (keyed ``rule+variant`` past the eager
+    one), each on the network of the same seed and warmed up by ``warmup`` steps."""
     learners = {}
     for name in rules:
         for variant in variants:
@@ -48,6 +50,23 @@ def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str,
                                       feedback, feedback_iterations if feedback else 0, **VARIANTS[variant])
             for _ in range(warmup):  # compiles, where compiled
                 learners[label].train_step(x, y)
+    return learners
+
+
+def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+               activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
+               feedback_iterations: int = 1, rounds: int = 5,
+               input_shape: int | tuple[int, ...] | None = None,
+               variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
+    """Median milliseconds per ``Learner.train_step`` for each rule (and each of
+    ``variants``) and its ratio to eager ``bp`` (when ``bp`` is among the
+    rules). Every learner is timed in turn for ``rounds`` rounds so that
+    drifts in machine load hit all alike; ``quartiles`` are those of the
+    single steps. ``input_shape``: the shape of one example of x, for
+    convolutional and recurrent nets."""
+    learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=warmup,
+                         seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
+                         variants=variants)
     times: dict[str, list[float]] = {label: [] for label in learners}
     for _ in range(rounds):
         for name, learner in learners.items():
@@ -62,4 +81,34 @@ def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str,
     if "bp" in result:
         for entry in result.values():
             entry["ratio_to_bp"] = entry["step_ms"] / result["bp"]["step_ms"]
+    return result
+
+
+def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+                  activation: str = "tanh", steps: int = 20, warmup: int = 5, seed: int = 0,
+                  feedback_iterations: int = 1, input_shape: int | tuple[int, ...] | None = None,
+                  variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
+    """``torch.profiler`` over ``steps`` training steps of each rule:
+    ``ops_per_step``, every ``aten::`` call (nested ones included, so that an
+    operation composed of several counts as several), ``products_per_step``,
+    the calls among them that are ``MATRIX_PRODUCTS``, and ``product_ms``, the
+    self time per step of the ``MATRIX_PRODUCTS`` (on the GPU, their kernel
+    time). The profiler adds its own cost to every call, so the step's time
+    is ``time_rules``'s, not the profiled one."""
+    learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=warmup,
+                         seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
+                         variants=variants)
+    on_gpu = x.device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
+    result = {}
+    for label, learner in learners.items():
+        with torch.profiler.profile(activities=activities) as profiler:
+            for _ in range(steps):
+                learner.train_step(x, y)
+            _sync(x.device)
+        events = [e for e in profiler.events() if e.name.startswith("aten::")]
+        products = [e for e in events if e.name in MATRIX_PRODUCTS]
+        product_ms = sum(e.self_device_time_total if on_gpu else e.self_cpu_time_total for e in products) / 1000
+        result[label] = {"ops_per_step": len(events) / steps, "products_per_step": len(products) / steps,
+                         "product_ms": product_ms / steps}
     return result
