@@ -222,3 +222,27 @@ def test_a_run_counts_subnormal_floats_as_zero_unless_told_not_to(tmp_path, flus
         assert (tiny.item() == 0.0) == flush
     finally:
         torch.set_flush_denormal(False)  # torch's own default, for the tests that follow
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_local_pass_is_the_loop_of_steps_on_detached_inputs(kind):
+    """All steps' outputs in one call of the cell: the states and outputs of
+    a loop of ``layer(h.detach())`` over the unrolled steps, and the same
+    gradients into the cell (float64)."""
+    torch.manual_seed(0)
+    net = RecurrentNetwork((T, F), WIDTH, 4, kind=kind).double()
+    x, _ = _batch()
+    weights = torch.randn(T, N, WIDTH, dtype=torch.float64)
+    layers, states, outputs = net.local_pass(x)
+    assert not states.requires_grad and len(layers) == T
+    h, loop = x, []
+    for layer in net.unrolled(x):
+        loop.append(layer(h.detach()))
+        h = loop[-1]
+    torch.testing.assert_close(states, torch.stack(loop).detach())
+    torch.testing.assert_close(outputs.view(T, N, WIDTH), torch.stack(loop))
+    params = net.cell.forward_parameters()
+    got = torch.autograd.grad((outputs.view(T, N, WIDTH) * weights).sum(), params)
+    want = torch.autograd.grad((torch.stack(loop) * weights).sum(), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from targetprop import InverseAffine, build_network, make_rule
-from targetprop.core.targets import (difference_propagate, linear_difference_propagate, propagate_targets,
+from targetprop.core.targets import (difference_propagate, gated, linear_difference_propagate,
+                                     linear_difference_through_time, propagate_targets,
                                      tp_propagate)
 
 
@@ -191,3 +192,19 @@ def test_linear_difference_propagation_is_the_difference_through_an_affine_map()
     expected = difference_propagate(g, h_below, h, h_hat)
     got = linear_difference_propagate(lambda d: d @ g.weight.T, h_below, h, h_hat)
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_targets_through_time_are_the_chains_difference_targets(gate):
+    """One g(s) = V s + c for every step: the stacked recursion
+    Δ_{t−1} = V (D_t ⊙ Δ_t) gives the targets that the chain's loop of
+    ``difference_propagate`` through g (``gated`` by tanh′) gives, step by step."""
+    torch.manual_seed(1)
+    steps, batch, width = 6, 3, 4
+    g = torch.nn.Linear(width, width).double()
+    states = torch.randn(steps, batch, width, dtype=torch.float64).tanh()
+    top = states[-1] + 0.1 * torch.randn(batch, width, dtype=torch.float64)
+    rule = gated(difference_propagate, lambda s: 1 - s * s) if gate else difference_propagate
+    expected = propagate_targets([None, None, *[g] * (steps - 1)], [None, *states], top, rule)
+    got = linear_difference_through_time(g.weight, states, top, (1 - states * states) if gate else None)
+    torch.testing.assert_close(got, torch.stack(expected))

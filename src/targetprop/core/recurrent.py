@@ -66,9 +66,18 @@ class RecurrentCell(nn.Module):
         self.back_input = nn.Linear(features, width, bias=False) if feedback_input else None  # P
         nn.init.zeros_(self.back.bias)
 
+    def drive(self, x: Tensor) -> Tensor:
+        """The part of a step that reads x_t alone, for any leading shape
+        (all T steps of a batch in one product)."""
+        raise NotImplementedError
+
+    def advance(self, s: Tensor | None, drive_t: Tensor) -> Tensor:
+        """s_t from s_{t−1} (``s`` None: s_0 = 0) and step t's drive."""
+        raise NotImplementedError
+
     def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
         """s_t from s_{t−1} (``s`` None: s_0 = 0) and x_t."""
-        raise NotImplementedError
+        return self.advance(s, self.drive(x_t))
 
     def reconstruct(self, s: Tensor, x_t: Tensor) -> Tensor:
         """s̃_{t−1} = V s_t + P x_t + c."""
@@ -104,9 +113,12 @@ class ElmanCell(RecurrentCell):
             nn.init.orthogonal_(self.recurrent.weight)
             self.back.weight.copy_(self.recurrent.weight.T)
 
-    def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
-        pre = self.input(x_t)
-        return self.act(pre if s is None else pre + self.recurrent(s))
+    def drive(self, x: Tensor) -> Tensor:
+        """U x + b."""
+        return self.input(x)
+
+    def advance(self, s: Tensor | None, drive_t: Tensor) -> Tensor:
+        return self.act(drive_t if s is None else drive_t + self.recurrent(s))
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return [*self.recurrent.parameters(), *self.input.parameters()]
@@ -128,8 +140,12 @@ class GRUCell(RecurrentCell):
         self.gru = nn.GRUCell(features, width)
         self.act = nn.Identity()
 
-    def step(self, s: Tensor | None, x_t: Tensor) -> Tensor:
-        return self.gru(x_t, s)
+    def drive(self, x: Tensor) -> Tensor:
+        """x itself: nn.GRUCell takes its input whole."""
+        return x
+
+    def advance(self, s: Tensor | None, drive_t: Tensor) -> Tensor:
+        return self.gru(drive_t, s)
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return list(self.gru.parameters())
@@ -142,16 +158,18 @@ class TimeStep:
     """Step t of an unrolled batch as a layer of a chain (the protocol of
     :class:`layers.Layer`): f(s_{t−1}) = s_t and g(s_t) = s̃_{t−1} with this
     step's input x_t bound. The first step reads x and starts from s_0 = 0;
-    it has no g (x needs no target)."""
+    it has no g (x needs no target). ``drive_t``: the cell's drive of x_t,
+    when it was computed for all steps at once."""
 
     drops_input = False
 
-    def __init__(self, cell: RecurrentCell, x_t: Tensor, first: bool):
+    def __init__(self, cell: RecurrentCell, x_t: Tensor, first: bool, drive_t: Tensor | None = None):
         self.cell, self.x_t, self.first = cell, x_t, first
+        self.drive_t = cell.drive(x_t) if drive_t is None else drive_t
         self.g = None if first else self.feedback
 
     def f(self, h_below: Tensor) -> Tensor:
-        return self.cell.step(None if self.first else h_below, self.x_t)
+        return self.cell.advance(None if self.first else h_below, self.drive_t)
 
     __call__ = f
 
@@ -182,18 +200,23 @@ class TimeStep:
         return self.cell.weights()
 
 
-def stacked_steps(layers, hs: list[Tensor]) -> list[tuple]:
+def stacked_steps(layers, hs: list[Tensor], states: Tensor | None = None) -> list[tuple]:
     """(layer, h_{l−1}, h_l, count) for each layer of a chain, except that the
     time steps after the first, which share every map and differ only in
     their input, come as one :class:`TimeStep` over their ``count`` batches
-    stacked: one product per map instead of one per step."""
+    stacked: one product per map instead of one per step. ``states``: the
+    states s_1..s_T already stacked, (T, N, W), which the stacked steps then
+    read without a copy."""
     steps = [l for l, layer in enumerate(layers) if isinstance(layer, TimeStep) and not layer.first]
     if len(steps) < 2:
         return [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers)]
     single = [(layer, hs[l], hs[l + 1], 1) for l, layer in enumerate(layers) if l < steps[0]]
     stack = TimeStep(layers[steps[0]].cell, torch.cat([layers[l].x_t for l in steps]), first=False)
-    return single + [(stack, torch.cat([hs[l] for l in steps]), torch.cat([hs[l + 1] for l in steps]),
-                      len(steps))]
+    if states is not None and steps == list(range(1, len(states))):
+        below, above = states[:-1].flatten(0, 1), states[1:].flatten(0, 1)
+    else:
+        below, above = torch.cat([hs[l] for l in steps]), torch.cat([hs[l + 1] for l in steps])
+    return single + [(stack, below, above, len(steps))]
 
 
 CELLS = {"rnn": ElmanCell, "gru": GRUCell}
@@ -219,12 +242,36 @@ class RecurrentNetwork(nn.Module):
         return x.reshape(len(x), *self.sequence_shape).transpose(0, 1)
 
     def unrolled(self, x: Tensor) -> list[TimeStep]:
-        return [TimeStep(self.cell, x_t, first=t == 0) for t, x_t in enumerate(self.inputs(x))]
+        return self._steps(self.inputs(x))[0]
+
+    def _steps(self, inputs: Tensor) -> tuple[list[TimeStep], Tensor]:
+        """The T steps of a batch and their drives, (T, N, ·), in one call."""
+        drives = self.cell.drive(inputs)
+        return [TimeStep(self.cell, x_t, t == 0, drive_t)
+                for t, (x_t, drive_t) in enumerate(zip(inputs, drives))], drives
+
+    def local_pass(self, x: Tensor) -> tuple[list[TimeStep], Tensor, Tensor]:
+        """The steps; the states s_1 … s_T, (T, N, W), without a graph; and
+        every step's output f(s_{t−1}, x_t) on its detached input, (T·N, W),
+        all steps in one call of the cell over T stacked batches: what a local
+        rule trains (the values of a loop over ``layer(h.detach())``, with one
+        product per weight instead of T, and no graph through the loop)."""
+        layers, drives = self._steps(self.inputs(x))
+        with torch.no_grad():
+            s, states = None, []
+            for layer in layers:
+                s = layer.f(s)
+                states.append(s)
+            run = s.new_empty((len(layers) + 1, *s.shape))  # s_0 = 0, s_1, …, s_T
+            run[0].zero_()
+            torch.stack(states, out=run[1:])
+        outputs = self.cell.advance(run[:-1].flatten(0, 1), drives.flatten(0, 1))
+        return layers, run[1:], outputs
 
     def forward(self, x: Tensor) -> Tensor:
         s = None
-        for x_t in self.inputs(x):
-            s = self.cell.step(s, x_t)
+        for drive_t in self.cell.drive(self.inputs(x)):
+            s = self.cell.advance(s, drive_t)
         return self.output(s)
 
     @property

@@ -29,10 +29,11 @@ import torch
 from .diagnostics import layer_diagnostics
 from .networks import Network, build_network
 from .objectives import Scores, output_scores
+from .recurrent import RecurrentNetwork
 
 Tensor = torch.Tensor
 
-__all__ = ["Record", "ForwardRecord", "ForwardLoss", "Rule", "Scores"]
+__all__ = ["Record", "ForwardRecord", "SequenceRecord", "ForwardLoss", "Rule", "Scores"]
 
 
 @runtime_checkable
@@ -76,6 +77,16 @@ class ForwardRecord:
 
 
 @dataclass
+class SequenceRecord(ForwardRecord):
+    """A :class:`ForwardRecord` of a recurrent net's T steps that also keeps
+    them stacked: ``states`` s_1..s_T as (T, N, W), of which ``hs[1:]`` are
+    views, and ``stacked_outputs``, (T·N, W), of which ``outputs`` are views,
+    so that a rule can treat all steps in one operation."""
+    states: Tensor | None = None
+    stacked_outputs: Tensor | None = None
+
+
+@dataclass
 class ForwardLoss:
     loss: Tensor                     # its gradient is the forward-weight update
     output_loss: Tensor              # the rule's output loss (cross-entropy, reconstruction error)
@@ -115,6 +126,11 @@ class Rule:
         """Raise ValueError if this rule cannot train ``net`` (called before any work)."""
 
     def record(self, net: Network, x: Tensor) -> ForwardRecord:
+        if isinstance(net, RecurrentNetwork):  # its steps share one cell: their outputs come in one call
+            layers, states, outputs = net.local_pass(x)
+            top = states[-1].detach().requires_grad_()
+            return SequenceRecord([x, *states], list(outputs.split(len(x))), top, net.output(top), layers,
+                                  states=states, stacked_outputs=outputs)
         hs, outputs, h, layers = [x], [], x, net.unrolled(x)
         for layer in layers:
             out = layer(h.detach())

@@ -17,7 +17,8 @@ PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
     "gradient_top_target", "tp_propagate", "difference_propagate", "linear_difference_propagate",
-    "damped_inverse_propagate", "gated", "propagate_targets", "hybrid_target", "PROPAGATION_RULES",
+    "damped_inverse_propagate", "gated", "propagate_targets", "linear_difference_through_time", "hybrid_target",
+    "PROPAGATION_RULES",
 ]
 
 
@@ -103,6 +104,26 @@ def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor]
             propagate = rule if callable(rule) else rule[l]
             targets.append(propagate(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
     return targets[::-1]
+
+
+def linear_difference_through_time(weight: Tensor, states: Tensor, top_target: Tensor,
+                                   gates: Tensor | None = None) -> Tensor:
+    """Difference targets down the T steps of a recurrent net whose g is
+    affine with one weight V for every step (g(s_t) = V s_t + P x_t + c):
+
+        Δ_T = ŝ_T − s_T,   Δ_{t−1} = V (D_t ⊙ Δ_t),   ŝ_t = s_t + Δ_t,
+
+    D_t = ``gates[t]`` (act′ at s_t, as ``gated``) or 1. ``states`` are
+    s_1..s_T stacked, (T, N, W); returns ŝ_1..ŝ_T stacked alike. The values
+    of ``propagate_targets`` with ``linear_difference_propagate`` (gated),
+    in two operations a step."""
+    with torch.no_grad():
+        weight_t = weight.t()
+        steps = [top_target - states[-1]]
+        for t in range(len(states) - 1, 0, -1):
+            step = steps[-1] if gates is None else gates[t] * steps[-1]
+            steps.append(step @ weight_t)
+        return states + torch.stack(steps[::-1])
 
 
 def hybrid_target(joint: Tensor, step: Tensor, h: Tensor, alpha: float) -> Tensor:

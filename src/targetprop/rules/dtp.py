@@ -20,7 +20,7 @@ from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import output_loss
 from ..core.recurrent import RecurrentNetwork, TimeStep, stacked_steps
-from ..core.rule import ForwardLoss, ForwardRecord, Rule
+from ..core.rule import ForwardLoss, ForwardRecord, Rule, SequenceRecord
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
 
@@ -112,6 +112,11 @@ class TargetPropagation(Rule):
 
     def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
         top, output_loss = self.top_target(record, y)
+        if isinstance(record, SequenceRecord) and self.propagate is tg.difference_propagate:
+            step = record.layers[-1]  # every step's g is the cell's affine map
+            gates = (activation_derivative(step.nonlinearity, record.states) if self._gates(step) else None)
+            targets = tg.linear_difference_through_time(step.cell.back.weight, record.states, top, gates)
+            return list(targets), output_loss
         feedbacks, rules = [None], [None]
         for layer in record.layers:
             exact = isinstance(layer.g, InverseAffine)
@@ -135,6 +140,8 @@ class TargetPropagation(Rule):
         if self.local_update != "autograd":
             local = delta_rule_loss(record.layers, record.hs[:-1], targets,
                                     derivative=self.local_update == "delta")
+        elif isinstance(record, SequenceRecord):  # one loss over the stacked steps
+            local = local_target_loss([record.stacked_outputs], [torch.cat(targets)])
         else:
             local = local_target_loss(record.outputs, targets)
         for layer, h_below in zip(record.layers, record.hs):
@@ -147,7 +154,8 @@ class TargetPropagation(Rule):
         hs = record.hs
         noise = SharedNoise() if self.shared_noise else gaussian_like
         losses = []
-        for layer, h_below, h, count in stacked_steps(record.layers, hs):
+        states = record.states if isinstance(record, SequenceRecord) else None
+        for layer, h_below, h, count in stacked_steps(record.layers, hs, states):
             if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
             if layer.drops_input:  # the objectives invert the deterministic f, without the mask

@@ -49,12 +49,12 @@ class Section5Network(RecurrentNetwork):
         return self.cell.recurrent.weight.shape[0]
 
     def codes(self, inputs: Tensor) -> Tensor:
-        """h_t = U x_t + b for steps of shape (T, N, F), in one product."""
-        return self.cell.input(inputs)
+        """h_t = U x_t + b (the cell's drive) for steps of shape (T, N, F), in one product."""
+        return self.cell.drive(inputs)
 
     def transition(self, s: Tensor | None, code: Tensor) -> Tensor:
         """f(s_{t−1}, h_t); ``s`` None is s_0 = 0."""
-        return self.cell.act(code if s is None else code + self.cell.recurrent(s))
+        return self.cell.advance(s, code)
 
     def backward_weight(self) -> tuple[Tensor, Tensor]:
         """g as one affine map: ([V; Q], [c; e]), so g(s) = F.linear(s, *backward_weight())."""
