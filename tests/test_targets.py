@@ -208,3 +208,16 @@ def test_targets_through_time_are_the_chains_difference_targets(gate):
     expected = propagate_targets([None, None, *[g] * (steps - 1)], [None, *states], top, rule)
     got = linear_difference_through_time(g.weight, states, top, (1 - states * states) if gate else None)
     torch.testing.assert_close(got, torch.stack(expected))
+
+
+def test_a_layer_gives_gs_linear_part_only_where_g_is_affine():
+    """feedback_linear(ĥ − h) = g(ĥ) − g(h) for linear feedback maps; none for
+    act(V h + c) maps or maps with a hidden layer (no one linear part)."""
+    torch.manual_seed(0)
+    net = make_rule("dtp").build_network("mlp:6x3", 5, 3).double()
+    h, h_hat = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    for layer in net.layers[1:]:
+        torch.testing.assert_close(layer.feedback_linear(h_hat - h), layer.feedback(h_hat) - layer.feedback(h))
+    for rule, hidden in (make_rule("dtp", feedback_map="activation"), 0), (make_rule("dtp"), 4):
+        other = rule.build_network("mlp:6x3", 5, 3, hidden=hidden)
+        assert all(layer.feedback_linear is None for layer in other.layers[1:])

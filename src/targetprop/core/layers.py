@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .delta import activation_derivative
@@ -84,6 +85,18 @@ class Layer(nn.Module):
         if self.g is None:
             raise RuntimeError("this layer has no feedback map g")
         return self.g(h)
+
+    @property
+    def feedback_linear(self):
+        """d ↦ V d where g(h) = V h + c is affine (one ``nn.Linear``), else
+        None: g(ĥ) − g(h) = V(ĥ − h), so a difference target goes down in one
+        product on the batch instead of g on both (``targets.linear_difference_propagate``)."""
+        modules = list(self.g) if isinstance(self.g, nn.Sequential) else [self.g]
+        if not modules or not isinstance(modules[0], nn.Linear) or not all(
+                isinstance(m, nn.Identity) for m in modules[1:]):
+            return None
+        weight = modules[0].weight
+        return lambda d: F.linear(d, weight)
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return list(self.f.parameters())
