@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .delta import activation_derivative
 from .layers import ACTIVATIONS, make_activation
 
 Tensor = torch.Tensor
@@ -79,6 +80,12 @@ class RecurrentCell(nn.Module):
         """s_t from s_{t−1} (``s`` None: s_0 = 0) and x_t."""
         return self.advance(s, self.drive(x_t))
 
+    def known_steps(self, below: Tensor, drives: Tensor, states: Tensor) -> Tensor:
+        """f(s_{t−1}, x_t) for steps stacked into one batch, with a graph to the
+        cell's weights, when their values ``states`` are already known (from
+        a loop without a graph); here computed again by ``advance``."""
+        return self.advance(below, drives)
+
     def reconstruct(self, s: Tensor, x_t: Tensor) -> Tensor:
         """s̃_{t−1} = V s_t + P x_t + c."""
         out = self.back(s)
@@ -120,11 +127,35 @@ class ElmanCell(RecurrentCell):
     def advance(self, s: Tensor | None, drive_t: Tensor) -> Tensor:
         return self.act(drive_t if s is None else drive_t + self.recurrent(s))
 
+    def known_steps(self, below: Tensor, drives: Tensor, states: Tensor) -> Tensor:
+        """The states themselves, with act(W s_{t−1} + drive_t)'s gradient
+        written out (``_KnownSteps``): the forward product is not run again."""
+        return _KnownSteps.apply(states, below, drives, self.recurrent.weight, self.act)
+
     def forward_parameters(self) -> list[nn.Parameter]:
         return [*self.recurrent.parameters(), *self.input.parameters()]
 
     def weight_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"recurrent": [self.recurrent.weight], "input": [self.input.weight]}
+
+
+class _KnownSteps(torch.autograd.Function):
+    """p = act(W s_{t−1} + d_t) for stacked steps whose values p are known:
+    the backward pass is act′(p) ⊙ ∂/∂p into the pre-activation, whence
+    ∂/∂W = (act′ ⊙ ∂/∂p)ᵀ s_{t−1} in one product and ∂/∂d_t (which goes on
+    to U and b through the drives' graph)."""
+
+    @staticmethod
+    def forward(ctx, states: Tensor, below: Tensor, drives: Tensor, weight: Tensor, act: nn.Module) -> Tensor:
+        ctx.save_for_backward(states, below)
+        ctx.act = act
+        return states.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        states, below = ctx.saved_tensors
+        pre = grad * activation_derivative(ctx.act, states)
+        return None, None, pre, pre.t() @ below, None
 
 
 class GRUCell(RecurrentCell):
@@ -265,7 +296,7 @@ class RecurrentNetwork(nn.Module):
             run = s.new_empty((len(layers) + 1, *s.shape))  # s_0 = 0, s_1, …, s_T
             run[0].zero_()
             torch.stack(states, out=run[1:])
-        outputs = self.cell.advance(run[:-1].flatten(0, 1), drives.flatten(0, 1))
+        outputs = self.cell.known_steps(run[:-1].flatten(0, 1), drives.flatten(0, 1), run[1:].flatten(0, 1))
         return layers, run[1:], outputs
 
     def forward(self, x: Tensor) -> Tensor:
