@@ -80,3 +80,20 @@ def test_ldrl_training_converges_to_transpose():
         fb.local_difference_reconstruction_loss(layer, h_below, layer(h_below).detach(), 0.05).backward()
         optimizer.step()
     torch.testing.assert_close(layer.g[0].weight, layer.f[0].weight.T, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["drl", "ldrl"])
+def test_differences_through_gs_linear_part_are_those_of_g(name):
+    """With an affine g, DRL and L-DRL read g(h + d) − g(h) as V d: the loss
+    and V's gradient are those of g evaluated at both points (float64)."""
+    layer = linear_layer(seed=2)
+    generic = type("Generic", (), {"f": layer.f, "feedback": layer.feedback, "feedback_linear": None})()
+    h_below = torch.randn(6, 4, dtype=torch.float64)
+    h = layer(h_below).detach()
+    values = []
+    for view in (layer, generic):
+        torch.manual_seed(5)
+        loss = FEEDBACK_OBJECTIVES[name](view, h_below, h, 0.3, 0.7)
+        values.append((loss, *torch.autograd.grad(loss, layer.g[0].weight)))
+    for ours, theirs in zip(*values):
+        torch.testing.assert_close(ours, theirs)

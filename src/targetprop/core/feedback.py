@@ -38,6 +38,17 @@ def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(t, target, reduction="sum") / t.shape[0]
 
 
+def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> list[Tensor]:
+    """g(h + d) − g(h) for each step d, in one call: V d where g is affine
+    (``layer.feedback_linear``; the bias and any input term cancel), else g
+    on every h + d and on h, stacked."""
+    linear = getattr(layer, "feedback_linear", None)
+    if linear is not None:
+        return list(linear(torch.cat(steps)).split(h.shape[0]))
+    *moved, clean = layer.feedback(torch.cat([h + d for d in steps] + [h])).split(h.shape[0])
+    return [m - clean for m in moved]
+
+
 def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
                               regularization: float = 0.0, noise: Noise = gaussian_like) -> Tensor:
     """DTP's denoising inverse loss (Lee et al. 2015, Eq. 16):
@@ -64,13 +75,11 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     eps = noise(h_below)
     with torch.no_grad():
         up = layer.f(h_below + sigma * eps)
-    inputs = [up, h]
+    steps = [up - h] + ([sigma * noise(h)] if regularization > 0 else [])
+    out = _feedback_differences(layer, h, steps)
+    loss = _batch_mean_sq(out[0], sigma * eps)
     if regularization > 0:
-        inputs.append(h + sigma * noise(h))
-    out = layer.feedback(torch.cat(inputs)).split(h.shape[0])
-    loss = _batch_mean_sq(out[0] - out[1], sigma * eps)
-    if regularization > 0:
-        loss = loss + regularization * _batch_mean_sq(out[2], out[1])
+        loss = loss + regularization * out[1].pow(2).sum() / h.shape[0]
     return loss / sigma ** 2
 
 
@@ -88,9 +97,9 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     eps, eta = noise(h_below), noise(h)
     with torch.no_grad():
         up = layer.f(h_below + sigma * eps)
-    noisy_up, clean, noisy_h = layer.feedback(torch.cat([up, h, h + sigma * eta])).split(h.shape[0])
-    alignment = -sigma * torch.sum(eps * (noisy_up - clean)) / h.shape[0]
-    return (alignment + 0.5 * _batch_mean_sq(noisy_h, clean)) / sigma ** 2
+    along_f, along_noise = _feedback_differences(layer, h, [up - h, sigma * eta])
+    alignment = -sigma * torch.sum(eps * along_f) / h.shape[0]
+    return (alignment + 0.5 * along_noise.pow(2).sum() / h.shape[0]) / sigma ** 2
 
 
 FEEDBACK_OBJECTIVES: dict[str, FeedbackObjective] = {
