@@ -18,15 +18,19 @@ from helpers import quick_config, torch_rnn_like
 T, F, WIDTH, N = 7, 3, 5, 16
 
 
-def _net(seed: int = 0, activation: str = "tanh", outputs: int = 4) -> RecurrentNetwork:
+def _net(seed: int = 0, activation: str = "tanh", outputs: int = 4, every_state: bool = False) -> RecurrentNetwork:
     torch.manual_seed(seed)
-    return RecurrentNetwork((T, F), WIDTH, outputs, activation).double()
+    return RecurrentNetwork((T, F), WIDTH, outputs, activation, every_state=every_state).double()
 
 
-def _batch(seed: int = 1):
+def _batch(seed: int = 1, per_step: bool = False):
+    """x and labels; ``per_step``: a label for every step, −1 (no target) at about a third of them."""
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(N, T * F, generator=generator, dtype=torch.float64),
-            torch.randint(0, 4, (N,), generator=generator))
+    x = torch.randn(N, T * F, generator=generator, dtype=torch.float64)
+    if not per_step:
+        return x, torch.randint(0, 4, (N,), generator=generator)
+    y = torch.randint(0, 4, (N, T), generator=generator)
+    return x, y.masked_fill(torch.rand(N, T, generator=generator) < 0.3, -1)
 
 
 def test_forward_pass_is_torchs_rnn():
@@ -60,6 +64,74 @@ def test_bp_is_backpropagation_through_time(truncation):
     got = torch.autograd.grad(result.loss, [cell.recurrent.weight, cell.input.weight, cell.input.bias])
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
+
+
+def test_a_read_out_on_every_state_is_torchs_rnn_and_bp_its_bptt():
+    """Logits at every step from torch.nn.RNN's states; bp's step is
+    autograd's gradient of the cross-entropy over the labelled steps."""
+    net, (x, y) = _net(every_state=True), _batch(per_step=True)
+    rnn = torch_rnn_like(net)
+    states, _ = rnn(x.view(N, T, F))
+    logits = net.output(states)
+    torch.testing.assert_close(net(x), logits)
+    labelled = y >= 0
+    loss = torch.nn.functional.cross_entropy(logits[labelled], y[labelled])
+    expected = torch.autograd.grad(loss, [rnn.weight_hh_l0, rnn.weight_ih_l0, rnn.bias_ih_l0])
+    rule = make_rule("bp")
+    result = rule.forward_loss(net, rule.record(net, x), y)
+    torch.testing.assert_close(result.loss, loss)
+    cell = net.cell
+    got = torch.autograd.grad(result.loss, [cell.recurrent.weight, cell.input.weight, cell.input.bias])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    scores = rule.evaluate(net, x, y)
+    assert int(scores["acc"][1]) == int(labelled.sum())  # accuracy over the labelled steps only
+
+
+@pytest.mark.parametrize("rule_name", ["dtp", "drl"])
+def test_targets_for_every_state_are_bptts_steps_where_v_is_w_transposed(rule_name):
+    """At the start V = Wᵀ: gated difference targets with a target at every
+    step are ŝ_t − s_t = −η ∂L/∂s_t, L the summed loss of all steps and
+    ∂L/∂s_t BPTT's total derivative (torch.nn.RNN, autograd)."""
+    net, (x, y) = _net(every_state=True), _batch(per_step=True)
+    cell = torch_rnn_like(net)  # its weights, stepped by hand: ∂L/∂s_t through every later step
+    s, states = torch.zeros(N, WIDTH, dtype=torch.float64), []
+    for x_t in x.view(N, T, F).unbind(1):
+        s = torch.tanh(x_t @ cell.weight_ih_l0.T + cell.bias_ih_l0 + s @ cell.weight_hh_l0.T)
+        states.append(s)
+    logits = net.output(torch.stack(states, 1))
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1, reduction="sum")
+    descent = torch.autograd.grad(loss, states)
+    rule = make_rule(rule_name, target_step=0.1)
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    for t in range(T):
+        torch.testing.assert_close(targets[t] - record.hs[t + 1], -0.1 * descent[t])
+
+
+def test_tp_gives_every_state_its_own_step_on_top_of_gs_reconstruction():
+    """Vanilla TP through time with a target at every step:
+    ŝ_{t−1} = g(ŝ_t) + (−η ∂ℓ_{t−1}/∂s_{t−1})."""
+    net, (x, y) = _net(every_state=True), _batch(per_step=True)
+    rule = make_rule("tp", target_step=0.1, target_gating="none")
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    logits = net.output(record.top)  # (T, N, outputs): each step's own loss ℓ_t
+    own = torch.autograd.grad(torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), y.T.flatten(), ignore_index=-1, reduction="sum"), record.top)[0]
+    steps = net.unrolled(x)
+    for t in range(T - 1, 0, -1):  # targets[t] is ŝ_{t+1}; step t + 1's g reconstructs s_t
+        expected = steps[t].feedback(targets[t]) - 0.1 * own[t - 1]
+        torch.testing.assert_close(targets[t - 1], expected.detach())
+
+
+def test_a_target_per_step_needs_a_recurrent_net_and_a_rule_that_reads_every_state(tmp_path):
+    for arch, rule, message, settings in [("mlp:8", "bp", "recurrent", {}),
+                                          ("rnn:8", "bengio2014", "last state", {}),
+                                          ("rnn:8", "bp", "truncation=0", {"truncation": 3})]:
+        with pytest.raises(ConfigError, match=message):
+            Trainer(quick_config(data="copy", seq_len=12, arch=arch, rule=rule, **settings), tmp_path / rule).run()
+        assert not (tmp_path / rule / "checkpoint.pt").exists()
 
 
 def test_truncation_needs_a_recurrent_net():
@@ -116,13 +188,17 @@ def test_a_recurrent_net_needs_sequences():
 def test_bptt_and_tptt_learn_short_dependencies(tmp_path, rule):
     """T = 10, two epochs: the order of two symbols, and the sum of two marked
     values well past the baselines (chance 1/4; predicting 1 everywhere solves
-    36 % of the adding sequences at a squared error of 1/6)."""
+    36 % of the adding sequences at a squared error of 1/6); and T = 12 with a
+    target at every step, the copy problem."""
     order = Trainer(quick_config(data="temporal-order", rule=rule, arch="rnn:32", seq_len=10, epochs=2),
                     tmp_path / "order").run()
     assert order["test_accuracy"] > 0.9
     adding = Trainer(quick_config(data="adding", rule=rule, arch="rnn:32", seq_len=10, epochs=2),
                      tmp_path / "adding").run()
     assert adding["test_solved"] > 0.6 and adding["test_loss"] < 1 / 12
+    copied = Trainer(quick_config(data="copy", rule=rule, arch="rnn:32", seq_len=12, epochs=2),
+                     tmp_path / "copy").run()
+    assert copied["test_accuracy"] > 0.4  # 5 symbols of 8 recalled at the last steps (chance 1/8)
 
 
 def test_he_init_is_refused_for_a_recurrent_net():
@@ -189,11 +265,13 @@ def test_the_delta_rule_is_refused_for_a_recurrent_net():
         validate_config(quick_config(data="adding", arch="rnn:8", local_update="delta"))
 
 
-def test_angles_per_time_step_are_zero_where_gated_targets_are_bptt():
+@pytest.mark.parametrize("every_state", [False, True])
+def test_angles_per_time_step_are_zero_where_gated_targets_are_bptt(every_state):
     """At the start V = Wᵀ, so gated difference targets carry ŝ_{t−1} − s_{t−1}
-    = Wᵀ(act′ ⊙ (ŝ_t − s_t)): BPTT's recursion, every lag at 0° (float64);
-    L-DRL's ungated steps are not, which shows the angle can tell."""
-    net, (x, y) = _net(), _batch()
+    = Wᵀ(act′ ⊙ (ŝ_t − s_t)): BPTT's recursion, every lag at 0° (float64),
+    with a target at the last step or at every step; L-DRL's ungated steps
+    are not, which shows the angle can tell."""
+    net, (x, y) = _net(every_state=every_state), _batch(per_step=every_state)
     dtp = make_rule("dtp").diagnostics(net, x, y)
     assert {f"angle_lag_{k}" for k in (1, 3)} <= dtp.keys() and "angle_lag_10" not in dtp  # T = 7
     assert all(value < 1e-5 for key, value in dtp.items() if key.startswith("angle_lag_"))

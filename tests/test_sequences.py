@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from targetprop.running.sequences import TASKS, adding, permutation, temporal_order
+from targetprop.running.sequences import COPY_SYMBOLS, TASKS, adding, copy, permutation, temporal_order
 
 
 @pytest.mark.parametrize("seq_len", [2, 11, 60])
@@ -48,6 +48,19 @@ def test_permutation_class_is_the_first_symbol():
     assert set(np.unique(y)) == {0, 1}
 
 
+@pytest.mark.parametrize("seq_len", [2 * COPY_SYMBOLS + 1, 40])
+def test_copy_targets_are_the_first_symbols_at_the_last_steps(seq_len):
+    x, y = copy(300, seq_len, np.random.default_rng(4))
+    assert x.shape == (300, seq_len, 10) and y.shape == (300, seq_len) and y.dtype == np.int64
+    symbols = x.argmax(-1)
+    recall = seq_len - COPY_SYMBOLS
+    assert np.array_equal(y[:, recall:], symbols[:, :COPY_SYMBOLS] - 1)  # the symbols 1..8 as classes 0..7
+    assert np.all(y[:, :recall] == -1)  # no target before the recall
+    assert np.all(symbols[:, recall - 1] == 9)  # the delimiter just before it
+    assert np.all(symbols[:, COPY_SYMBOLS:recall - 1] == 0) and np.all(symbols[:, recall:] == 0)  # blanks
+    assert set(np.unique(y[:, recall:])) == set(range(8))
+
+
 @pytest.mark.parametrize("name", list(TASKS))
 def test_tasks_are_seeded(name):
     generate, _ = TASKS[name]
@@ -61,7 +74,8 @@ def test_tasks_are_seeded(name):
 @pytest.mark.parametrize("call", [lambda: adding(5, 1, np.random.default_rng(0)),
                                   lambda: temporal_order(5, 9, np.random.default_rng(0)),
                                   lambda: temporal_order(5, 20, np.random.default_rng(0), relevant=4),
-                                  lambda: permutation(5, 2.5, np.random.default_rng(0))])
+                                  lambda: permutation(5, 2.5, np.random.default_rng(0)),
+                                  lambda: copy(5, 2 * COPY_SYMBOLS, np.random.default_rng(0))])
 def test_bad_lengths_are_clear_errors(call):
     with pytest.raises(ValueError, match="seq_len|relevant"):
         call()
@@ -115,3 +129,17 @@ def test_rules_of_class_labels_refuse_real_targets(tmp_path, rule):
     with pytest.raises(ConfigError, match="real targets"):
         Trainer(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_task_with_a_target_per_step_loads_them_and_refuses_labels_n():
+    import torch
+
+    from targetprop.running.data import keep_labels, load_dataset
+
+    splits = load_dataset("copy", seq_len=15, val_size=0.1)
+    x, y = splits.train.tensors
+    assert splits.targets_per_step and y.shape == (9_000, 15) and y.dtype == torch.int64
+    assert splits.sequence_shape == (15, 10) and splits.num_outputs == 8
+    assert not load_dataset("permutation", seq_len=15).targets_per_step
+    with pytest.raises(ValueError, match="every step"):
+        keep_labels(y, 100, 8)

@@ -194,18 +194,26 @@ def test_linear_difference_propagation_is_the_difference_through_an_affine_map()
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("every_state", [False, True])
 @pytest.mark.parametrize("gate", [True, False])
-def test_targets_through_time_are_the_chains_difference_targets(gate):
+def test_targets_through_time_are_the_chains_difference_targets(gate, every_state):
     """One g(s) = V s + c for every step: the stacked recursion
     Δ_{t−1} = V (D_t ⊙ Δ_t) gives the targets that the chain's loop of
-    ``difference_propagate`` through g (``gated`` by tanh′) gives, step by step."""
+    ``difference_propagate`` through g (``gated`` by tanh′) gives, step by
+    step; with a top target for every state, each step's own step added
+    on the way down."""
     torch.manual_seed(1)
     steps, batch, width = 6, 3, 4
     g = torch.nn.Linear(width, width).double()
     states = torch.randn(steps, batch, width, dtype=torch.float64).tanh()
     top = states[-1] + 0.1 * torch.randn(batch, width, dtype=torch.float64)
+    own = None
+    if every_state:
+        top = states + 0.1 * torch.randn(steps, batch, width, dtype=torch.float64)
+        own = [None, *(top - states)]
     rule = gated(difference_propagate, lambda s: 1 - s * s) if gate else difference_propagate
-    expected = propagate_targets([None, None, *[g] * (steps - 1)], [None, *states], top, rule)
+    expected = propagate_targets([None, None, *[g] * (steps - 1)], [None, *states],
+                                 top[-1] if every_state else top, rule, own_steps=own)
     got = linear_difference_through_time(g.weight, states, top, (1 - states * states) if gate else None)
     torch.testing.assert_close(got, torch.stack(expected))
 

@@ -87,13 +87,14 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
 
 def state_gradients(net, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
     """BPTT's ∂ℓ/∂s_t for every step of a recurrent net (ℓ the batch's summed
-    output loss, as the top targets use)."""
+    output loss, as the top targets use; with a read-out on every state, the
+    sum over steps)."""
     with torch.enable_grad():
         states, h = [], x
         for layer in net.unrolled(x):
             h = layer(h)
             states.append(h)
-        return list(torch.autograd.grad(output_loss(net.output(h), y, reduction="sum"), states))
+        return list(torch.autograd.grad(output_loss(net.read_out(net.read(states)), y, reduction="sum"), states))
 
 
 def _split(grads, groups: list[list]) -> list[list]:

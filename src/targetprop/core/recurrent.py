@@ -8,7 +8,8 @@ The forward transition and its learned backward map are
 
 g being the one step of §5's backward recurrent net (a net "without inputs"
 when ``feedback_input`` is off, P = 0); the read-out sees the last state,
-logits = R s_T + d. ``RecurrentNetwork.unrolled(x)`` returns the T steps
+logits = R s_T + d, or (``every_state``, for targets at every step) every
+state, logits_t = R s_t + d. ``RecurrentNetwork.unrolled(x)`` returns the T steps
 of a batch as :class:`TimeStep` layers, so every chain rule sees a chain of
 depth T: back-prop through it is back-propagation through time (BPTT), and
 the DTP family's targets ŝ_{t−1} = s_{t−1} + g(ŝ_t) − g(s_t) are target
@@ -255,18 +256,35 @@ CELLS = {"rnn": ElmanCell, "gru": GRUCell}
 
 class RecurrentNetwork(nn.Module):
     """``rnn:WIDTH`` (or ``gru:WIDTH``) on sequences of shape (T, features): the cell unrolled
-    over T steps and a linear read-out of s_T. ``layers`` holds the cell
-    alone (a net of one layer whose weights every step shares);
-    ``unrolled(x)`` gives the T steps of a batch, the chain the rules train."""
+    over T steps and a linear read-out of s_T, or with ``every_state`` of
+    every s_t (logits (N, T, outputs), for a target per step). ``layers``
+    holds the cell alone (a net of one layer whose weights every step
+    shares); ``unrolled(x)`` gives the T steps of a batch, the chain the
+    rules train."""
 
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
-                 activation: str = "tanh", feedback_input: bool = True, kind: str = "rnn"):
+                 activation: str = "tanh", feedback_input: bool = True, kind: str = "rnn",
+                 every_state: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"{kind}: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.sequence_shape = sequence_shape
         self.cell = CELLS[kind](sequence_shape[1], width, activation, feedback_input)
         self.output = nn.Linear(width, num_outputs)
+        self.every_state = every_state
+
+    def read(self, states: Tensor | list[Tensor]) -> Tensor:
+        """What the read-out sees of the states s_1..s_T (stacked (T, N, W) or
+        a list): s_T, or all of them stacked."""
+        if not self.every_state:
+            return states[-1]
+        return states if isinstance(states, Tensor) else torch.stack(states)
+
+    def read_out(self, read: Tensor) -> Tensor:
+        """The logits of what ``read`` returned: (N, outputs) from s_T, or
+        (N, T, outputs) from every state."""
+        logits = self.output(read)
+        return logits.transpose(0, 1) if read.dim() == 3 else logits
 
     def inputs(self, x: Tensor) -> Tensor:
         """x (N, T·F) flat, or (N, T, F), as (T, N, F): one batch per step."""
@@ -300,10 +318,11 @@ class RecurrentNetwork(nn.Module):
         return layers, run[1:], outputs
 
     def forward(self, x: Tensor) -> Tensor:
-        s = None
+        s, states = None, []
         for drive_t in self.cell.drive(self.inputs(x)):
             s = self.cell.advance(s, drive_t)
-        return self.output(s)
+            states.append(s)
+        return self.read_out(self.read(states))
 
     @property
     def layers(self) -> list[RecurrentCell]:

@@ -57,7 +57,8 @@ class ForwardRecord:
     """One forward pass through a chain. ``hs`` holds detached h_0..h_L;
     ``outputs`` holds h_1..h_L again with a graph back to each layer's own
     input (detached, for local rules); ``top`` is h_L as a leaf, so
-    ∂loss/∂h_L can be read off; ``logits`` hangs from ``top`` (local rules)
+    ∂loss/∂h_L can be read off (a recurrent net whose read-out reads every
+    state: s_1..s_T stacked, (T, N, W)); ``logits`` hangs from ``top`` (local rules)
     or from the whole chain (back-prop); ``layers`` are the layers the batch
     went through (``net.unrolled(x)``: a recurrent net's time steps).
 
@@ -128,8 +129,8 @@ class Rule:
     def record(self, net: Network, x: Tensor) -> ForwardRecord:
         if isinstance(net, RecurrentNetwork):  # its steps share one cell: their outputs come in one call
             layers, states, outputs = net.local_pass(x)
-            top = states[-1].detach().requires_grad_()
-            return SequenceRecord([x, *states], list(outputs.split(len(x))), top, net.output(top), layers,
+            top = net.read(states).detach().requires_grad_()
+            return SequenceRecord([x, *states], list(outputs.split(len(x))), top, net.read_out(top), layers,
                                   states=states, stacked_outputs=outputs)
         hs, outputs, h, layers = [x], [], x, net.unrolled(x)
         for layer in layers:

@@ -89,8 +89,10 @@ PROPAGATION_RULES: dict[str, PropagationRule] = {
 
 def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor],
                       top_target: Tensor, rule: PropagationRule | Sequence[PropagationRule | None],
-                      first: int = 1) -> list[Tensor]:
-    """Carry ``top_target`` (for hs[-1]) down the chain.
+                      first: int = 1, own_steps: Sequence[Tensor | None] | None = None) -> list[Tensor]:
+    """Carry ``top_target`` (for hs[-1]) down the chain; ``own_steps[l]``, if
+    given, is added to ĥ_l once it has come down (a recurrent read-out on
+    every state: s_t's own step −η ∂ℓ_t/∂s_t).
 
     ``hs[l]`` is h_l (``hs[0]`` the input), ``feedbacks[l]`` is g_l (index 0
     unused). ``rule`` is one propagation rule for every layer, or one per
@@ -103,6 +105,8 @@ def propagate_targets(feedbacks: Sequence[Feedback | None], hs: Sequence[Tensor]
         for l in range(top, first, -1):
             propagate = rule if callable(rule) else rule[l]
             targets.append(propagate(feedbacks[l], hs[l - 1], hs[l], targets[-1]))
+            if own_steps is not None:
+                targets[-1] = targets[-1] + own_steps[l - 1]
     return targets[::-1]
 
 
@@ -116,13 +120,17 @@ def linear_difference_through_time(weight: Tensor, states: Tensor, top_target: T
     D_t = ``gates[t]`` (act′ at s_t, as ``gated``) or 1. ``states`` are
     s_1..s_T stacked, (T, N, W); returns ŝ_1..ŝ_T stacked alike. The values
     of ``propagate_targets`` with ``linear_difference_propagate`` (gated),
-    in two operations a step."""
+    in two operations a step. ``top_target`` of the states' shape is a
+    target for every state (a read-out on every state): each step's own
+    step ŝ_t − s_t is added as Δ_t comes down,
+    Δ_{t−1} = V (D_t ⊙ Δ_t) + (ŝ_{t−1} − s_{t−1})."""
     with torch.no_grad():
         weight_t = weight.t()
-        steps = [top_target - states[-1]]
+        own = top_target - states if top_target.dim() == states.dim() else None
+        steps = [top_target - states[-1] if own is None else own[-1]]
         for t in range(len(states) - 1, 0, -1):
             step = steps[-1] if gates is None else gates[t] * steps[-1]
-            steps.append(step @ weight_t)
+            steps.append(step @ weight_t if own is None else torch.addmm(own[t - 1], step, weight_t))
         return states + torch.stack(steps[::-1])
 
 

@@ -37,6 +37,9 @@ class BackProp(Rule):
         if self.truncation and not isinstance(net, RecurrentNetwork):
             raise ValueError("setting 'truncation' truncates back-propagation through time: it needs a "
                              "recurrent net (--arch rnn:WIDTH)")
+        if self.truncation and net.every_state:
+            raise ValueError("setting 'truncation' cuts BPTT of the last step's target K steps back; with a "
+                             "target at every step use truncation=0")
 
     def record(self, net, x):
         hs, h, layers = [x], x, net.unrolled(x)
@@ -44,7 +47,8 @@ class BackProp(Rule):
         for l, layer in enumerate(layers):
             h = layer(h.detach() if l == cut else h)
             hs.append(h)
-        return ForwardRecord([t.detach() for t in hs], hs[1:], h, net.output(h), layers)
+        logits = net.read_out(net.read(hs[1:])) if isinstance(net, RecurrentNetwork) else net.output(h)
+        return ForwardRecord([t.detach() for t in hs], hs[1:], h, logits, layers)
 
     def forward_loss(self, net, record, y):
         loss = output_loss(record.logits, y)

@@ -18,7 +18,7 @@ from ..core.delta import activation_derivative, check_delta_rule, delta_rule_los
 from ..core.layers import InverseAffine, is_unbounded
 from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
-from ..core.objectives import output_loss
+from ..core.objectives import labelled_rows, output_loss
 from ..core.recurrent import RecurrentNetwork, TimeStep, stacked_steps
 from ..core.rule import ForwardLoss, ForwardRecord, Rule, SequenceRecord
 from ..core.settings import check, setting
@@ -108,9 +108,13 @@ class TargetPropagation(Rule):
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
         per_example = output_loss(record.logits, y, reduction="sum")
         (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
-        return tg.gradient_top_target(record.hs[-1], grad, self.target_step), per_example / len(y)
+        return (tg.gradient_top_target(record.top.detach(), grad, self.target_step),
+                per_example / labelled_rows(y).clamp_min(1))
 
     def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        """ĥ_l for every layer; a recurrent read-out on every state gives every
+        s_t a top target ŝ_t = s_t − η ∂ℓ_t/∂s_t of its own, added to the
+        difference that comes down to it."""
         top, output_loss = self.top_target(record, y)
         if isinstance(record, SequenceRecord) and self.propagate is tg.difference_propagate:
             step = record.layers[-1]  # every step's g is the cell's affine map
@@ -133,6 +137,9 @@ class TargetPropagation(Rule):
                 gate = layer.g is not None and not exact and self._gates(layer)
                 rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
                              if gate else propagate)
+        if top.dim() > record.hs[-1].dim():  # every state's (T, N, W)
+            own = top - record.states
+            return tg.propagate_targets(feedbacks, record.hs, top[-1], rules, own_steps=[None, *own]), output_loss
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):

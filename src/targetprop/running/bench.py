@@ -11,7 +11,7 @@ import torch
 from . import optim
 from ..core.learner import Learner
 from ..registry import make_rule
-from .setup import PRECISIONS
+from .setup import PRECISIONS, read_every_state
 
 __all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
 
@@ -43,6 +43,8 @@ def _learners(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, 
             torch.manual_seed(seed)
             rule = make_rule(name)
             net = rule.build_network(arch, input_shape or x.shape[1], num_classes, activation).to(x.device, x.dtype)
+            if y.dim() == 2:  # a target at every step
+                read_every_state(net, rule, "these data")
             feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
                         if rule.uses_feedback and net.feedback_parameters() else None)
             label = name if variant == "eager" else f"{name}+{variant}"

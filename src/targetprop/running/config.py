@@ -39,13 +39,13 @@ class Config:
     # data
     data: str = setting("fashion-mnist", "dataset: fashion-mnist, mnist-5k, digits or mnist1d; sequences: "
                         "fashion-mnist-rows, mnist-5k-pixels, adding, temporal-order, temporal-order-3, "
-                        "permutation; or your own: "
+                        "permutation, copy; or your own: "
                         "path/to/file.npz (arrays x, y, optional x_test, y_test), imagefolder:DIR "
                         "(a sub-folder per class) or cifar10 (python batches in data_root)")
     data_root: str | None = setting(None, "folder of the dataset's files: fashion-mnist's IDX files "
                                     "(default /usr/share/datasets/fashion-mnist) or CIFAR-10's batches")
     seq_len: int = setting(60, "length T of a generated sequence task (adding, temporal-order, "
-                           "temporal-order-3, permutation)")
+                           "temporal-order-3, permutation, copy)")
     augment: str = setting("none", "training images only: crop (random crop after 4-pixel zero padding), "
                            "flip (horizontal, half the images) or crop-flip", ("none", "crop", "flip", "crop-flip"))
     val_size: float = setting(0.1, "validation split: a fraction of the training set, or a count")

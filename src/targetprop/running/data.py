@@ -60,6 +60,12 @@ class DataSplits:
         return self.image_shape or self.sequence_shape or self.num_features
 
     @property
+    def targets_per_step(self) -> bool:
+        """Whether a sequence has a target at every step (y of shape (N, T)):
+        the read-out then reads every state."""
+        return self.train.tensors[1].dim() == 2
+
+    @property
     def num_outputs(self) -> int:
         """Units of the read-out: one per class, or one real output (regression)."""
         return self.num_classes or 1
@@ -199,6 +205,9 @@ def keep_labels(y: torch.Tensor, count: int, num_classes: int, seed: int = 0) ->
     label becomes −1 ("unlabelled") for semi-supervised training (Bengio 2014 §3)."""
     if y.is_floating_point():
         raise ValueError("labels=N keeps class labels: this dataset has real targets (regression)")
+    if y.dim() != 1:
+        raise ValueError("labels=N keeps the labels of whole examples: this dataset has a target at every "
+                         "step of a sequence")
     if count < num_classes:
         raise ValueError(f"keeping {count} labels leaves some of the {num_classes} classes unlabelled")
     if count > len(y):

@@ -15,16 +15,27 @@ generated offline from a seed: every example is a sequence x of shape
   form of Martens and Sutskever 2011): the first symbol is one of two, the
   other T − 1 are drawn from the remaining symbols of the alphabet; the
   class is the first symbol.
+
+and one with a target at every step, read by a read-out on every state:
+
+* ``copy`` (the copying-memory problem, Hochreiter and Schmidhuber 1997, in
+  the form of Arjovsky et al. 2016 with ``COPY_SYMBOLS`` symbols to recall):
+  the first steps hold symbols from {1..8}, then blanks (0), a delimiter (9)
+  and blanks; at the last ``COPY_SYMBOLS`` steps the net must output the
+  symbols in order. y (n, T) holds the class of the symbol (0..7) at those
+  steps and −1 (no target) at the others.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TASKS", "PERMUTATION_SYMBOLS", "adding", "temporal_order", "permutation"]
+__all__ = ["TASKS", "PERMUTATION_SYMBOLS", "COPY_SYMBOLS", "adding", "temporal_order", "permutation", "copy"]
 
 PERMUTATION_SYMBOLS = 16  # alphabet of the permutation problem (Martens and Sutskever used 100)
 _ORDER_SYMBOLS = 8        # a, b, c, d, B, E, X, Y
 _B, _E, _X = 4, 5, 6      # indices of B, E and X (Y = X + 1) in the one-hot code
+COPY_SYMBOLS = 5          # symbols to recall in the copy problem (Arjovsky et al. used 10)
+_COPY_ALPHABET = 10       # blank, 8 symbols, delimiter
 
 
 def _check_length(seq_len: int, shortest: int) -> None:
@@ -82,10 +93,26 @@ def permutation(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndar
     return _one_hot(symbols, PERMUTATION_SYMBOLS), y.astype(np.int64)
 
 
+def copy(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 10) one-hot float32, y (n, T) int64: the first ``COPY_SYMBOLS``
+    symbols (classes 0..7) at the last ``COPY_SYMBOLS`` steps, −1 elsewhere;
+    the delimiter just before them. Each symbol is recalled T − COPY_SYMBOLS
+    steps after it was read."""
+    _check_length(seq_len, 2 * COPY_SYMBOLS + 1)
+    data = rng.integers(0, 8, (n, COPY_SYMBOLS))
+    symbols = np.zeros((n, seq_len), np.int64)
+    symbols[:, :COPY_SYMBOLS] = data + 1
+    symbols[:, seq_len - COPY_SYMBOLS - 1] = _COPY_ALPHABET - 1
+    y = np.full((n, seq_len), -1, np.int64)
+    y[:, seq_len - COPY_SYMBOLS:] = data
+    return _one_hot(symbols, _COPY_ALPHABET), y
+
+
 # name -> (generator, number of classes; 0 for a regression target)
 TASKS = {
     "adding": (adding, 0),
     "temporal-order": (temporal_order, 4),
     "temporal-order-3": (lambda n, seq_len, rng: temporal_order(n, seq_len, rng, relevant=3), 8),
     "permutation": (permutation, 2),
+    "copy": (copy, 8),
 }

@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 from ..core.learner import Learner
 from ..core.layers import UNBOUNDED
 from ..core.networks import he_init
-from ..core.recurrent import is_recurrent_spec
+from ..core.recurrent import RecurrentNetwork, is_recurrent_spec
 from ..core.rule import Rule
 from ..core.settings import current
 from ..registry import make_rule
@@ -21,7 +21,7 @@ from . import optim
 from .config import Config, ConfigError
 from .data import DataSplits, check_data, keep_labels, load_dataset
 
-__all__ = ["DTYPES", "PRECISIONS", "RunParts", "validate_config", "resolve_device", "load_splits", "keep_labelled",
+__all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits", "keep_labelled",
            "build_parts"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -162,6 +162,16 @@ def keep_labelled(splits: DataSplits, config: Config, rule: Rule) -> str:
     return note
 
 
+def read_every_state(net: torch.nn.Module, rule: Rule, data: str) -> None:
+    """For ``data`` with a target at every step of a sequence: the read-out
+    reads every state (ValueError if ``net`` has no states or ``rule`` cannot train it so)."""
+    if not isinstance(net, RecurrentNetwork):
+        raise ValueError(f"{data} has a target at every step of a sequence: it needs a recurrent "
+                         "net (--arch rnn:WIDTH or gru:WIDTH)")
+    net.every_state = True
+    rule.check_network(net)
+
+
 @dataclass
 class RunParts:
     net: torch.nn.Module
@@ -177,6 +187,11 @@ def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.de
                                  config.dropout, config.layer_hidden)
     except ValueError as error:  # the architecture does not fit these data (images too small, flat)
         raise ConfigError(str(error)) from None
+    if splits.targets_per_step:
+        try:
+            read_every_state(net, rule, config.data)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED
                                and not is_recurrent_spec(config.arch)):  # a recurrent net keeps its orthogonal W
         he_init(net)

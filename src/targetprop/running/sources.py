@@ -8,7 +8,8 @@ locally installed packages (never the network), as unscaled arrays.
 * sequences (:mod:`.sequences`): ``fashion-mnist-rows`` (28 steps of a row of
   28 pixels), ``mnist-5k-pixels`` (784 steps of one pixel), and the
   generated long-term-dependency problems ``adding``, ``temporal-order``,
-  ``temporal-order-3`` and ``permutation`` of length ``seq_len``.
+  ``temporal-order-3``, ``permutation`` and ``copy`` (a target per step) of
+  length ``seq_len``.
 
 A missing package or file is a :class:`DatasetNotAvailable` error that says
 how to install it. A user's own data (a .npz file, an image folder,

@@ -214,6 +214,12 @@ class Bengio2014(Rule):
         return ConditionalNetwork(flat_features(in_features), widths, num_classes, activation, dropout,
                                   hidden, self.top_hidden)
 
+    def check_network(self, net) -> None:
+        if getattr(net, "every_state", False):
+            raise ValueError("bengio2014 on recurrent nets takes the label at the last state (§5: the long "
+                             "loops start from s_T's target); for a target at every step use bp, tp, dtp, "
+                             "drl or ldrl")
+
     def _check_settings(self, names: tuple[str, ...], owner: str) -> None:
         """A setting of the other kind of network, changed, is an error (a
         semi-supervised run's own defaults are defaults too)."""
