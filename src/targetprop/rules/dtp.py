@@ -137,9 +137,9 @@ class TargetPropagation(Rule):
                 gate = layer.g is not None and not exact and self._gates(layer)
                 rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
                              if gate else propagate)
-        if top.dim() > record.hs[-1].dim():  # every state's (T, N, W)
-            own = top - record.states
-            return tg.propagate_targets(feedbacks, record.hs, top[-1], rules, own_steps=[None, *own]), output_loss
+        if top.dim() > record.hs[-1].dim():  # every state's, (T, N, W)
+            own_steps = [None, *(top - record.states)]
+            return tg.propagate_targets(feedbacks, record.hs, top[-1], rules, own_steps=own_steps), output_loss
         return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
 
     def forward_loss(self, net, record, y):
