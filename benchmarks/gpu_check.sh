@@ -2,7 +2,8 @@
 # GPU checks and figures, for a machine with a CUDA build of torch (CI never has
 # one): every rule trains on CUDA for two Fashion-MNIST epochs; the chain rules
 # on the conv net cnn:32-64-128 too; bp, dtp and ldrl on rnn:128 (the images
-# read row by row); bp and dtp once more under precision=bf16. Then the step
+# read row by row); bp and dtp on the copy problem (a target at every step);
+# bp and dtp once more under precision=bf16. Then the step
 # times of `targetprop bench` on the GPU: MLP, conv net (eager, compiled and
 # bf16 side by side) and rnn:100 on the adding problem at T = 100. Writes
 # gpu_check.md and the raw results under OUT_DIR (default benchmarks/results/gpu).
@@ -30,6 +31,11 @@ for rule in bp dtp ldrl; do  # a recurrent net reading the images row by row
     python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch rnn:128 --epochs 2 --device "$device" \
         --no-progress --out "$out/runs/rnn-$rule" > "$out/runs/rnn-$rule.log" 2>&1
     echo "rnn $rule: exit $? | $(tail -n 1 "$out/runs/rnn-$rule.log")"
+done
+for rule in bp dtp; do  # a target at every step (the copy problem): the read-out on every state
+    python3 -m targetprop.cli train --data copy --set seq_len=30 --rule "$rule" --arch rnn:64 --epochs 2 \
+        --device "$device" --no-progress --out "$out/runs/copy-$rule" > "$out/runs/copy-$rule.log" 2>&1
+    echo "copy $rule: exit $? | $(tail -n 1 "$out/runs/copy-$rule.log")"
 done
 for rule in bp dtp; do
     for arch in mlp:256x5 cnn:32-64-128; do
