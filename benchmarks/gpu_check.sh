@@ -17,32 +17,27 @@ device=${DEVICE:-cuda} data=${DATA:-fashion-mnist} repeats=${REPEATS:-300}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 -c "import torch; print('torch', torch.__version__, '|',
             torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" | tee "$out/device.txt"
+train() {  # train NAME ARGS...: two epochs on the device, logged to runs/NAME.log, its last line echoed
+    local name=$1; shift
+    python3 -m targetprop.cli train --epochs 2 --device "$device" --no-progress --out "$out/runs/$name" "$@" \
+        > "$out/runs/$name.log" 2>&1
+    echo "$name: exit $? | $(tail -n 1 "$out/runs/$name.log")"
+}
 for rule in bp tp dtp drl ldrl bengio2014 generative generative-bp; do
-    python3 -m targetprop.cli train --data "$data" --rule "$rule" --epochs 2 --device "$device" \
-        --no-progress --out "$out/runs/$rule" > "$out/runs/$rule.log" 2>&1
-    echo "$rule: exit $? | $(tail -n 1 "$out/runs/$rule.log")"
+    train "$rule" --data "$data" --rule "$rule"
 done
 for rule in bp tp dtp drl ldrl; do
-    python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch cnn:32-64-128 --epochs 2 --device "$device" \
-        --no-progress --out "$out/runs/cnn-$rule" > "$out/runs/cnn-$rule.log" 2>&1
-    echo "cnn $rule: exit $? | $(tail -n 1 "$out/runs/cnn-$rule.log")"
+    train "cnn-$rule" --data "$data" --rule "$rule" --arch cnn:32-64-128
 done
 for rule in bp dtp ldrl; do  # a recurrent net reading the images row by row
-    python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch rnn:128 --epochs 2 --device "$device" \
-        --no-progress --out "$out/runs/rnn-$rule" > "$out/runs/rnn-$rule.log" 2>&1
-    echo "rnn $rule: exit $? | $(tail -n 1 "$out/runs/rnn-$rule.log")"
+    train "rnn-$rule" --data "$data" --rule "$rule" --arch rnn:128
 done
 for rule in bp dtp; do  # a target at every step (the copy problem): the read-out on every state
-    python3 -m targetprop.cli train --data copy --set seq_len=30 --rule "$rule" --arch rnn:64 --epochs 2 \
-        --device "$device" --no-progress --out "$out/runs/copy-$rule" > "$out/runs/copy-$rule.log" 2>&1
-    echo "copy $rule: exit $? | $(tail -n 1 "$out/runs/copy-$rule.log")"
+    train "copy-$rule" --data copy --set seq_len=30 --rule "$rule" --arch rnn:64
 done
 for rule in bp dtp; do
     for arch in mlp:256x5 cnn:32-64-128; do
-        name="bf16-$rule-${arch%%:*}"
-        python3 -m targetprop.cli train --data "$data" --rule "$rule" --arch "$arch" --epochs 2 --device "$device" \
-            --set precision=bf16 --no-progress --out "$out/runs/$name" > "$out/runs/$name.log" 2>&1
-        echo "$name: exit $? | $(tail -n 1 "$out/runs/$name.log")"
+        train "bf16-$rule-${arch%%:*}" --data "$data" --rule "$rule" --arch "$arch" --set precision=bf16
     done
 done
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,tp,dtp,drl,ldrl \
