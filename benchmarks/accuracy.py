@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--name", help="results file stem (default: <data>_accuracy)")
     parser.add_argument("--device", default="auto", help="of every run: auto, cpu, cuda")
+    parser.add_argument("--arch", help="the network of every run, in place of the space's common arch")
     parser.add_argument("--no-retrain", action="store_true",
                         help="report the chosen search run's test accuracy (trained without the validation "
                              "split) instead of retraining it on the whole training set: half the time")
@@ -131,7 +132,7 @@ def main() -> None:
 
     space = yaml.safe_load(Path(args.space).read_text())
     rules = args.rules.split(",")
-    common, runs = space["common"], Path(args.runs)
+    common, runs = space["common"] | ({"arch": args.arch} if args.arch else {}), Path(args.runs)
     jobs = [(rule, overrides) for rule in rules for overrides in space["rules"][rule]]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(
