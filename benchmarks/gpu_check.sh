@@ -4,7 +4,8 @@
 # on the conv net cnn:32-64-128 too; bp, dtp and ldrl on rnn:128 (the images
 # read row by row); bp and dtp on the copy problem (a target at every step);
 # bp and dtp once more under precision=bf16. Then the step
-# times of `targetprop bench` on the GPU: MLP, conv net (eager, compiled and
+# times of `targetprop bench` on the GPU: MLP (eager, compiled whole and the
+# feedback objective alone, side by side), conv net (eager, compiled and
 # bf16 side by side) and rnn:100 on the adding problem at T = 100. Writes
 # gpu_check.md and the raw results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
@@ -44,6 +45,8 @@ python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-
     --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,dtp,ldrl \
     --variants eager,compile,bf16,bf16+compile --repeats "$repeats" --json "$out/step_time_cnn_variants_cuda.json" | tee "$out/step_time_cnn_variants_cuda.txt"
+python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,dtp,drl,ldrl \
+    --variants eager,compile,compile-feedback --repeats "$repeats" --json "$out/step_time_variants_cuda.json" | tee "$out/step_time_variants_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data adding --seq-len 100 --arch rnn:100 --rules bp,dtp,ldrl \
     --repeats "$repeats" --json "$out/step_time_rnn_T100_cuda.json" | tee "$out/step_time_rnn_T100_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \

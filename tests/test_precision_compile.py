@@ -1,6 +1,7 @@
 """The training step's two speed options, each against the plain float32
 eager step as the reference: ``precision=bf16`` (autocast) and
-``compile=true`` (``torch.compile`` of the rule's part of the step)."""
+``compile=true`` (``torch.compile`` of the rule's part of the step) and
+``compile="feedback"`` (of its feedback objective alone)."""
 from __future__ import annotations
 
 import copy
@@ -64,18 +65,25 @@ def test_bf16_step_runs_in_bf16_and_follows_the_float32_step(rule):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule, arch, in_shape", [("bp", "mlp:32x3", 20), ("dtp", "mlp:32x3", 20),
-                                                  ("dtp", "cnn:4-8", (1, 8, 8))])
-def test_compiled_step_equals_the_eager_step(monkeypatch, rule, arch, in_shape):
+@pytest.mark.parametrize("rule, arch, in_shape, mode", [("bp", "mlp:32x3", 20, True), ("dtp", "mlp:32x3", 20, True),
+                                                        ("dtp", "cnn:4-8", (1, 8, 8), True),
+                                                        ("dtp", "mlp:32x3", 20, "feedback"),
+                                                        ("ldrl", "mlp:32x3", 20, "feedback")])
+def test_compiled_step_equals_the_eager_step(monkeypatch, rule, arch, in_shape, mode):
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    reference, compiled = _learners(rule, arch, in_shape, compile=True)
+    reference, compiled = _learners(rule, arch, in_shape, compile=mode)
     x, y = _batch(in_shape)
     for _ in range(2):
         full, fused = _update(reference, x, y), _update(compiled, x, y)
         torch.testing.assert_close(fused, full, rtol=1e-4, atol=1e-6)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did compile something
+
+
+def test_an_unknown_compile_mode_is_refused():
+    with pytest.raises(ValueError, match="compile must be one of"):
+        _learners("dtp", compile="everything")
 
 
 def test_bf16_needs_float32():

@@ -279,6 +279,9 @@ def test_profile_counts_back_props_matrix_products_per_step():
                  for steps in (2, 4))
     assert two["bp"]["products_per_step"] == four["bp"]["products_per_step"] == 8
     assert two["dtp"]["ops_per_step"] > two["bp"]["ops_per_step"] > 8 and two["bp"]["product_ms"] > 0
+    # one optimizer step for bp's weights, two for dtp's (forward and feedback)
+    assert (two["bp"]["optimizer_steps_per_step"], two["dtp"]["optimizer_steps_per_step"]) == (1, 2)
+    assert two["bp"]["optimizer_ms"] > 0 and two["dtp"]["optimizer_ms"] > 0
     for rule in ("bp", "dtp"):  # per step: the same operations every step
         assert two[rule]["ops_per_step"] == four[rule]["ops_per_step"]
 
@@ -290,6 +293,7 @@ def test_cli_bench_profile_adds_operations_and_product_share(tmp_path, capsys):
     result = json.loads(path.read_text())
     assert result["dtp"]["ops_per_step"] > result["bp"]["ops_per_step"]
     assert 0 < result["bp"]["product_share"] == result["bp"]["product_ms"] / result["bp"]["step_ms"]
+    assert 0 < result["bp"]["optimizer_share"] == result["bp"]["optimizer_ms"] / result["bp"]["step_ms"]
     assert "ops/step" in capsys.readouterr().out
 
 

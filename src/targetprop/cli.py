@@ -141,15 +141,17 @@ def _bench(args: argparse.Namespace) -> int:
     profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}"
-          + (f"{'ops/step':>10}{'products':>10}" if profiled else ""))
+          + (f"{'ops/step':>10}{'products':>10}{'optimizer':>10}" if profiled else ""))
     for rule, entry in result.items():
         if profiled:
-            entry.update(profiled[rule], product_share=profiled[rule]["product_ms"] / entry["step_ms"])
+            entry.update(profiled[rule], product_share=profiled[rule]["product_ms"] / entry["step_ms"],
+                         optimizer_share=profiled[rule]["optimizer_ms"] / entry["step_ms"])
         ratio = entry.get("ratio_to_bp")
         low, high = entry["quartiles"]
         print(f"{rule:<20}{entry['step_ms']:>10.2f}{f'{low:.2f}–{high:.2f}':>18}"
               + (f"{ratio:>8.2f}" if ratio is not None else f"{'':>8}")
-              + (f"{entry['ops_per_step']:>10.0f}{entry['product_share']:>10.0%}" if profiled else ""))
+              + (f"{entry['ops_per_step']:>10.0f}{entry['product_share']:>10.0%}{entry['optimizer_share']:>10.0%}"
+                 if profiled else ""))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -295,10 +297,11 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
     bench.add_argument("--device", default="auto")
     bench.add_argument("--variants", default="eager",
-                       help="comma-separated, timed side by side: eager, compile, bf16, bf16+compile")
+                       help="comma-separated, timed side by side: eager, compile (the rule's part of the "
+                            "step), compile-feedback (its feedback objective alone), bf16, bf16+compile")
     bench.add_argument("--profile", action="store_true",
-                       help="also profile each rule (torch.profiler): operations per step and the share of "
-                            "time in matrix products")
+                       help="also profile each rule (torch.profiler): operations per step and the shares of "
+                            "time in matrix products and in the optimizers' steps")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(func=_bench)
 

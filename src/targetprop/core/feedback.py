@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .layers import TPLayer
 from .noise import Noise, gaussian_like
-from .updates import half_squared_error
+from .updates import local_target_loss
 
 Tensor = torch.Tensor
 
@@ -33,9 +33,9 @@ class FeedbackObjective(Protocol):
                  regularization: float = 0.0, noise: Noise = ...) -> Tensor: ...
 
 
-def _batch_mean_sq(t: Tensor, target: Tensor) -> Tensor:
-    """‖t − target‖² summed over units, averaged over the batch (one fused kernel)."""
-    return F.mse_loss(t, target, reduction="sum") / t.shape[0]
+def _squared_norm(t: Tensor) -> Tensor:
+    """‖t‖² over the whole batch, one kernel."""
+    return torch.vdot(t.flatten(), t.flatten())
 
 
 def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> list[Tensor]:
@@ -44,7 +44,7 @@ def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> lis
     on every h + d and on h, stacked."""
     linear = getattr(layer, "feedback_linear", None)
     if linear is not None:
-        return list(linear(torch.cat(steps)).split(h.shape[0]))
+        return [linear(steps[0])] if len(steps) == 1 else list(linear(torch.cat(steps)).split(h.shape[0]))
     *moved, clean = layer.feedback(torch.cat([h + d for d in steps] + [h])).split(h.shape[0])
     return [m - clean for m in moved]
 
@@ -54,11 +54,14 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     """DTP's denoising inverse loss (Lee et al. 2015, Eq. 16):
 
         L_g = ½ ‖g_l(f_l(h_{l-1} + ε)) − (h_{l-1} + ε)‖²,   ε ~ N(0, σ² I)
+
+    The noisy input is a constant target for g's reconstruction: the loss is
+    :func:`updates.local_target_loss`'s, whose gradient is written out.
     """
     noisy = torch.add(h_below, noise(h_below), alpha=sigma)
     with torch.no_grad():
         up = layer.f(noisy)
-    return half_squared_error(layer.feedback(up), noisy)
+    return local_target_loss([layer.feedback(up)], [noisy])
 
 
 def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
@@ -74,13 +77,13 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     """
     eps = noise(h_below)
     with torch.no_grad():
-        up = layer.f(h_below + sigma * eps)
+        up = layer.f(torch.add(h_below, eps, alpha=sigma))
     steps = [up - h] + ([sigma * noise(h)] if regularization > 0 else [])
     out = _feedback_differences(layer, h, steps)
-    loss = _batch_mean_sq(out[0], sigma * eps)
+    loss = F.mse_loss(out[0], sigma * eps, reduction="sum")  # one fused kernel
     if regularization > 0:
-        loss = loss + regularization * out[1].pow(2).sum() / h.shape[0]
-    return loss / sigma ** 2
+        loss = torch.add(loss, _squared_norm(out[1]), alpha=regularization)
+    return loss * (1.0 / (h.shape[0] * sigma ** 2))
 
 
 def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
@@ -96,10 +99,11 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     """
     eps, eta = noise(h_below), noise(h)
     with torch.no_grad():
-        up = layer.f(h_below + sigma * eps)
+        up = layer.f(torch.add(h_below, eps, alpha=sigma))
     along_f, along_noise = _feedback_differences(layer, h, [up - h, sigma * eta])
-    alignment = -sigma * torch.sum(eps * along_f) / h.shape[0]
-    return (alignment + 0.5 * along_noise.pow(2).sum() / h.shape[0]) / sigma ** 2
+    alignment = torch.vdot(eps.flatten().to(along_f.dtype), along_f.flatten())  # εᵀ[g(f(h_{l-1} + σε)) − g(h_l)]
+    n = h.shape[0]
+    return torch.add(alignment * (-1.0 / (sigma * n)), _squared_norm(along_noise), alpha=0.5 / (sigma ** 2 * n))
 
 
 FEEDBACK_OBJECTIVES: dict[str, FeedbackObjective] = {

@@ -14,7 +14,10 @@ from .rule import Rule
 
 Tensor = torch.Tensor
 
-__all__ = ["Learner", "StepResult"]
+__all__ = ["COMPILE_MODES", "Learner", "StepResult"]
+
+# what Learner(compile=...) hands to torch.compile: nothing, the rule's whole part of the step, or its feedback objective
+COMPILE_MODES = ("none", "rule", "feedback")
 
 
 @dataclass
@@ -47,15 +50,18 @@ class Learner:
 
     ``precision=torch.bfloat16`` runs the forward pass, the targets and the
     losses under autocast (weights, gradients and optimizer state stay in the
-    network's dtype). ``compile=True`` hands that same computation, the part
-    of the step that the rule defines, to ``torch.compile``; the backward pass
-    is compiled with it, the optimizer steps stay eager.
+    network's dtype). ``compile=True`` (or ``"rule"``) hands that same
+    computation, the part of the step that the rule defines, to
+    ``torch.compile``; the backward pass is compiled with it, the optimizer
+    steps stay eager. ``compile="feedback"`` compiles only the piece that
+    fuses best, the rule's feedback objective (noise, g on the forward maps'
+    noisy outputs, the loss), and leaves the rest eager.
     """
 
     def __init__(self, net: Network, rule: Rule, forward_optimizer: torch.optim.Optimizer,
                  feedback_optimizer: torch.optim.Optimizer | None = None,
                  feedback_iterations: int = 1, *, precision: torch.dtype | None = None,
-                 compile: bool = False):
+                 compile: bool | str = False):
         if rule.uses_feedback and feedback_optimizer is None and feedback_iterations > 0:
             raise ValueError(f"rule {rule.name!r} trains feedback maps: give a feedback optimizer")
         self.net, self.rule = net, rule
@@ -63,8 +69,14 @@ class Learner:
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
         self.synchronize: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.precision = precision
-        self._losses = torch.compile(self._rule_losses) if compile else self._rule_losses
-        self._feedback_losses = torch.compile(self._rule_feedback_loss) if compile else self._rule_feedback_loss
+        mode = {False: "none", True: "rule"}.get(compile, compile)
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_MODES))} (or a bool), "
+                             f"got {compile!r}")
+        whole = mode == "rule"
+        self._losses = torch.compile(self._rule_losses) if whole else self._rule_losses
+        self._feedback_losses = torch.compile(self._rule_feedback_loss) if whole else self._rule_feedback_loss
+        self._feedback_objective = torch.compile(rule.feedback_loss) if mode == "feedback" else rule.feedback_loss
 
     def _autocast(self, x: Tensor):
         if self.precision is None:
@@ -77,14 +89,14 @@ class Learner:
         with self._autocast(x):
             record = self.rule.record(self.net, x)
             result = self.rule.forward_loss(self.net, record, y)
-            feedback_loss = self.rule.feedback_loss(self.net, record, result.targets) if with_feedback else None
+            feedback_loss = self._feedback_objective(self.net, record, result.targets) if with_feedback else None
         return record, result, feedback_loss
 
     def _rule_feedback_loss(self, x: Tensor) -> Tensor | None:
         with self._autocast(x):
             with torch.no_grad():
                 record = self.rule.record(self.net, x)
-            return self.rule.feedback_loss(self.net, record)
+            return self._feedback_objective(self.net, record)
 
     def feedback_step(self, x: Tensor) -> Tensor | None:
         """One step on the rule's feedback loss alone, without targets, on a

@@ -132,12 +132,11 @@ class Rule:
             top = net.read(states).detach().requires_grad_()
             return SequenceRecord([x, *states], list(outputs.split(len(x))), top, net.read_out(top), layers,
                                   states=states, stacked_outputs=outputs)
-        hs, outputs, h, layers = [x], [], x, net.unrolled(x)
-        for layer in layers:
-            out = layer(h.detach())
-            outputs.append(out)
-            hs.append(out.detach())
-            h = out
+        hs, outputs, below, layers = [x], [], x.detach(), net.unrolled(x)
+        for layer in layers:  # each layer's input detached: its graph stays local
+            outputs.append(layer(below))
+            below = outputs[-1].detach()
+            hs.append(below)
         top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
         return ForwardRecord(hs, outputs, top, net.output(top), layers)
 

@@ -45,7 +45,8 @@ class _LocalTargetLoss(torch.autograd.Function):
         ctx.scale = scale
         ctx.save_for_backward(*differences)
         squares = [torch.vdot(d.reshape(-1), d.reshape(-1)) for d in differences]
-        return torch.stack(squares).sum() * (0.5 * scale)
+        total = squares[0] if num_layers == 1 else torch.stack(squares).sum()
+        return total * (0.5 * scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -63,4 +64,5 @@ def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.T
     ``torch.optim`` optimizer is one local step per layer. The targets are
     constants: no gradient reaches them.
     """
-    return _LocalTargetLoss.apply(len(outputs), *outputs, *[t.detach() for t in targets])
+    constants = [t.detach() if t.requires_grad else t for t in targets]
+    return _LocalTargetLoss.apply(len(outputs), *outputs, *constants)

@@ -170,8 +170,8 @@ class TargetPropagation(Rule):
                     h = layer.f(h_below)
             # a batch mean over `count` stacked steps, times count: the sum of their losses
             shared = noise.stacked(count) if count > 1 and self.shared_noise else noise
-            losses.append(count * self.feedback_objective(layer, h_below, h, self.feedback_noise,
-                                                          self.feedback_reg, shared))
+            loss = self.feedback_objective(layer, h_below, h, self.feedback_noise, self.feedback_reg, shared)
+            losses.append(loss if count == 1 else count * loss)
         return torch.stack(losses).sum() if losses else None
 
 

@@ -16,8 +16,8 @@ from .setup import PRECISIONS, read_every_state
 __all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
 
 # how a step may run besides plain float32 eager: Learner's precision and compile options
-VARIANTS = {"eager": {}, "compile": {"compile": True}, "bf16": {"precision": PRECISIONS["bf16"]},
-            "bf16+compile": {"precision": PRECISIONS["bf16"], "compile": True}}
+VARIANTS = {"eager": {}, "compile": {"compile": True}, "compile-feedback": {"compile": "feedback"},
+            "bf16": {"precision": PRECISIONS["bf16"]}, "bf16+compile": {"precision": PRECISIONS["bf16"], "compile": True}}
 
 # the kernels that do a step's arithmetic; the rest of a step is overhead (small element-wise
 # operations, views, copies, the optimizers' bookkeeping)
@@ -93,10 +93,12 @@ def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: s
     """``torch.profiler`` over ``steps`` training steps of each rule:
     ``ops_per_step``, every ``aten::`` call (nested ones included, so that an
     operation composed of several counts as several), ``products_per_step``,
-    the calls among them that are ``MATRIX_PRODUCTS``, and ``product_ms``, the
+    the calls among them that are ``MATRIX_PRODUCTS``, ``product_ms``, the
     self time per step of the ``MATRIX_PRODUCTS`` (on the GPU, their kernel
-    time). The profiler adds its own cost to every call, so the step's time
-    is ``time_rules``'s, not the profiled one."""
+    time), and ``optimizer_ms``, the time per step inside the optimizers'
+    ``step`` (``optimizer_steps_per_step`` of them). The profiler adds its own
+    cost to every call, so the step's time is ``time_rules``'s, not the
+    profiled one."""
     learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=warmup,
                          seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
                          variants=variants)
@@ -111,6 +113,9 @@ def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: s
         events = [e for e in profiler.events() if e.name.startswith("aten::")]
         products = [e for e in events if e.name in MATRIX_PRODUCTS]
         product_ms = sum(e.self_device_time_total if on_gpu else e.self_cpu_time_total for e in products) / 1000
+        optimizer_steps = [e for e in profiler.events() if e.name.startswith("Optimizer.step#")]
+        optimizer_ms = sum(e.device_time_total if on_gpu else e.cpu_time_total for e in optimizer_steps) / 1000
         result[label] = {"ops_per_step": len(events) / steps, "products_per_step": len(products) / steps,
-                         "product_ms": product_ms / steps}
+                         "product_ms": product_ms / steps, "optimizer_steps_per_step": len(optimizer_steps) / steps,
+                         "optimizer_ms": optimizer_ms / steps}
     return result
