@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .layers import TPLayer
 from .noise import Noise, gaussian_like
-from .updates import local_target_loss
+from .updates import local_target_loss, squared_norm
 
 Tensor = torch.Tensor
 
@@ -31,11 +31,6 @@ __all__ = [
 class FeedbackObjective(Protocol):
     def __call__(self, layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
                  regularization: float = 0.0, noise: Noise = ...) -> Tensor: ...
-
-
-def _squared_norm(t: Tensor) -> Tensor:
-    """‖t‖² over the whole batch, one kernel."""
-    return torch.vdot(t.flatten(), t.flatten())
 
 
 def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> list[Tensor]:
@@ -82,7 +77,7 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     out = _feedback_differences(layer, h, steps)
     loss = F.mse_loss(out[0], sigma * eps, reduction="sum")  # one fused kernel
     if regularization > 0:
-        loss = torch.add(loss, _squared_norm(out[1]), alpha=regularization)
+        loss = torch.add(loss, squared_norm(out[1]), alpha=regularization)
     return loss * (1.0 / (h.shape[0] * sigma ** 2))
 
 
@@ -103,7 +98,7 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     along_f, along_noise = _feedback_differences(layer, h, [up - h, sigma * eta])
     alignment = torch.vdot(eps.flatten().to(along_f.dtype), along_f.flatten())  # εᵀ[g(f(h_{l-1} + σε)) − g(h_l)]
     n = h.shape[0]
-    return torch.add(alignment * (-1.0 / (sigma * n)), _squared_norm(along_noise), alpha=0.5 / (sigma ** 2 * n))
+    return torch.add(alignment * (-1.0 / (sigma * n)), squared_norm(along_noise), alpha=0.5 / (sigma ** 2 * n))
 
 
 FEEDBACK_OBJECTIVES: dict[str, FeedbackObjective] = {

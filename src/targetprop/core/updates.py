@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["half_squared_error", "gaussian_nll", "MIN_LOG_VARIANCE", "local_target_loss"]
+__all__ = ["half_squared_error", "squared_norm", "gaussian_nll", "MIN_LOG_VARIANCE", "local_target_loss"]
 
 # Floor of a learned log-variance: features that never vary (image borders)
 # would otherwise drive it to −∞ and the likelihood to +∞.
@@ -18,6 +18,11 @@ def half_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.
     """½‖prediction − target‖², summed over units and averaged over the batch
     ("target is a target for prediction", Bengio 2014 §2.2.5)."""
     return F.mse_loss(prediction, target, reduction="sum") * (0.5 / prediction.shape[0])
+
+
+def squared_norm(t: torch.Tensor) -> torch.Tensor:
+    """‖t‖² over all of t's entries (the whole batch), in one kernel."""
+    return torch.vdot(t.flatten(), t.flatten())
 
 
 def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
@@ -44,7 +49,7 @@ class _LocalTargetLoss(torch.autograd.Function):
         differences = [torch.sub(out, target) for out, target in zip(outputs, targets)]
         ctx.scale = scale
         ctx.save_for_backward(*differences)
-        squares = [torch.vdot(d.reshape(-1), d.reshape(-1)) for d in differences]
+        squares = [squared_norm(d) for d in differences]
         total = squares[0] if num_layers == 1 else torch.stack(squares).sum()
         return total * (0.5 * scale)
 

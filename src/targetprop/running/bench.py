@@ -17,7 +17,8 @@ __all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
 
 # how a step may run besides plain float32 eager: Learner's precision and compile options
 VARIANTS = {"eager": {}, "compile": {"compile": True}, "compile-feedback": {"compile": "feedback"},
-            "bf16": {"precision": PRECISIONS["bf16"]}, "bf16+compile": {"precision": PRECISIONS["bf16"], "compile": True}}
+            "bf16": {"precision": PRECISIONS["bf16"]},
+            "bf16+compile": {"precision": PRECISIONS["bf16"], "compile": True}}
 
 # the kernels that do a step's arithmetic; the rest of a step is overhead (small element-wise
 # operations, views, copies, the optimizers' bookkeeping)
@@ -110,10 +111,11 @@ def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: s
             for _ in range(steps):
                 learner.train_step(x, y)
             _sync(x.device)
-        events = [e for e in profiler.events() if e.name.startswith("aten::")]
+        recorded = profiler.events()
+        events = [e for e in recorded if e.name.startswith("aten::")]
         products = [e for e in events if e.name in MATRIX_PRODUCTS]
         product_ms = sum(e.self_device_time_total if on_gpu else e.self_cpu_time_total for e in products) / 1000
-        optimizer_steps = [e for e in profiler.events() if e.name.startswith("Optimizer.step#")]
+        optimizer_steps = [e for e in recorded if e.name.startswith("Optimizer.step#")]
         optimizer_ms = sum(e.device_time_total if on_gpu else e.cpu_time_total for e in optimizer_steps) / 1000
         result[label] = {"ops_per_step": len(events) / steps, "products_per_step": len(products) / steps,
                          "product_ms": product_ms / steps, "optimizer_steps_per_step": len(optimizer_steps) / steps,
