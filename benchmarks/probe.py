@@ -34,7 +34,7 @@ def main() -> None:
     torch.manual_seed(config.seed)
     rule = make_rule(config.rule, **config.rule_settings)
     splits = load_splits(config, rule)
-    parts = build_parts(config, rule, splits, torch.device("cpu"))
+    parts = build_parts(config, rule, splits, splits.targets_per_step, torch.device("cpu"))
     x, y = splits.train.tensors
     x_test, y_test = splits.test.tensors
     probe = x[:512], y[:512]

@@ -51,7 +51,7 @@ def measure(variant: str, length: int, subnormals: bool = False) -> dict:
     import numpy as np
     import torch
 
-    from targetprop import Learner, make_rule
+    from targetprop import Learner, build_network, make_rule
     from targetprop.running.optim import make_optimizer
     from targetprop.running.sequences import adding
 
@@ -60,7 +60,7 @@ def measure(variant: str, length: int, subnormals: bool = False) -> dict:
     torch.manual_seed(0)
     rule_name, settings = parse_variant(variant)
     rule = make_rule(rule_name, **settings)
-    net = rule.build_network(f"rnn:{WIDTH}", (length, 2), 1)
+    net = build_network(f"rnn:{WIDTH}", (length, 2), 1, rule)
     x, y = adding(BATCH, length, np.random.default_rng(0))
     x, y = torch.from_numpy(x).flatten(1), torch.from_numpy(y)
     feedback = make_optimizer("adam", net.feedback_parameters(), 1e-3) if rule.uses_feedback else None

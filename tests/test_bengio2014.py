@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from targetprop import InverseAffine, TPLayer, make_rule
+from targetprop import InverseAffine, TPLayer, build_network, make_rule
 from targetprop.core.targets import hybrid_target
 from targetprop.rules.bengio2014 import Bengio2014
 from targetprop.rules.bengio2014.conditional import ConditionalNetwork
@@ -13,7 +13,7 @@ from targetprop.rules.bengio2014.conditional import ConditionalNetwork
 def small(mode="strict", seed=0, hidden=0):
     torch.manual_seed(seed)
     rule = Bengio2014(credit_assignment=mode, top_hidden=hidden)
-    net = rule.build_network("mlp:12x3", 8, 4, hidden=hidden)
+    net = build_network("mlp:12x3", 8, 4, rule, layer_hidden=hidden)
     return rule, net, torch.randn(16, 8), torch.randint(0, 4, (16,))
 
 
@@ -32,7 +32,7 @@ def test_gradient_discriminant_target_matches_the_closed_form():
     out by hand in float64."""
     torch.manual_seed(0)
     rule = Bengio2014(discriminant="gradient", discriminant_step=0.7, alpha=0.0)
-    net = rule.build_network("mlp:12x3", 8, 4).double()
+    net = build_network("mlp:12x3", 8, 4, rule).double()
     x, y = torch.randn(16, 8, dtype=torch.float64), torch.randint(0, 4, (16,))
     y[::4] = -1  # unlabelled rows keep the plain reconstruction target
     record = rule.record(net, x)
@@ -124,12 +124,12 @@ def test_training_step_updates_encoders_and_decoders():
 
 def test_per_layer_sigma_reaches_each_representation():
     rule = make_rule("bengio2014", corruption_sigma="0.1,0.2,0.3,0.4")  # x, h_1, h_2, top code
-    net = rule.build_network("mlp:12x3", 8, 4)
+    net = build_network("mlp:12x3", 8, 4, rule)
     record = rule.record(net, torch.randn(16, 8))
     assert record.sigmas == [0.2, 0.3]
     assert make_rule("bengio2014", corruption_sigma="0.25").corruption.sigma == 0.25
     with pytest.raises(ValueError, match="needs 4 values"):
-        make_rule("bengio2014", corruption_sigma="0.1,0.2").build_network("mlp:12x3", 8, 4)
+        build_network("mlp:12x3", 8, 4, make_rule("bengio2014", corruption_sigma="0.1,0.2"))
     with pytest.raises(ValueError, match="comma-separated"):
         make_rule("bengio2014", corruption_sigma="big")
 
@@ -140,7 +140,7 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="alpha"):
         Bengio2014(alpha=1.5)
     with pytest.raises(ValueError, match="two layers"):
-        Bengio2014().build_network("mlp:8x1", 4, 2)
+        build_network("mlp:8x1", 4, 2, Bengio2014())
 
 
 @pytest.mark.parametrize("propagation", ["tp", "difference"])
@@ -150,7 +150,7 @@ def test_label_blind_top_gives_no_discriminant_signal(propagation):
     while the paper's ĥ_{l-1} = g_l(ĥ_l) pulls it toward its reconstruction."""
     torch.manual_seed(0)
     rule = Bengio2014(propagation=propagation, alpha=0.0, label_hide=0.0)
-    net = rule.build_network("mlp:12x4", 8, 4)
+    net = build_network("mlp:12x4", 8, 4, rule)
     with torch.no_grad():
         net.output.encoder[0].weight[:, 12:] = 0  # the y and m columns
     x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
@@ -180,7 +180,7 @@ def test_unlabelled_examples_are_pulled_toward_their_reconstruction(step):
     with m = 0 (Algorithm 5 has u = 1); labelled rows are unaffected by u."""
     torch.manual_seed(0)
     rule = Bengio2014(unlabelled_step=step)
-    net = rule.build_network("mlp:12x3", 8, 4)
+    net = build_network("mlp:12x3", 8, 4, rule)
     x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
     y[::2] = -1
     record = rule.record(net, x)
@@ -198,7 +198,7 @@ def test_feedback_loss_given_targets_trains_the_long_loop_decoders():
     from targetprop.autoencoders.corruption import Corruption
     torch.manual_seed(0)
     rule = Bengio2014(corruption_sigma=0.0)
-    net = rule.build_network("mlp:12x3", 8, 4)
+    net = build_network("mlp:12x3", 8, 4, rule)
     x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
     record = rule.record(net, x)
     targets = rule.forward_loss(net, record, y).targets
@@ -216,7 +216,7 @@ def test_layer_backprop_lets_each_layers_reconstruction_train_its_encoder(layer_
     from targetprop.autoencoders.corruption import Corruption
     torch.manual_seed(0)
     rule = Bengio2014(corruption_sigma=0.0, layer_backprop=layer_backprop)
-    net = rule.build_network("mlp:12x3", 8, 4).double()
+    net = build_network("mlp:12x3", 8, 4, rule).double()
     x = torch.randn(16, 8, dtype=torch.float64)
     record = rule.record(net, x)
     weight = net.layers[1].f[0].weight

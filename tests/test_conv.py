@@ -9,12 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from targetprop import make_rule
+from targetprop import build_network, make_rule
 from targetprop.cli import main
-from targetprop.core.conv import ConvLayer, parse_conv_spec
+from targetprop.core.architectures import parse_architecture
+from targetprop.core.conv import ConvLayer
 from targetprop.core.diagnostics import angle_degrees
 from targetprop.core.feedback import local_difference_reconstruction_loss
-from targetprop.core.networks import build_network
+
+
+def parse_conv_spec(spec: str) -> list[tuple[int, bool]]:
+    return parse_architecture(spec).arguments["entries"]
 
 
 def reference_block(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pool: bool) -> torch.Tensor:
@@ -79,12 +83,12 @@ def test_ldrl_feedback_learns_the_transpose():
 
 def test_gating_reads_the_units_not_the_pool():
     layer = ConvLayer((1, 4, 4), 2, True, "relu")
-    assert isinstance(layer.nonlinearity, torch.nn.ReLU) and isinstance(layer.f[-1], torch.nn.MaxPool2d)
+    assert isinstance(layer.activation, torch.nn.ReLU) and isinstance(layer.f[-1], torch.nn.MaxPool2d)
 
 
 @pytest.mark.parametrize("rule", ["bp", "tp", "dtp", "drl", "ldrl"])
 def test_every_chain_rule_builds_conv_nets(rule):
-    net = make_rule(rule).build_network("cnn:4-8", (3, 8, 8), 10)
+    net = build_network("cnn:4-8", (3, 8, 8), 10, make_rule(rule))
     assert net(torch.randn(2, 3 * 64)).shape == (2, 10)
     assert len(net.layers) == 2 and net.layers[0].g is None and net.layers[1].g is not None
     if rule != "bp":  # the family's default feedback_map=linear
@@ -101,8 +105,8 @@ def test_specs_and_their_errors():
         build_network("cnn:4-4-4-4", (8, 8), 10)
     with pytest.raises(ValueError, match="need images"):
         build_network("cnn:4", 40, 10)
-    with pytest.raises(ValueError, match="builds mlp: networks"):
-        make_rule("bengio2014").build_network("cnn:4", (8, 8), 10)
+    with pytest.raises(ValueError, match="trains conditional.*mlp:.*cnn:4 is none of them"):
+        build_network("cnn:4", (8, 8), 10, make_rule("bengio2014"))
 
 
 def test_conv_run_on_flat_data_is_an_error_exit(tmp_path, capsys):

@@ -67,7 +67,7 @@ def test_a_dtp_step_with_the_delta_rule_equals_the_autograd_step(float64):
 
 
 @pytest.mark.parametrize("build, message", [
-    (dict(hidden=4), "one-layer forward maps"),
+    (dict(layer_hidden=4), "one-layer forward maps"),
     (dict(dropout=0.2), "dropout=0"),
     (dict(activation="bernoulli"), "deterministic message"),
 ])

@@ -67,4 +67,4 @@ def test_a_sign_network_learns_by_target_propagation(rule_name):
 @pytest.mark.parametrize("rule_name", ["bengio2014", "generative"])
 def test_auto_encoder_rules_refuse_discrete_units(rule_name):
     with pytest.raises(ValueError, match="need continuous units.*chain rules"):
-        make_rule(rule_name).build_network("mlp:16x3", 8, 3, activation="sign")
+        build_network("mlp:16x3", 8, 3, make_rule(rule_name), activation="sign")

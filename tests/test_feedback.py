@@ -87,7 +87,8 @@ def test_differences_through_gs_linear_part_are_those_of_g(name):
     """With an affine g, DRL and L-DRL read g(h + d) − g(h) as V d: the loss
     and V's gradient are those of g evaluated at both points (float64)."""
     layer = linear_layer(seed=2)
-    generic = type("Generic", (), {"f": layer.f, "feedback": layer.feedback, "feedback_linear": None})()
+    generic = type("Generic", (), {"f": layer.f, "fixed_forward": layer.f, "feedback": layer.feedback,
+                                   "feedback_linear": None})()
     h_below = torch.randn(6, 4, dtype=torch.float64)
     h = layer(h_below).detach()
     values = []

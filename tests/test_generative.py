@@ -8,7 +8,7 @@ import torch
 from targetprop.autoencoders.corruption import Corruption
 from targetprop.rules.generative import GenerativeBackprop, GenerativeTP
 from targetprop.rules.generative.inference import complete, completion_error, generate, generate_class, part_features
-from targetprop.registry import make_rule
+from targetprop.registry import build_network, make_rule
 from targetprop.rules.generative.stacks import GenerativeStack
 from targetprop.core.targets import difference_propagate
 from targetprop.core.updates import half_squared_error
@@ -91,7 +91,7 @@ def quick_rule(cls, **kwargs):
 def test_algorithm_2_targets_follow_the_top_and_the_difference_rule():
     """ĥ_{L-1} = h + w (r(h) − h), then ĥ_{l-1} = h_{l-1} + g_l(ĥ_l) − g_l(h_l)."""
     rule = quick_rule(GenerativeTP, prior_weight=0.5)
-    net = rule.build_network("mlp:12-8", 16, 3)
+    net = build_network("mlp:12-8", 16, 3, rule)
     x = torch.rand(10, 16)
     record = rule.record(net, x)
     result = rule.forward_loss(net, record, torch.zeros(10, dtype=torch.long))
@@ -106,7 +106,7 @@ def test_algorithm_2_targets_follow_the_top_and_the_difference_rule():
 
 def test_without_a_pull_the_targets_are_the_codes():
     rule = quick_rule(GenerativeTP, prior_weight=0.0)
-    net = rule.build_network("mlp:12-8", 16, 3)
+    net = build_network("mlp:12-8", 16, 3, rule)
     record = rule.record(net, torch.rand(10, 16))
     result = rule.forward_loss(net, record, torch.zeros(10, dtype=torch.long))
     for target, h in zip(result.targets, record.chains[0][1:]):
@@ -116,7 +116,7 @@ def test_without_a_pull_the_targets_are_the_codes():
 @pytest.mark.parametrize("layer_backprop", [False, True])
 def test_short_loops_reach_the_encoders_only_with_layer_backprop(layer_backprop):
     rule = quick_rule(GenerativeTP, recirculation_weight=0.0, layer_backprop=layer_backprop)
-    net = rule.build_network("mlp:12-8", 16, 3)
+    net = build_network("mlp:12-8", 16, 3, rule)
     record = rule.record(net, torch.rand(10, 16))
     loss = rule.feedback_loss(net, record)
     encoder = net.layers[0].f[0].weight
@@ -129,7 +129,7 @@ def test_the_layer_backprop_term_is_each_layers_denoising_error():
     """With no long-loop targets and no recirculation, the feedback loss is
     Σ_l ½‖g_l(h_l + σ_l ξ) − h_{l-1}‖² and its gradient on f_1 is autograd's."""
     rule = quick_rule(GenerativeTP, recirculation_weight=0.0, corruption_sigma=0.1)
-    net = rule.build_network("mlp:12-8", 16, 3).double()
+    net = build_network("mlp:12-8", 16, 3, rule).double()
     x = torch.rand(10, 16, dtype=torch.float64)
     record = rule.record(net, x)
     torch.manual_seed(2)
@@ -152,7 +152,7 @@ def test_the_layer_backprop_term_is_each_layers_denoising_error():
 
 def test_algorithm_1_trains_every_part_of_the_stack():
     rule = quick_rule(GenerativeBackprop)
-    net = rule.build_network("mlp:12-8", 16, 3)
+    net = build_network("mlp:12-8", 16, 3, rule)
     record = rule.record(net, torch.rand(10, 16))
     result = rule.forward_loss(net, record, torch.zeros(10, dtype=torch.long))
     params = dict(net.named_parameters())
@@ -166,7 +166,7 @@ def test_algorithm_1_entropy_term_is_minus_log_sigma():
     """Raising every log σ_l,j by δ, with the noise sample fixed, changes the
     cost by −δ per unit plus the change of the reconstruction terms."""
     rule = quick_rule(GenerativeBackprop, prior_weight=0.0)
-    net = rule.build_network("mlp:12-8", 16, 3).double()
+    net = build_network("mlp:12-8", 16, 3, rule).double()
     x = torch.rand(10, 16, dtype=torch.float64)
 
     def cost():
@@ -187,6 +187,6 @@ def test_generative_rules_are_registered_and_validated():
     with pytest.raises(ValueError, match="top_prior"):
         make_rule("generative", top_prior="gan")
     with pytest.raises(ValueError, match="dropout"):
-        make_rule("generative").build_network("mlp:8", 16, 3, dropout=0.1)
+        build_network("mlp:8", 16, 3, make_rule("generative"), dropout=0.1)
     with pytest.raises(ValueError, match="modalities"):
-        make_rule("generative", modalities="audio").build_network("mlp:8", 16, 3)
+        build_network("mlp:8", 16, 3, make_rule("generative", modalities="audio"))

@@ -6,20 +6,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from targetprop import InverseAffine, TPLayer, build_network, make_rule, parse_arch
+from targetprop import InverseAffine, TPLayer, build_network, make_rule
+from targetprop.core.architectures import parse_architecture
 
 
 @pytest.mark.parametrize("spec, widths", [
     ("mlp:256x5", [256] * 5), ("mlp:7x1", [7]), ("mlp:512-256-128", [512, 256, 128]), ("mlp:3", [3]),
 ])
 def test_parse_arch(spec, widths):
-    assert parse_arch(spec) == widths
+    assert parse_architecture(spec).arguments == {"widths": widths}
 
 
-@pytest.mark.parametrize("spec", ["resnet:3", "mlp:", "mlp:0x3", "mlp:256x", "256x5", "mlp:4-0"])
+@pytest.mark.parametrize("spec", ["resnet:3", "mlp:", "mlp:0x3", "mlp:256x", "256x5", "mlp:4-0", "resnet21"])
 def test_bad_arch_names_the_valid_forms(spec):
-    with pytest.raises(ValueError, match=r"mlp:WIDTHxDEPTH|positive width"):
-        parse_arch(spec)
+    with pytest.raises(ValueError, match=r"mlp:WIDTHxDEPTH|WIDTHxDEPTH or W1-W2|positive width|6n \+ 2"):
+        parse_architecture(spec)
 
 
 def test_unknown_activation_lists_valid_ones():
@@ -89,7 +90,7 @@ def test_mlp_encoder_and_decoder():
     assert layer.weights() == [first.weight, second.weight]  # what the angle diagnostics compare
     assert [m.weight.shape for m in layer.g if hasattr(m, "weight")] == [(7, 4), (5, 7)]
     assert layer.feedback(layer(h)).shape == h.shape
-    net = build_network("mlp:6x2", 5, 3, hidden=7)
+    net = build_network("mlp:6x2", 5, 3, layer_hidden=7)
     assert net(h).shape == (3, 3) and all(len(l.f) == 4 for l in net.layers)
     with pytest.raises(ValueError, match=">= 0"):
         TPLayer(5, 4, hidden=-1)
@@ -107,7 +108,7 @@ def test_a_new_layer_kind_is_a_pair_of_modules(rule_name):
     def kind(n_in, n_out, feedback=True):
         f = nn.Sequential(nn.Linear(n_in, n_out), nn.LayerNorm(n_out), nn.Tanh())
         g = nn.Sequential(nn.Linear(n_out, n_in), nn.Tanh()) if feedback else None
-        return Layer(f, g)
+        return Layer(f, g, activation=f[-1])
 
     torch.manual_seed(0)
     net = Chain([kind(8, 16, feedback=False), kind(16, 16), kind(16, 16)], nn.Linear(16, 3))
@@ -127,7 +128,7 @@ def test_he_init_gives_every_forward_map_variance_two_over_fan_in():
     from targetprop.core.networks import he_init
 
     torch.manual_seed(0)
-    net = build_network("mlp:512x2", 256, 10, "relu")
+    net = build_network("mlp:512x2", 256, 10, activation="relu")
     feedback = [p.clone() for p in net.feedback_parameters()]
     he_init(net)
     for layer in net.layers:
@@ -148,6 +149,7 @@ def test_the_run_picks_he_init_for_unbounded_activations(activation, init, he):
 
     config = validate_config(quick_config(rule="bp", activation=activation, init=init))
     rule = make_rule("bp")
-    parts = build_parts(config, rule, load_splits(config, rule), torch.device("cpu"))
+    splits = load_splits(config, rule)
+    parts = build_parts(config, rule, splits, splits.targets_per_step, torch.device("cpu"))
     biases = [layer.f[0].bias for layer in parts.net.layers]
     assert all(torch.count_nonzero(b) == 0 for b in biases) == he  # PyTorch's default draws biases

@@ -12,7 +12,7 @@ import torch._dynamo.utils
 import torch._inductor.config
 
 from targetprop.core.learner import Learner
-from targetprop.registry import make_rule
+from targetprop.registry import build_network, make_rule
 from targetprop.running.config import ConfigError
 from targetprop.running.setup import validate_config
 
@@ -27,7 +27,7 @@ def _learners(rule_name: str, arch: str = "mlp:32x3", in_shape=20, **options):
     reference and one with ``options``."""
     torch.manual_seed(0)
     rule = make_rule(rule_name)
-    net = rule.build_network(arch, in_shape, 4)
+    net = build_network(arch, in_shape, 4, rule)
     pair = []
     for kwargs in ({}, options):
         copy_ = copy.deepcopy(net)
@@ -69,15 +69,15 @@ def test_bf16_step_runs_in_bf16_and_follows_the_float32_step(rule):
                                                         ("dtp", "cnn:4-8", (1, 8, 8), True),
                                                         ("dtp", "mlp:32x3", 20, "feedback"),
                                                         ("ldrl", "mlp:32x3", 20, "feedback")])
-def test_compiled_step_equals_the_eager_step(monkeypatch, rule, arch, in_shape, mode):
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers
+def test_compiled_step_equals_the_eager_step(rule, arch, in_shape, mode):
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    reference, compiled = _learners(rule, arch, in_shape, compile=mode)
-    x, y = _batch(in_shape)
-    for _ in range(2):
-        full, fused = _update(reference, x, y), _update(compiled, x, y)
-        torch.testing.assert_close(fused, full, rtol=1e-4, atol=1e-6)
+    with torch._inductor.config.patch(fallback_random=True):  # eager's random numbers, scoped to this test
+        reference, compiled = _learners(rule, arch, in_shape, compile=mode)
+        x, y = _batch(in_shape)
+        for _ in range(2):
+            full, fused = _update(reference, x, y), _update(compiled, x, y)
+            torch.testing.assert_close(fused, full, rtol=1e-4, atol=1e-6)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did compile something
 
 

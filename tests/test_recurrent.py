@@ -8,7 +8,7 @@ import torch
 
 from targetprop.core.learner import Learner
 from targetprop.core.recurrent import RecurrentNetwork
-from targetprop.registry import make_rule
+from targetprop.registry import build_network, make_rule
 from targetprop.running.config import ConfigError
 from targetprop.running.setup import validate_config
 from targetprop.running.trainer import Trainer
@@ -135,7 +135,7 @@ def test_a_target_per_step_needs_a_recurrent_net_and_a_rule_that_reads_every_sta
 
 
 def test_truncation_needs_a_recurrent_net():
-    net = make_rule("bp").build_network("mlp:8x2", 6, 3)
+    net = build_network("mlp:8x2", 6, 3, make_rule("bp"))
     with pytest.raises(ValueError, match="recurrent"):
         make_rule("bp", truncation=2).check_network(net)
 
@@ -178,9 +178,9 @@ def test_dtp_learns_the_weights_of_every_step_together():
 
 def test_a_recurrent_net_needs_sequences():
     with pytest.raises(ValueError, match="sequences"):
-        make_rule("dtp").build_network("rnn:8", 12, 3)
+        build_network("rnn:8", 12, 3, make_rule("dtp"))
     with pytest.raises(ValueError, match="rnn:WIDTH"):
-        make_rule("dtp").build_network("rnn:big", (4, 3), 3)
+        build_network("rnn:big", (4, 3), 3, make_rule("dtp"))
 
 
 @pytest.mark.slow
@@ -228,7 +228,7 @@ def test_stacked_steps_give_the_sum_of_the_steps_feedback_losses(rule_name):
 
 def test_gru_net_is_torchs_gru_and_bp_is_its_bptt():
     torch.manual_seed(0)
-    net = RecurrentNetwork((T, F), WIDTH, 4, kind="gru").double()
+    net = RecurrentNetwork((T, F), WIDTH, 4, cell="gru").double()
     x, y = _batch()
     gru = torch.nn.GRU(F, WIDTH, batch_first=True).double()
     cell = net.cell.gru
@@ -244,7 +244,7 @@ def test_gru_net_is_torchs_gru_and_bp_is_its_bptt():
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="gru"):
-        RecurrentNetwork((T, F), WIDTH, 4, activation="relu", kind="gru")
+        RecurrentNetwork((T, F), WIDTH, 4, activation="relu", cell="gru")
 
 
 @pytest.mark.parametrize("rule_name, same_as", [("dtp", "all"), ("drl", "all"), ("ldrl", "none")])
@@ -308,10 +308,11 @@ def test_local_pass_is_the_loop_of_steps_on_detached_inputs(kind):
     a loop of ``layer(h.detach())`` over the unrolled steps, and the same
     gradients into the cell (float64)."""
     torch.manual_seed(0)
-    net = RecurrentNetwork((T, F), WIDTH, 4, kind=kind).double()
+    net = RecurrentNetwork((T, F), WIDTH, 4, cell=kind).double()
     x, _ = _batch()
     weights = torch.randn(T, N, WIDTH, dtype=torch.float64)
-    layers, states, outputs = net.local_pass(x)
+    record = net.local_pass(x)
+    layers, states, outputs = record.layers, record.states, record.stacked_outputs
     assert not states.requires_grad and len(layers) == T
     h, loop = x, []
     for layer in net.unrolled(x):

@@ -19,7 +19,7 @@ FAMILY = [r for r in RULES if isinstance(make_rule(r), TargetPropagation)]  # th
 
 def small_problem(seed=0, dtype=torch.float32, rule="dtp", hidden=0):
     torch.manual_seed(seed)
-    net = make_rule(rule).build_network("mlp:12x3", 8, 3, hidden=hidden).to(dtype)
+    net = build_network("mlp:12x3", 8, 3, make_rule(rule), layer_hidden=hidden).to(dtype)
     x = torch.randn(32, 8, dtype=dtype)
     y = torch.randint(0, 3, (32,))
     return net, x, y
@@ -163,7 +163,7 @@ def test_linear_feedback_maps_carry_differences_by_their_matrix(rule_name):
     for ReLU layers too; ``feedback_map=activation`` ends every g_l with the
     layer's activation."""
     torch.manual_seed(0)
-    net = make_rule(rule_name).build_network("mlp:12x3", 8, 3, "relu").double()
+    net = build_network("mlp:12x3", 8, 3, make_rule(rule_name), activation="relu").double()
     for layer in net.layers[1:]:
         assert isinstance(layer.g[-1], torch.nn.Identity)
     record = make_rule(rule_name).record(net, torch.randn(16, 8, dtype=torch.float64))
@@ -171,6 +171,6 @@ def test_linear_feedback_maps_carry_differences_by_their_matrix(rule_name):
     expected = (h_hat - record.hs[-1]) @ net.layers[-1].g[0].weight.T
     below = targets_lib.difference_propagate(net.layers[-1].feedback, record.hs[-2], record.hs[-1], h_hat)
     torch.testing.assert_close(below - record.hs[-2], expected, rtol=1e-10, atol=1e-12)
-    shaped = make_rule(rule_name, feedback_map="activation").build_network("mlp:12x3", 8, 3, "relu")
+    shaped = build_network("mlp:12x3", 8, 3, make_rule(rule_name, feedback_map="activation"), activation="relu")
     assert all(isinstance(layer.g[-1], torch.nn.ReLU) for layer in shaped.layers[1:])
     assert shaped.layers[0].g is None  # a classifier never needs a target for x

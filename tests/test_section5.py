@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from targetprop.core import targets as tg
-from targetprop.registry import make_rule
+from targetprop.registry import build_network, make_rule
 from targetprop.rules.bengio2014.recurrent import Section5Network, ShortLoopMoments, long_loop_targets
 from targetprop.running.config import ConfigError
 from targetprop.running.setup import load_splits, validate_config
@@ -23,7 +23,7 @@ T, F, WIDTH, N = 6, 3, 5, 16
 def _problem(seed: int = 0, **settings):
     torch.manual_seed(seed)
     rule = make_rule("bengio2014", **settings)
-    net = rule.build_network(f"rnn:{WIDTH}", (T, F), 4).double()
+    net = build_network(f"rnn:{WIDTH}", (T, F), 4, rule).double()
     generator = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(N, T * F, generator=generator, dtype=torch.float64)
     y = torch.randint(0, 4, (N,), generator=generator)
@@ -52,7 +52,7 @@ def test_ungated_difference_long_loop_is_the_matrix_power_closed_form():
     rule, net, x, y = _problem(state_gating=False)
     record = rule.record(net, x)
     targets = rule.forward_loss(net, record, y).targets
-    _, codes = rule.section5.long_loops(net, record, _top_and_step(rule, net, record, y))
+    _, codes = rule.pieces["section5"].long_loops(net, record, _top_and_step(rule, net, record, y))
     delta = _top_and_step(rule, net, record, y) - record.hs[-1]
     V, Q = net.cell.back.weight.detach(), net.back_code.weight.detach()
     for t in range(1, T + 1):
@@ -118,7 +118,7 @@ def test_what_trains_the_encoder(credit):
     record = rule.record(net, x)
     result = rule.forward_loss(net, record, y)
     (grad,) = torch.autograd.grad(result.loss, net.cell.input.weight)
-    _, codes = rule.section5.long_loops(net, record, _top_and_step(rule, net, record, y))
+    _, codes = rule.pieces["section5"].long_loops(net, record, _top_and_step(rule, net, record, y))
     inputs = x.view(N, T, F).transpose(0, 1)
     expected = torch.zeros_like(grad)
     for t in range(T):
@@ -170,7 +170,7 @@ def test_streaming_memory_does_not_grow_with_the_sequence():
     def held(length: int, window: int) -> int:
         torch.manual_seed(0)
         rule = make_rule("bengio2014", stream_window=window)
-        net = rule.build_network(f"rnn:{WIDTH}", (length, F), 4)
+        net = build_network(f"rnn:{WIDTH}", (length, F), 4, rule)
         record = rule.record(net, torch.randn(N, length * F))
         tensors = [*record.hs[1:], *record.outputs, *record.codes]
         if record.moments is not None:
@@ -183,11 +183,11 @@ def test_streaming_memory_does_not_grow_with_the_sequence():
 
 def test_settings_belong_to_their_kind_of_network():
     with pytest.raises(ValueError, match="alpha"):
-        make_rule("bengio2014", alpha=0.5).build_network("rnn:4", (T, F), 3)
+        build_network("rnn:4", (T, F), 3, make_rule("bengio2014", alpha=0.5))
     with pytest.raises(ValueError, match="stream_window"):
-        make_rule("bengio2014", stream_window=5).build_network("mlp:8x2", 12, 3)
-    with pytest.raises(ValueError, match="rnn: networks"):
-        make_rule("bengio2014").build_network("gru:4", (T, F), 3)
+        build_network("mlp:8x2", 12, 3, make_rule("bengio2014", stream_window=5))
+    with pytest.raises(ValueError, match="gru:4 is none of them"):
+        build_network("gru:4", (T, F), 3, make_rule("bengio2014"))
     with pytest.raises(ValueError, match="recirculation"):
         make_rule("bengio2014", stream_window=5, recirculation_weight=1.0)
 

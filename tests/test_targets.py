@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float
 def invertible_net(width=6, depth=3, activation="tanh", seed=0):
     """A square tanh chain whose feedback maps are the exact inverses f_l^{-1}."""
     torch.manual_seed(seed)
-    net = build_network(f"mlp:{width}x{depth}", width, 4, activation).double()
+    net = build_network(f"mlp:{width}x{depth}", width, 4, activation=activation).double()
     with torch.no_grad():
         for layer in net.layers:  # well-conditioned weights keep the inverse tame
             layer.f[0].weight.copy_(torch.linalg.qr(torch.randn(width, width))[0] * 0.9)
@@ -159,7 +159,7 @@ def test_gated_differences_through_transposed_maps_reproduce_backprop(activation
     mean cross-entropy (float64); without the gating those of a net with
     (non-linear) act′ do not."""
     torch.manual_seed(2)
-    net = make_rule("ldrl").build_network("mlp:7-6-5", 4, 3, activation).double()  # linear g_l
+    net = build_network("mlp:7-6-5", 4, 3, make_rule("ldrl"), activation=activation).double()  # linear g_l
     with torch.no_grad():
         for layer in net.layers[1:]:
             layer.g[0].weight.copy_(layer.f[0].weight.T)
@@ -222,10 +222,10 @@ def test_a_layer_gives_gs_linear_part_only_where_g_is_affine():
     """feedback_linear(ĥ − h) = g(ĥ) − g(h) for linear feedback maps; none for
     act(V h + c) maps or maps with a hidden layer (no one linear part)."""
     torch.manual_seed(0)
-    net = make_rule("dtp").build_network("mlp:6x3", 5, 3).double()
+    net = build_network("mlp:6x3", 5, 3, make_rule("dtp")).double()
     h, h_hat = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
     for layer in net.layers[1:]:
         torch.testing.assert_close(layer.feedback_linear(h_hat - h), layer.feedback(h_hat) - layer.feedback(h))
     for rule, hidden in (make_rule("dtp", feedback_map="activation"), 0), (make_rule("dtp"), 4):
-        other = rule.build_network("mlp:6x3", 5, 3, hidden=hidden)
+        other = build_network("mlp:6x3", 5, 3, rule, layer_hidden=hidden)
         assert all(layer.feedback_linear is None for layer in other.layers[1:])

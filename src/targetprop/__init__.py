@@ -4,9 +4,13 @@ Meulemans et al. 2020; Ernoult et al. 2022).
 What a researcher imports to use a rule or to write one:
 
 * the registry: ``make_rule``, ``RULES``, ``rule_settings``;
-* networks and layers: ``build_network``, ``Chain`` (any layers under a
-  read-out), ``TPNetwork``, ``Layer`` (any pair of modules f, g), ``TPLayer``, ``InverseAffine``;
-* a training loop: ``Learner``;
+* networks and layers: ``wrap`` (an ``nn.Sequential`` of your own cut into
+  blocks, each with a proposed feedback map), ``build_network`` (an
+  architecture spec, for a rule), ``Chain`` (any layers under a read-out),
+  ``TPNetwork``, ``Layer`` (any pair of modules f, g), ``TPLayer``,
+  ``InverseAffine``, ``Residual`` (a skip connection ``wrap`` reads);
+* training: ``fit`` (one call: a model, data, a rule → a run directory and
+  its summary) and the loop itself, ``Learner``;
 * writing a rule: ``Rule``, ``ForwardRecord``, ``ForwardLoss``, ``setting``,
   and the pieces it composes, the propagation rules
   (``difference_propagate``, ...), the feedback objectives
@@ -14,24 +18,28 @@ What a researcher imports to use a rule or to write one:
   ``local_target_loss``.
 
 Running from settings (``Config``, ``Trainer``) lives in
-:mod:`targetprop.running`.
+:mod:`targetprop.running`; ready models (``resnet``) in
+:mod:`targetprop.models`.
 """
 from .core.feedback import (difference_reconstruction_loss, local_difference_reconstruction_loss,
                             noisy_reconstruction_loss)
 from .core.layers import InverseAffine, Layer, TPLayer
 from .core.learner import Learner, StepResult
-from .core.networks import Chain, TPNetwork, build_network, parse_arch
+from .core.networks import Chain, TPNetwork
+from .core.wrap import wrap
 from .core.rule import ForwardLoss, ForwardRecord, Rule
 from .core.settings import setting
 from .core.targets import (difference_propagate, gradient_top_target, hybrid_target, propagate_targets,
                            tp_propagate)
 from .core.updates import local_target_loss
-from .registry import RULES, make_rule, rule_settings
+from .models import Residual
+from .registry import RULES, build_network, make_rule, rule_settings
+from .running.fit import fit
 
 __all__ = [
     "make_rule", "RULES", "rule_settings",
-    "build_network", "parse_arch", "Chain", "TPNetwork", "Layer", "TPLayer", "InverseAffine",
-    "Learner", "StepResult",
+    "wrap", "build_network", "Chain", "TPNetwork", "Layer", "TPLayer", "InverseAffine", "Residual",
+    "fit", "Learner", "StepResult",
     "Rule", "ForwardRecord", "ForwardLoss", "setting",
     "gradient_top_target", "tp_propagate", "difference_propagate", "propagate_targets", "hybrid_target",
     "noisy_reconstruction_loss", "difference_reconstruction_loss", "local_difference_reconstruction_loss",

@@ -136,7 +136,7 @@ def _bench(args: argparse.Namespace) -> int:
     splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     shared = dict(arch=args.arch, num_classes=splits.num_outputs, feedback_iterations=args.feedback_iterations,
-                  input_shape=splits.example_shape, variants=tuple(variants))
+                  input_shape=splits.input_shape, variants=tuple(variants))
     result = time_rules(rules, x, y, repeats=args.repeats, **shared)
     profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
@@ -165,7 +165,7 @@ def _load_generative(run_dir: str):
     if not hasattr(run.net, "sample"):
         raise ConfigError(f"{run_dir} was trained with rule {run.config.rule!r}, whose network cannot "
                           "generate: train a generative stack (rules generative, generative-bp)")
-    if run.splits.image_shape is None or len(run.splits.image_shape) != 2:
+    if run.info.image_shape is None or len(run.info.image_shape) != 2:
         raise ConfigError(f"{run.config.data} is not a dataset of images: nothing to draw")
     return run
 
@@ -183,11 +183,13 @@ def _sample(args: argparse.Namespace) -> int:
         if args.label is not None:
             states = [generate_class(run.net, args.label, args.n, steps, args.noise, generator)]
         else:
-            states = generate(run.net, run.splits.train.tensors[0], args.n, steps, args.start, generator)
+            # chains start from training codes (or their spread): the data are loaded only for those
+            pool = None if run.net.top.analytic_sampling else run.splits.train.tensors[0]
+            states = generate(run.net, pool, args.n, steps, args.start, generator)
     except ValueError as problem:
         raise ConfigError(str(problem)) from None
-    to_image = run.splits.to_unit_range
-    shape = run.splits.image_shape
+    to_image = run.info.to_unit_range
+    shape = run.info.image_shape
     if args.steps is None:  # a grid of the final samples
         final = to_image(states[-1])
         width = int(round(len(final) ** 0.5))
@@ -208,14 +210,14 @@ def _complete(args: argparse.Namespace) -> int:
 
     run = _load_generative(args.run)
     x, y = run.splits.test.tensors
-    net, to_image = run.net, run.splits.to_unit_range
+    net, to_image = run.net, run.info.to_unit_range
     if args.hide == "label":
         if not net.labelled:
             raise ConfigError("--hide label needs an image+label stack (modalities=image+label)")
         predicted = net.label_probabilities(net.complete(x, "label", args.steps)).argmax(1)
-        name = run.splits.class_name
+        name = run.info.class_name
         titles = [f"{name(p)}\n(truth: {name(t)})" for p, t in zip(predicted[:args.n].tolist(), y[:args.n].tolist())]
-        path = save_image_rows([to_image(x[:args.n])], run.splits.image_shape, args.out, titles=titles)
+        path = save_image_rows([to_image(x[:args.n])], run.info.image_shape, args.out, titles=titles)
         print(f"test accuracy by label completion (Algorithm 6, {args.steps} steps): "
               f"{(predicted == y).double().mean().item():.4f}")
         print(path)
@@ -229,7 +231,7 @@ def _complete(args: argparse.Namespace) -> int:
         raise ConfigError(str(problem)) from None
     shown = to_image(x[:args.n]).clone()
     shown[:, part_features(net, args.hide)] = 0.5  # grey where the input is hidden
-    path = save_image_rows([shown, to_image(completed), to_image(x[:args.n])], run.splits.image_shape,
+    path = save_image_rows([shown, to_image(completed), to_image(x[:args.n])], run.info.image_shape,
                            args.out, row_labels=["input", "completed", "truth"])
     print(f"test mean squared error of the {args.hide} half: completion {error:.4f}, "
           f"training-mean fill {baseline:.4f} ({100 * (1 - error / baseline):.1f}% lower)")

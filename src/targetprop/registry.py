@@ -1,22 +1,33 @@
 """The registry: every named rule, as a recipe wiring the pieces of the
-engine (DESIGN.md). This is the only module that knows every rule family;
-a new rule is a new entry here.
+engine (DESIGN.md), and every kind of network a rule can declare it
+trains, with the builder of that kind from an architecture spec. This is
+the only module that knows every rule family; a new rule is a new entry
+here.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
+
+from torch import nn
 
 from .core import feedback as fb
 from .core import targets as tg
+from .core.architectures import ArchitectureSpec, build_architecture, parse_architecture
 from .core.rule import Rule
+from .core.wrap import wrap
 from .core.settings import Declared, build, declared
 from .rules.backprop import BackProp
 from .rules.bengio2014 import Bengio2014
+from .rules.bengio2014.conditional import build_conditional
+from .rules.bengio2014.recurrent import build_section5
 from .rules.dtp import DampedTargetPropagation, TargetPropagation
 from .rules.generative import GenerativeBackprop, GenerativeTP
+from .rules.generative.stacks import build_stack
 
-__all__ = ["Recipe", "RULES", "make_rule", "rule_settings"]
+__all__ = ["Recipe", "RULES", "NetworkKind", "NETWORK_KINDS", "make_rule", "rule_settings", "network_kind",
+           "build_network", "wrap_for"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +80,85 @@ def rule_settings(name: str) -> dict[str, Declared]:
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; choose one of: {', '.join(RULES)}")
     return RULES[name].settings()
+
+
+@dataclass(frozen=True)
+class NetworkKind:
+    """A kind of network a rule may declare it trains (``Rule.network_kinds``):
+    ``accepts(spec)``, whether it is built from that architecture spec, and
+    ``build(spec, input_shape, num_outputs, **options)``."""
+    summary: str
+    accepts: Callable[[ArchitectureSpec], bool]
+    build: Callable[..., nn.Module]
+
+
+def _of_the_architecture(spec: ArchitectureSpec, input_shape, num_outputs: int, **options) -> nn.Module:
+    return build_architecture(spec, input_shape, num_outputs, **options)
+
+
+NETWORK_KINDS: dict[str, NetworkKind] = {
+    "chain": NetworkKind("a chain of layers (f_l, g_l) under a read-out: mlp:, cnn:, invertible:, resnetN, "
+                         "your own model", lambda spec: spec.family == "feed-forward", _of_the_architecture),
+    "recurrent": NetworkKind("a recurrent cell unrolled in time: rnn:, gru:", lambda spec: spec.family == "recurrent",
+                             _of_the_architecture),
+    "conditional": NetworkKind("layer-wise auto-encoders under a conditional top auto-encoder (Bengio 2014 §3.1): "
+                               "mlp:", lambda spec: spec.name == "mlp", build_conditional),
+    "section5": NetworkKind("§5's Elman net and its backward net without inputs: rnn:",
+                            lambda spec: spec.family == "recurrent" and spec.arguments["cell"] == "rnn",
+                            build_section5),
+    "stack": NetworkKind("a generative stack of denoising auto-encoders (§2, §4, §7): mlp:",
+                         lambda spec: spec.name == "mlp", build_stack),
+}
+
+
+def network_kind(rule: Rule, spec: ArchitectureSpec) -> str | None:
+    """The first kind ``rule`` trains that ``spec`` builds, or None."""
+    return next((kind for kind in rule.network_kinds if NETWORK_KINDS[kind].accepts(spec)), None)
+
+
+def _unread_options(builder: Callable, options: dict) -> list[str]:
+    """The options that ``builder`` takes no parameter for."""
+    parameters = inspect.signature(builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return []
+    return sorted(set(options) - {p.name for p in parameters})
+
+
+def build_network(arch: str | ArchitectureSpec, input_shape: int | Sequence[int], num_outputs: int,
+                  rule: Rule | str | None = None, **options) -> nn.Module:
+    """The network of ``arch`` (an ``--arch`` spec) on examples of
+    ``input_shape`` with ``num_outputs`` read-out units, of the kind
+    ``rule`` trains (with the feedback maps its settings ask for,
+    ``Rule.network_options``), checked by it; without a rule, the
+    architecture's own chain or recurrent net. ``options``: network options
+    (activation, dropout, layer_hidden, feedback_map)."""
+    spec = parse_architecture(arch) if isinstance(arch, str) else arch
+    if rule is None:
+        kind, wanted = ("chain" if spec.family == "feed-forward" else "recurrent"), {}
+    else:
+        rule = make_rule(rule) if isinstance(rule, str) else rule
+        kind = network_kind(rule, spec)
+        if kind is None:
+            kinds = "; ".join(f"{k}: {NETWORK_KINDS[k].summary}" for k in rule.network_kinds)
+            raise ValueError(f"rule {rule.name!r} trains {kinds}; {spec.text} is none of them")
+        wanted = rule.network_options(kind)
+    options = wanted | {k: v for k, v in options.items() if v is not None}
+    builder = NETWORK_KINDS[kind].build
+    unread = _unread_options(builder, options) if builder is not _of_the_architecture else []
+    if unread:
+        raise ValueError(f"{spec.text} as a {kind} net ({NETWORK_KINDS[kind].summary}) does not read "
+                         f"{', '.join(f'{k}={options[k]!r}' for k in unread)}")
+    net = builder(spec, input_shape, num_outputs, **options)
+    if rule is not None:
+        rule.check_network(net)
+    return net
+
+
+def wrap_for(rule: Rule | str, model: nn.Module, input_shape: Sequence[int], num_outputs: int | None = None):
+    """``model`` (an ``nn.Sequential``, or a network of target propagation
+    already) as a chain for ``rule``: wrapped with the feedback maps its
+    settings ask for, checked by it."""
+    rule = make_rule(rule) if isinstance(rule, str) else rule
+    net = wrap(model, input_shape, num_outputs, feedback_map=rule.network_options("chain").get("feedback_map", "linear"))
+    rule.check_network(net)
+    return net

@@ -19,36 +19,12 @@ the target gating of :mod:`rules.dtp` puts back act′ where it is set).
 from __future__ import annotations
 
 import math
-import re
 
 from torch import nn
 
 from .layers import Layer, make_activation
 
-__all__ = ["ConvLayer", "CONV_PRESETS", "is_conv_spec", "parse_conv_spec", "image_shape_of", "conv_layers"]
-
-# A VGG-like net (Ernoult et al. 2022: conv 128-128-256-256-512, 3×3
-# convolutions, max-pooling); "n" marks an entry without pooling.
-CONV_PRESETS = {"simple-vgg": "cnn:128n-128-256n-256-512"}
-
-_ENTRY = re.compile(r"^(\d+)(n?)$")
-
-
-def is_conv_spec(spec: str) -> bool:
-    return spec in CONV_PRESETS or spec.startswith("cnn:")
-
-
-def parse_conv_spec(spec: str) -> list[tuple[int, bool]]:
-    """(channels, pooled) per layer of ``cnn:32-64-128`` (each entry a 3×3
-    convolution and a 2×2 max-pool; ``64n``: no pool) or a preset name."""
-    spec = CONV_PRESETS.get(spec, spec)
-    entries = spec.removeprefix("cnn:").split("-")
-    parsed = [_ENTRY.match(e.strip()) for e in entries]
-    if not spec.startswith("cnn:") or not all(parsed) or min(int(m.group(1)) for m in parsed) < 1:
-        raise ValueError(f"unknown convolutional architecture {spec!r}: write cnn:C1-C2-... (C channels, "
-                         "a 3×3 convolution and 2×2 max-pooling per entry; Cn without pooling), e.g. "
-                         f"cnn:32-64-128, or a preset: {', '.join(CONV_PRESETS)}")
-    return [(int(m.group(1)), not m.group(2)) for m in parsed]
+__all__ = ["ConvLayer", "image_shape_of", "conv_layers"]
 
 
 def image_shape_of(in_shape: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -60,19 +36,18 @@ def image_shape_of(in_shape: int | tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class ConvLayer(Layer):
-    """One convolutional block (module docstring). ``first`` layers take the
-    flat input (B, C·H·W) and reshape it; they need no feedback map, since a
-    classifier never needs a target for x (``feedback_activation=None``)."""
+    """One convolutional block (module docstring) on maps of ``in_shape``,
+    (C, H, W). The first layer of a classifier needs no feedback map, since
+    a classifier never needs a target for x (``feedback_activation=None``)."""
 
     def __init__(self, in_shape: tuple[int, int, int], channels: int, pool: bool, activation: str = "tanh",
-                 feedback_activation: str | None = "linear", dropout: float = 0.0, first: bool = False):
+                 feedback_activation: str | None = "linear", dropout: float = 0.0):
         c, h, w = in_shape
         if pool and min(h, w) < 2:
             raise ValueError(f"a 2×2 max-pool needs maps of at least 2×2, this layer gets {h}×{w}: "
                              "use fewer pooled entries (or Cn entries without pooling)")
         act = make_activation(activation)
-        f = [nn.Unflatten(1, in_shape)] if first else []
-        f += [nn.Conv2d(c, channels, 3, padding=1), act] + ([nn.MaxPool2d(2)] if pool else [])
+        f = [nn.Conv2d(c, channels, 3, padding=1), act] + ([nn.MaxPool2d(2)] if pool else [])
         g = None
         if feedback_activation is not None:
             if pool:  # output (2h' + output_padding) restores odd sizes that the pool floored
@@ -81,26 +56,20 @@ class ConvLayer(Layer):
             else:
                 up = nn.ConvTranspose2d(channels, c, 3, padding=1)
             g = nn.Sequential(up, make_activation(feedback_activation))
-        super().__init__(nn.Sequential(*f), g, dropout)
-        self._act_index = f.index(act)
+        super().__init__(nn.Sequential(*f), g, dropout, activation=act)
         self.in_shape = in_shape
         self.out_shape = (channels, h // 2, w // 2) if pool else (channels, h, w)
-        self.activation = activation
-
-    @property
-    def nonlinearity(self) -> nn.Module:
-        return self.f[self._act_index]
 
 
-def conv_layers(in_shape: tuple[int, int, int], spec: str, activation: str, dropout: float,
+def conv_layers(in_shape: tuple[int, int, int], entries: list[tuple[int, bool]], activation: str, dropout: float,
                 feedback_activation: str | None) -> tuple[list[ConvLayer], int]:
-    """The blocks of ``spec`` on images of ``in_shape``, and the number of
-    features of the last map (the read-out's input)."""
+    """The blocks (channels, pooled) of ``entries`` on images of ``in_shape``,
+    and the number of features of the last map (the read-out's input)."""
     layers, shape = [], in_shape
-    for i, (channels, pool) in enumerate(parse_conv_spec(spec)):
+    for i, (channels, pool) in enumerate(entries):
         layer = ConvLayer(shape, channels, pool, activation,
                           (feedback_activation or activation) if i else None,
-                          dropout=0.0 if i == 0 else dropout, first=i == 0)
+                          dropout=0.0 if i == 0 else dropout)
         layers.append(layer)
         shape = layer.out_shape
     return layers, math.prod(shape)

@@ -2,7 +2,10 @@
 forward map f_l. Each takes the layer, its input h_{l-1} and output h_l (both
 detached) and returns a scalar averaged over the batch whose gradient reaches
 only g_l's parameters, because every forward-map evaluation runs under
-``no_grad``.
+``no_grad``. They evaluate f_l as :meth:`layers.Layer.fixed_forward`: the
+map it was on the recorded batch, its batch norms at that batch's
+statistics, so that g_l inverts one function and no running statistics
+move.
 
 ``noise(t)`` returns an N(0, I) sample shaped like ``t``; by default a fresh
 one from the global torch generator, drawn in float32 and cast, so a run in
@@ -40,6 +43,9 @@ def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> lis
     linear = getattr(layer, "feedback_linear", None)
     if linear is not None:
         return [linear(steps[0])] if len(steps) == 1 else list(linear(torch.cat(steps)).split(h.shape[0]))
+    if not getattr(layer, "feedback_stacks", True):  # g normalises over its batch: one call per batch
+        clean = layer.feedback(h)
+        return [layer.feedback(h + d) - clean for d in steps]
     *moved, clean = layer.feedback(torch.cat([h + d for d in steps] + [h])).split(h.shape[0])
     return [m - clean for m in moved]
 
@@ -55,7 +61,7 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     """
     noisy = torch.add(h_below, noise(h_below), alpha=sigma)
     with torch.no_grad():
-        up = layer.f(noisy)
+        up = layer.fixed_forward(noisy)
     return local_target_loss([layer.feedback(up)], [noisy])
 
 
@@ -72,7 +78,7 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
     """
     eps = noise(h_below)
     with torch.no_grad():
-        up = layer.f(torch.add(h_below, eps, alpha=sigma))
+        up = layer.fixed_forward(torch.add(h_below, eps, alpha=sigma))
     steps = [up - h] + ([sigma * noise(h)] if regularization > 0 else [])
     out = _feedback_differences(layer, h, steps)
     loss = F.mse_loss(out[0], sigma * eps, reduction="sum")  # one fused kernel
@@ -94,7 +100,7 @@ def local_difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Ten
     """
     eps, eta = noise(h_below), noise(h)
     with torch.no_grad():
-        up = layer.f(torch.add(h_below, eps, alpha=sigma))
+        up = layer.fixed_forward(torch.add(h_below, eps, alpha=sigma))
     along_f, along_noise = _feedback_differences(layer, h, [up - h, sigma * eta])
     alignment = torch.vdot(eps.flatten().to(along_f.dtype), along_f.flatten())  # εᵀ[g(f(h_{l-1} + σε)) − g(h_l)]
     n = h.shape[0]

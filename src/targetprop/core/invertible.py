@@ -103,7 +103,7 @@ class InvertibleLayer(Layer):
 
     def __init__(self, features: int, dropout: float = 0.0, parametrisation: str = "cholesky"):
         f = nn.Sequential(PARAMETRISATIONS[parametrisation](features), nn.Tanh())
-        super().__init__(f, None, dropout)
+        super().__init__(f, None, dropout, activation=f[1])
         self.g = InverseAffine(self)
 
     def penalty(self, h_below: Tensor) -> Tensor | None:

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import normalization
 from .delta import activation_derivative
 from .discrete import Transmit
 
 __all__ = ["ACTIVATIONS", "UNBOUNDED", "is_unbounded", "make_activation", "make_map", "Layer", "TPLayer",
-           "InverseAffine"]
+           "InverseAffine", "linear_part"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -58,45 +59,84 @@ def make_map(in_features: int, out_features: int, activation: str, hidden: int =
 
 
 class Layer(nn.Module):
-    """One layer of a target-propagation chain: a forward map ``f``
+    """One layer (block) of a target-propagation chain: a forward map ``f``
     (h_{l-1} -> h_l, the encoder) and an optional feedback map ``g``
     (h_l -> h_{l-1}, the decoder), any two modules.
 
-    With ``dropout`` > 0 the layer drops units of its *input* in training mode:
-    the layer computes f(drop(h_{l-1})) while f itself stays deterministic, so
-    feedback objectives, which evaluate ``layer.f``, invert f and not the
-    random mask.
+    ``activation`` names the units' nonlinearity, whose derivative read off
+    h_l gates target steps (``rules.dtp``'s ``target_gating``): the module
+    that ends f, or that max-pooling follows (max-pooling a monotone
+    activation's outputs gives outputs of it). None: the block's output is
+    not an activation's (it ends in a normalisation, a sum), and nothing
+    gates its targets.
+
+    With ``dropout`` > 0 (or a ``nn.Dropout``) the layer drops units of its
+    *input* in training mode: the layer computes f(drop(h_{l-1})) while f
+    itself stays deterministic, so feedback objectives, which evaluate
+    :meth:`fixed_forward`, invert f and not the random mask.
+
+    Batch norms inside f record the statistics of the real batch's forward
+    pass, and every other evaluation of f uses those (:mod:`.normalization`).
     """
 
-    def __init__(self, f: nn.Module, g: nn.Module | None = None, dropout: float = 0.0):
+    def __init__(self, f: nn.Module, g: nn.Module | None = None, dropout: float | nn.Module = 0.0, *,
+                 activation: nn.Module | None = None):
         super().__init__()
         self.f, self.g = f, g
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if isinstance(dropout, nn.Module):
+            self.dropout = dropout
+        else:
+            self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self._activation = [activation]  # a list: f's own module, not registered twice
+        self._norms = normalization.batch_norms(f)
+        self._feedback_norms = normalization.batch_norms(g)
+        self._statistics: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def activation(self) -> nn.Module | None:
+        return self._activation[0]
 
     def forward(self, h_below: torch.Tensor) -> torch.Tensor:
+        if self._norms and self.training:
+            with normalization.recording(self._norms, self._statistics):
+                return self.f(self.dropout(h_below))
         return self.f(self.dropout(h_below))
+
+    def fixed_forward(self, h_below: torch.Tensor) -> torch.Tensor:
+        """f(h_below) as on the last recorded batch: its batch norms at that
+        batch's statistics, no running statistics updated, no dropout."""
+        if self._norms and self.training:
+            with normalization.fixed(self._norms, self._statistics):
+                return self.f(h_below)
+        return self.f(h_below)
 
     @property
     def drops_input(self) -> bool:
         """Whether ``forward`` differs from ``f`` right now (dropout in training mode)."""
-        return self.training and isinstance(self.dropout, nn.Dropout)
+        return self.training and isinstance(self.dropout, nn.Dropout) and self.dropout.p > 0
 
     def feedback(self, h: torch.Tensor) -> torch.Tensor:
         if self.g is None:
             raise RuntimeError("this layer has no feedback map g")
+        if self._feedback_norms:
+            with normalization.per_batch(self._feedback_norms):
+                return self.g(h)
         return self.g(h)
 
     @property
+    def feedback_stacks(self) -> bool:
+        """Whether g treats the examples of a batch independently, so that
+        targets and states may go through it stacked in one call."""
+        return not self._feedback_norms
+
+    @property
     def feedback_linear(self):
-        """d ↦ V d where g(h) = V h + c is affine (one ``nn.Linear``), else
-        None: g(ĥ) − g(h) = V(ĥ − h), so a difference target goes down in one
-        product on the batch instead of g on both (``targets.linear_difference_propagate``)."""
-        modules = list(self.g) if isinstance(self.g, nn.Sequential) else [self.g]
-        if not modules or not isinstance(modules[0], nn.Linear) or not all(
-                isinstance(m, nn.Identity) for m in modules[1:]):
-            return None
-        weight = modules[0].weight
-        return lambda d: F.linear(d, weight)
+        """d ↦ g's linear part applied to d, where g is affine (g(h) = V h + c:
+        linear maps, transposed convolutions, reshapes), else None:
+        g(ĥ) − g(h) = V(ĥ − h), so a difference target goes down in one
+        product on the batch instead of g on both
+        (``targets.linear_difference_propagate``)."""
+        return linear_part(self.g) if self.g is not None else None
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return list(self.f.parameters())
@@ -104,21 +144,48 @@ class Layer(nn.Module):
     def feedback_parameters(self) -> list[nn.Parameter]:
         return list(self.g.parameters()) if self.g is not None else []
 
-    @property
-    def nonlinearity(self) -> nn.Module:
-        """The activation of the layer's units (f's last module by default):
-        its derivative gates target steps (``rules.dtp``'s ``target_gating``)."""
-        return self.f[-1]
-
     def penalty(self, h_below: torch.Tensor) -> torch.Tensor | None:
         """A term of the layer's own local loss that keeps its parametrisation
         valid (:class:`invertible.InvertibleLayer`), or None."""
         return None
 
     def weights(self) -> list[nn.Parameter]:
-        """The forward map's weight tensors (biases left out): what the angle
-        diagnostics compare with back-prop's update."""
+        """The forward map's weight tensors (biases and normalisation scales
+        left out): what the angle diagnostics compare with back-prop's update."""
         return [p for p in self.f.parameters() if p.dim() > 1]
+
+
+def linear_part(module: nn.Module):
+    """d ↦ M d for an affine module m(h) = M h + c (``nn.Linear``,
+    ``nn.ConvTranspose1d/2d``, ``nn.Identity``, ``nn.Flatten``,
+    ``nn.Unflatten``, a module with a ``linear_part`` method, or an
+    ``nn.Sequential`` of these); None for anything else. It reads the
+    weights on every call, so it follows them as they learn."""
+    if isinstance(module, nn.Sequential):
+        parts = [linear_part(m) for m in module]
+        if any(p is None for p in parts):
+            return None
+        parts = [p for p in parts if not isinstance(p, nn.Identity)]  # d itself: no call
+        if len(parts) == 1:
+            return parts[0]
+
+        def composed(d):
+            for part in parts:
+                d = part(d)
+            return d
+        return composed
+    if isinstance(module, nn.Linear):
+        return lambda d: F.linear(d, module.weight)
+    if isinstance(module, nn.ConvTranspose2d):
+        return lambda d: F.conv_transpose2d(d, module.weight, None, module.stride, module.padding,
+                                            module.output_padding, module.groups, module.dilation)
+    if isinstance(module, nn.ConvTranspose1d):
+        return lambda d: F.conv_transpose1d(d, module.weight, None, module.stride, module.padding,
+                                            module.output_padding, module.groups, module.dilation)
+    if isinstance(module, (nn.Identity, nn.Flatten, nn.Unflatten)):
+        return module
+    method = getattr(module, "linear_part", None)
+    return method() if callable(method) else None
 
 
 class TPLayer(Layer):
@@ -147,9 +214,8 @@ class TPLayer(Layer):
             f = nn.Sequential(Transmit(transmit), *f)
         g = (make_map(out_features, in_features, feedback_activation, hidden, activation)
              if feedback_activation is not None else None)
-        super().__init__(f, g, dropout)
+        super().__init__(f, g, dropout, activation=f[-1])
         self.in_features, self.out_features = in_features, out_features
-        self.activation = activation
 
 
 _INVERSE_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {

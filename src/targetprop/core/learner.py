@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 
 from .networks import Network
+from .normalization import running_statistics_frozen
 from .rule import Rule
 
 Tensor = torch.Tensor
@@ -44,6 +45,10 @@ class Learner:
     inverses that have already adapted to this batch, and no step reuses a
     graph that an earlier update has invalidated.
 
+    Batch norms move their running statistics once per step, on the
+    forward pass of step 1 (:mod:`.normalization`); feedback-only steps move
+    none.
+
     ``synchronize``, if set, is called on the parameters between every
     backward pass and the optimizer steps (data-parallel training averages
     their gradients there: :mod:`running.distributed`).
@@ -62,6 +67,7 @@ class Learner:
                  feedback_optimizer: torch.optim.Optimizer | None = None,
                  feedback_iterations: int = 1, *, precision: torch.dtype | None = None,
                  compile: bool | str = False):
+        rule.check_network(net)
         if rule.uses_feedback and feedback_optimizer is None and feedback_iterations > 0:
             raise ValueError(f"rule {rule.name!r} trains feedback maps: give a feedback optimizer")
         self.net, self.rule = net, rule
@@ -94,7 +100,7 @@ class Learner:
 
     def _rule_feedback_loss(self, x: Tensor) -> Tensor | None:
         with self._autocast(x):
-            with torch.no_grad():
+            with torch.no_grad(), running_statistics_frozen():  # it trains no forward map: moves no statistics
                 record = self.rule.record(self.net, x)
             return self._feedback_objective(self.net, record)
 

@@ -1,39 +1,35 @@
 """Networks for target propagation: chains of layers (:mod:`.layers`) under
 a read-out. A classifier is the chain of hidden layers h_1..h_L (h_0 = x)
-followed by a linear read-out that produces the logits.
+followed by a read-out that produces the logits.
 
 Every network that a rule trains answers the same protocol
-(:class:`Network`): ``layers`` (each with f_l and, where it has one, g_l),
-``forward(x)`` (the prediction), and the parameters of the two optimizers,
-``forward_parameters()`` and ``feedback_parameters()``.
+(:class:`Network`), and the chain rules' networks a wider one
+(:class:`ChainNetwork`). Its ``kind`` says, as data, which rules can train
+it (each rule lists the kinds it trains).
 """
 from __future__ import annotations
 
 import math
-import re
-from typing import Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
 
-from .conv import CONV_PRESETS, conv_layers, image_shape_of, is_conv_spec
 from .discrete import DISCRETE_UNITS, Transmit
-from .invertible import InvertibleLayer
-from .layers import ACTIVATIONS, Layer, TPLayer
-from .recurrent import RecurrentNetwork, is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
+from .layers import Layer, TPLayer
+from .records import ForwardRecord
 
-__all__ = ["Network", "Chain", "TPNetwork", "ARCHITECTURES", "parse_spec", "parse_arch", "build_network",
-           "flat_features", "he_init"]
-
-ARCHITECTURES = ("mlp:WIDTHxDEPTH", "mlp:W1-W2-...", "invertible:WIDTHxDEPTH", "invertible-svd:WIDTHxDEPTH",
-                 "cnn:C1-C2-...", *CONV_PRESETS, "rnn:WIDTH",
-                 "gru:WIDTH")
+__all__ = ["Network", "ChainNetwork", "Chain", "TPNetwork", "flat_features", "he_init"]
 
 
 @runtime_checkable
 class Network(Protocol):
-    """What the learner, the trainer and the diagnostics ask of a network."""
+    """What the learner and the trainer ask of every network: ``kind``, a
+    name for its form (``chain``, ``recurrent``, ``stack``, ...) that rules
+    declare they train; ``layers``, each a pair (f_l, g_l); the parameters
+    of the two optimizers; and calling it, the prediction."""
 
+    kind: str
     layers: Sequence[nn.Module]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
@@ -41,21 +37,54 @@ class Network(Protocol):
     def feedback_parameters(self) -> list[nn.Parameter]: ...
 
 
+@runtime_checkable
+class ChainNetwork(Network, Protocol):
+    """A :class:`Network` that the chain rules (``bp``, ``tp``, ``dtp``,
+    ``drl``, ``ldrl``) and the per-layer diagnostics train and read:
+
+    * ``unrolled(x)``: the layers a batch goes through (a recurrent net's
+      time steps; a chain's own layers);
+    * ``as_input(x)``: h_0, the batch as the first layer reads it;
+    * ``local_pass(x)``: the forward pass of a local rule, every layer's
+      input detached (a :class:`records.ForwardRecord`);
+    * ``read(hs)`` and ``read_out(top)``: what the read-out reads of
+      h_1..h_L (h_L; a recurrent net's states), and its logits;
+    * ``weight_groups()``: the weights the angle diagnostics compare.
+    """
+
+    def unrolled(self, x: torch.Tensor) -> Sequence[nn.Module]: ...
+    def as_input(self, x: torch.Tensor) -> torch.Tensor: ...
+    def local_pass(self, x: torch.Tensor) -> ForwardRecord: ...
+    def read(self, hs: Sequence[torch.Tensor]) -> torch.Tensor: ...
+    def read_out(self, top: torch.Tensor) -> torch.Tensor: ...
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]: ...
+
+
 class Chain(nn.Module):
     """A chain of layers (any :class:`Layer`: a pair of modules f, g) under a
     read-out: h_0 = x, h_l = layer_l(h_{l-1}), logits = output(h_L). Every
     chain rule (``bp``, ``tp``, ``dtp``, ``drl``, ``ldrl``) trains any chain:
-    a new layer kind is a new pair of modules, not a new code path."""
+    a new layer kind is a new pair of modules, not a new code path.
 
-    def __init__(self, layers: Sequence[Layer], output: nn.Module):
+    ``input_shape``, if given, is the shape of one example as the first layer
+    reads it: a batch is reshaped to it on the way in, so flat vectors and
+    images of that many features both go in."""
+
+    kind: ClassVar[str] = "chain"
+
+    def __init__(self, layers: Sequence[Layer], output: nn.Module, input_shape: Sequence[int] | None = None):
         super().__init__()
         if not layers:
             raise ValueError("a network needs at least one hidden layer")
         self.layers = nn.ModuleList(layers)
         self.output = output
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.input_shape is None else x.reshape(len(x), *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = self.as_input(x)
         for layer in self.layers:
             h = layer(h)
         return self.output(h)
@@ -64,6 +93,25 @@ class Chain(nn.Module):
         """The layers a batch ``x`` goes through: the chain's own (a
         recurrent net's are its time steps, :mod:`.recurrent`)."""
         return self.layers
+
+    def local_pass(self, x: torch.Tensor) -> ForwardRecord:
+        """Each layer on its detached input, so its graph stays local; the
+        top h_L a leaf of its own (hs stays graph-free), the logits from it."""
+        below = self.as_input(x).detach()
+        hs, outputs = [below], []
+        for layer in self.layers:
+            outputs.append(layer(below))
+            below = outputs[-1].detach()
+            hs.append(below)
+        top = hs[-1].detach().requires_grad_()
+        return ForwardRecord(hs, outputs, top, self.read_out(top), self.layers)
+
+    def read(self, hs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """What the read-out reads of h_1..h_L: h_L."""
+        return hs[-1]
+
+    def read_out(self, top: torch.Tensor) -> torch.Tensor:
+        return self.output(top)
 
     def layer_forward_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in layer.forward_parameters()]
@@ -111,76 +159,8 @@ class TPNetwork(Chain):
         output = nn.Linear(widths[-1], num_classes)
         if kind is not None:
             output = nn.Sequential(Transmit(kind), output)
-        super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
-
-
-_ARCH_RE = re.compile(r"^(mlp|invertible|invertible-svd):(?:(\d+)x(\d+)|(\d+(?:-\d+)*))$")
-
-
-def parse_spec(spec: str) -> tuple[str, list[int]]:
-    """The kind and hidden widths of a spec: ``mlp:256x5`` (5 layers of 256),
-    ``mlp:512-256-128``, or ``invertible:256x5`` (a first layer to 256, then
-    square layers with exact inverses, W = L Lᵀ, :mod:`.invertible`;
-    ``invertible-svd:256x5`` for W = U D Vᵀ)."""
-    match = _ARCH_RE.match(spec.strip())
-    if match is None:
-        raise ValueError(f"unknown architecture {spec!r}; valid forms: {', '.join(ARCHITECTURES)}"
-                         " (e.g. mlp:256x5)")
-    kind, width, depth, listed = match.groups()
-    widths = [int(width)] * int(depth) if listed is None else [int(w) for w in listed.split("-")]
-    if not widths or min(widths) < 1:
-        raise ValueError(f"architecture {spec!r} needs at least one layer of positive width")
-    if kind != "mlp" and len(set(widths)) != 1:
-        raise ValueError(f"architecture {spec!r}: layers with exact inverses are square, so every width "
-                         "must be the same (e.g. invertible:256x5)")
-    return kind, widths
-
-
-def parse_arch(spec: str) -> list[int]:
-    """Hidden widths of an ``mlp:`` spec (the kind every rule builds)."""
-    kind, widths = (("cnn", []) if is_conv_spec(spec) else ("rnn", []) if is_recurrent_spec(spec)
-                    else parse_spec(spec))
-    if kind != "mlp":
-        raise ValueError(f"architecture {spec!r} is for the chain rules (bp, tp, dtp, drl, ldrl); "
-                         "this rule builds mlp: networks")
-    return widths
-
-
-def build_network(arch: str, in_features: int | tuple[int, ...], num_classes: int, activation: str = "tanh",
-                  dropout: float = 0.0, hidden: int = 0, feedback_activation: str | None = None) -> Chain:
-    """The chain of ``arch`` on inputs of ``in_features`` features, or of
-    that shape ((H, W) or (C, H, W) images: convolutional nets need it;
-    (T, features) sequences: recurrent nets need it). A recurrent net's g is
-    linear whatever ``feedback_activation`` says."""
-    if activation not in ACTIVATIONS and activation not in DISCRETE_UNITS:  # before any allocation
-        raise ValueError(f"unknown activation {activation!r}; choose one of: "
-                         f"{', '.join([*ACTIVATIONS, *DISCRETE_UNITS])}")
-    if is_recurrent_spec(arch):
-        if dropout or hidden:
-            raise ValueError(f"{arch}: recurrent nets take dropout=0 and layer_hidden=0")
-        kind, width = parse_recurrent_spec(arch)
-        return RecurrentNetwork(sequence_shape_of(in_features), width, num_classes, activation, kind=kind)
-    if is_conv_spec(arch):
-        if activation not in ACTIVATIONS or hidden:
-            raise ValueError(f"{arch}: convolutional layers take the activations {', '.join(ACTIVATIONS)} "
-                             "and layer_hidden=0")
-        layers, features = conv_layers(image_shape_of(in_features), arch, activation, dropout,
-                                       feedback_activation)
-        output = nn.Sequential(nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
-                               nn.Linear(features, num_classes))
-        return Chain(layers, output)
-    in_features = flat_features(in_features)
-    kind, widths = parse_spec(arch)
-    if kind == "mlp":
-        return TPNetwork(in_features, widths, num_classes, activation, dropout, hidden=hidden,
-                         feedback_activation=feedback_activation)
-    if activation != "tanh" or hidden:
-        raise ValueError(f"{kind}: layers are tanh(W h + b): use activation=tanh and layer_hidden=0")
-    first = TPLayer(in_features, widths[0], "tanh", feedback_activation=None)
-    parametrisation = "svd" if kind == "invertible-svd" else "cholesky"
-    rest = [InvertibleLayer(width, dropout, parametrisation) for width in widths[1:]]
-    output = nn.Linear(widths[-1], num_classes)
-    return Chain([first, *rest], nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output)
+        super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output,
+                         input_shape=(in_features,))
 
 
 def flat_features(inputs: int | tuple[int, ...]) -> int:
@@ -195,9 +175,10 @@ def he_init(net: Network) -> None:
     shrinking layer by layer (PyTorch's default, U(±1/√fan_in), halves it in
     every ReLU layer), so the rule does not have to grow the weights first —
     the phase in which target propagation's noisy early updates inflate a
-    ReLU net's activity (issue 10)."""
+    ReLU net's activity."""
     for layer in net.layers:
         for module in layer.f.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.dim() > 1:
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)

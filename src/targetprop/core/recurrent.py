@@ -17,39 +17,24 @@ propagation through time (Manchev and Spratling 2020).
 """
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .delta import activation_derivative
 from .layers import ACTIVATIONS, make_activation
+from .records import ForwardRecord
 
 Tensor = torch.Tensor
 
-__all__ = ["RecurrentCell", "ElmanCell", "GRUCell", "TimeStep", "RecurrentNetwork", "is_recurrent_spec", "parse_recurrent_spec",
-           "sequence_shape_of", "stacked_steps"]
-
-_SPEC = re.compile(r"^(rnn|gru):(\d+)$")
-
-
-def is_recurrent_spec(spec: str) -> bool:
-    return spec.strip().startswith(("rnn:", "gru:"))
-
-
-def parse_recurrent_spec(spec: str) -> tuple[str, int]:
-    """The kind and state width of an ``rnn:WIDTH`` or ``gru:WIDTH`` spec."""
-    match = _SPEC.match(spec.strip())
-    if match is None or int(match.group(2)) < 1:
-        raise ValueError(f"unknown recurrent architecture {spec!r}; the forms are rnn:WIDTH and gru:WIDTH "
-                         "(e.g. rnn:128)")
-    return match.group(1), int(match.group(2))
-
+__all__ = ["RecurrentCell", "ElmanCell", "GRUCell", "CELLS", "TimeStep", "RecurrentNetwork", "sequence_shape_of",
+           "stacked_steps"]
 
 def sequence_shape_of(inputs: int | tuple[int, ...]) -> tuple[int, int]:
     """(T, features per step) of the inputs: a sequence's shape, or a grey
-    image's (H, W) read row by row."""
+    image's (H, W) or (1, H, W) read row by row."""
+    if not isinstance(inputs, int) and len(inputs) == 3 and inputs[0] == 1:
+        inputs = inputs[1:]
     if isinstance(inputs, int) or len(inputs) != 2:
         raise ValueError(f"a recurrent net reads sequences (steps, features) or grey images row by row; "
                          f"these inputs are {'flat features' if isinstance(inputs, int) else inputs}: use "
@@ -194,6 +179,8 @@ class TimeStep:
     when it was computed for all steps at once."""
 
     drops_input = False
+    time_step = True       # one of a loop's steps, which share every map
+    feedback_stacks = True  # g is affine: targets and states may go through it stacked
 
     def __init__(self, cell: RecurrentCell, x_t: Tensor, first: bool, drive_t: Tensor | None = None):
         self.cell, self.x_t, self.first = cell, x_t, first
@@ -203,7 +190,7 @@ class TimeStep:
     def f(self, h_below: Tensor) -> Tensor:
         return self.cell.advance(None if self.first else h_below, self.drive_t)
 
-    __call__ = f
+    __call__ = fixed_forward = f
 
     def feedback_linear(self, d: Tensor) -> Tensor:
         """V d: g's linear part, which carries target differences (g(ĥ) − g(h) = V(ĥ − h))."""
@@ -222,7 +209,12 @@ class TimeStep:
         return [] if self.first else self.cell.feedback_parameters()
 
     @property
-    def nonlinearity(self) -> nn.Module:
+    def feedback_weight(self) -> Tensor:
+        """V, the weight of g's linear part, which every step shares."""
+        return self.cell.back.weight
+
+    @property
+    def activation(self) -> nn.Module:
         return self.cell.act
 
     def penalty(self, h_below: Tensor) -> None:
@@ -262,14 +254,16 @@ class RecurrentNetwork(nn.Module):
     shares); ``unrolled(x)`` gives the T steps of a batch, the chain the
     rules train."""
 
+    kind = "recurrent"
+
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
-                 activation: str = "tanh", feedback_input: bool = True, kind: str = "rnn",
+                 activation: str = "tanh", feedback_input: bool = True, cell: str = "rnn",
                  every_state: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"{kind}: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
+            raise ValueError(f"{cell}: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.sequence_shape = sequence_shape
-        self.cell = CELLS[kind](sequence_shape[1], width, activation, feedback_input)
+        self.cell = CELLS[cell](sequence_shape[1], width, activation, feedback_input)
         self.output = nn.Linear(width, num_outputs)
         self.every_state = every_state
 
@@ -293,18 +287,23 @@ class RecurrentNetwork(nn.Module):
     def unrolled(self, x: Tensor) -> list[TimeStep]:
         return self._steps(self.inputs(x))[0]
 
+    def as_input(self, x: Tensor) -> Tensor:
+        """x itself: each step binds its own x_t (``unrolled``)."""
+        return x
+
     def _steps(self, inputs: Tensor) -> tuple[list[TimeStep], Tensor]:
         """The T steps of a batch and their drives, (T, N, ·), in one call."""
         drives = self.cell.drive(inputs)
         return [TimeStep(self.cell, x_t, t == 0, drive_t)
                 for t, (x_t, drive_t) in enumerate(zip(inputs, drives))], drives
 
-    def local_pass(self, x: Tensor) -> tuple[list[TimeStep], Tensor, Tensor]:
-        """The steps; the states s_1 … s_T, (T, N, W), without a graph; and
-        every step's output f(s_{t−1}, x_t) on its detached input, (T·N, W),
-        all steps in one call of the cell over T stacked batches: what a local
-        rule trains (the values of a loop over ``layer(h.detach())``, with one
-        product per weight instead of T, and no graph through the loop)."""
+    def local_pass(self, x: Tensor) -> ForwardRecord:
+        """The record of a local rule: the states s_1 … s_T, (T, N, W),
+        without a graph, and every step's output f(s_{t−1}, x_t) on its
+        detached input, (T·N, W), all steps in one call of the cell over T
+        stacked batches (the values of a loop over ``layer(h.detach())``,
+        with one product per weight instead of T, and no graph through the
+        loop); the read-out's input a leaf, the logits from it."""
         layers, drives = self._steps(self.inputs(x))
         with torch.no_grad():
             s, states = None, []
@@ -315,7 +314,10 @@ class RecurrentNetwork(nn.Module):
             run[0].zero_()
             torch.stack(states, out=run[1:])
         outputs = self.cell.known_steps(run[:-1].flatten(0, 1), drives.flatten(0, 1), run[1:].flatten(0, 1))
-        return layers, run[1:], outputs
+        states = run[1:]
+        top = self.read(states).detach().requires_grad_()
+        return ForwardRecord([x, *states], list(outputs.split(len(x))), top, self.read_out(top), layers,
+                             states=states, stacked_outputs=outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         s, states = None, []

@@ -15,76 +15,29 @@ columns), ``evaluate`` (the validation and test columns) and ``diagnostics``
 names these return, so it never asks what kind of rule or network it holds.
 
 A rule declares its settings as dataclass fields made by
-:func:`settings.setting` and its capabilities as class attributes; the
-contract tests read ``contract_exemptions`` (case → reason) and nothing else
-to leave a case out.
+:func:`settings.setting` and its capabilities as class attributes, among
+them ``network_kinds``, the kinds of network it trains: a rule never builds
+a network, it checks the one it is given (``check_network``) and, where its
+settings shape the feedback maps a network is built with, says so as data
+(``network_options``). The contract tests read ``network_kinds`` and
+``contract_exemptions`` (case → reason) and nothing else to leave a case
+out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import ClassVar
 
 import torch
 
 from .diagnostics import layer_diagnostics
-from .networks import Network, build_network
+from .networks import Network
 from .objectives import Scores, output_scores
-from .recurrent import RecurrentNetwork
+from .records import ForwardRecord, Record
 
 Tensor = torch.Tensor
 
-__all__ = ["Record", "ForwardRecord", "SequenceRecord", "ForwardLoss", "Rule", "Scores"]
-
-
-@runtime_checkable
-class Record(Protocol):
-    """What every record of a forward pass answers, whatever the network:
-    ``x``, the input; ``pairs()``, (h_{l-1}, h_l) detached for each layer in
-    ``net.layers`` order; ``outputs``, the same h_l with a graph back to each
-    layer's parameters; ``logits``, the prediction where the network makes one."""
-
-    outputs: list[Tensor]
-    logits: Tensor | None
-
-    @property
-    def x(self) -> Tensor: ...
-
-    def pairs(self) -> list[tuple[Tensor, Tensor]]: ...
-
-
-@dataclass
-class ForwardRecord:
-    """One forward pass through a chain. ``hs`` holds detached h_0..h_L;
-    ``outputs`` holds h_1..h_L again with a graph back to each layer's own
-    input (detached, for local rules); ``top`` is h_L as a leaf, so
-    ∂loss/∂h_L can be read off (a recurrent net whose read-out reads every
-    state: s_1..s_T stacked, (T, N, W)); ``logits`` hangs from ``top`` (local rules)
-    or from the whole chain (back-prop); ``layers`` are the layers the batch
-    went through (``net.unrolled(x)``: a recurrent net's time steps).
-
-    A :class:`Record`."""
-    hs: list[Tensor]
-    outputs: list[Tensor]
-    top: Tensor
-    logits: Tensor | None
-    layers: Sequence = ()
-
-    @property
-    def x(self) -> Tensor:
-        return self.hs[0]
-
-    def pairs(self) -> list[tuple[Tensor, Tensor]]:
-        return list(zip(self.hs[:-1], self.hs[1:]))
-
-
-@dataclass
-class SequenceRecord(ForwardRecord):
-    """A :class:`ForwardRecord` of a recurrent net's T steps that also keeps
-    them stacked: ``states`` s_1..s_T as (T, N, W), of which ``hs[1:]`` are
-    views, and ``stacked_outputs``, (T·N, W), of which ``outputs`` are views,
-    so that a rule can treat all steps in one operation."""
-    states: Tensor | None = None
-    stacked_outputs: Tensor | None = None
+__all__ = ["Record", "ForwardRecord", "ForwardLoss", "Rule", "Scores"]
 
 
 @dataclass
@@ -95,10 +48,10 @@ class ForwardLoss:
 
 
 class Rule:
-    """Base class of all rules; subclasses override the three methods, and
-    ``build_network`` when they need another architecture."""
+    """Base class of all rules; subclasses override the three methods."""
 
     name = "rule"
+    network_kinds: ClassVar[tuple[str, ...]] = ("chain", "recurrent")  # the kinds of network it trains
     uses_feedback: ClassVar[bool] = False       # has feedback maps g_l (and a feedback optimizer)
     separate_feedback: ClassVar[bool] = True    # with uses_feedback: trains them by its own feedback_loss,
                                                 # so feedback steps can be scheduled apart
@@ -115,30 +68,27 @@ class Rule:
         """Whether no gradient crosses a layer boundary (checked by the contract)."""
         return True
 
-    def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                      dropout: float = 0.0, hidden: int = 0) -> Network:
-        return build_network(arch, in_features, num_classes, activation, dropout, hidden)
+    def network_options(self, kind: str) -> dict:
+        """Options of the network of ``kind`` this rule is to train, where its
+        settings shape it (the form of the proposed feedback maps, a top
+        auto-encoder's width): read by the network's builder."""
+        return {}
 
-    def learns_real_targets(self, arch: str) -> bool:
-        """Whether this rule trains ``arch`` on real targets (regression)."""
+    def learns_real_targets(self, kind: str) -> bool:
+        """Whether this rule trains a network of ``kind`` on real targets (regression)."""
         return self.handles_regression
 
     def check_network(self, net: Network) -> None:
         """Raise ValueError if this rule cannot train ``net`` (called before any work)."""
+        kind = getattr(net, "kind", None)
+        if kind not in self.network_kinds:
+            raise ValueError(f"rule {self.name!r} trains networks of the kind(s) {', '.join(self.network_kinds)}; "
+                             f"this one is {'a ' + kind if kind else 'no target-propagation network'}"
+                             + ("" if kind else " (targetprop.wrap turns an nn.Sequential into one)"))
 
     def record(self, net: Network, x: Tensor) -> ForwardRecord:
-        if isinstance(net, RecurrentNetwork):  # its steps share one cell: their outputs come in one call
-            layers, states, outputs = net.local_pass(x)
-            top = net.read(states).detach().requires_grad_()
-            return SequenceRecord([x, *states], list(outputs.split(len(x))), top, net.read_out(top), layers,
-                                  states=states, stacked_outputs=outputs)
-        hs, outputs, below, layers = [x], [], x.detach(), net.unrolled(x)
-        for layer in layers:  # each layer's input detached: its graph stays local
-            outputs.append(layer(below))
-            below = outputs[-1].detach()
-            hs.append(below)
-        top = hs[-1].detach().requires_grad_()  # a leaf of its own: hs stays graph-free
-        return ForwardRecord(hs, outputs, top, net.output(top), layers)
+        """The forward pass, every layer's input detached (``net.local_pass``)."""
+        return net.local_pass(x)
 
     def feedback_loss(self, net: Network, record, targets: list[Tensor] | None = None) -> Tensor | None:
         return None

@@ -16,7 +16,8 @@ Feedback = Callable[[Tensor], Tensor]
 PropagationRule = Callable[[Feedback, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
-    "gradient_top_target", "tp_propagate", "difference_propagate", "linear_difference_propagate",
+    "gradient_top_target", "tp_propagate", "difference_propagate", "difference_propagate_apart",
+    "linear_difference_propagate",
     "damped_inverse_propagate", "gated", "propagate_targets", "linear_difference_through_time", "hybrid_target",
     "PROPAGATION_RULES",
 ]
@@ -45,6 +46,13 @@ def difference_propagate(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor)
     both = g(torch.cat([h_hat, h]))  # one batched call for both arguments
     g_hat, g_h = both.split(h.shape[0])
     return torch.sub(g_hat, g_h).add_(h_below)
+
+
+def difference_propagate_apart(g: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:
+    """:func:`difference_propagate` with g called on ĥ_l and on h_l apart,
+    for a g that normalises over its batch (targets and states must not
+    share its statistics)."""
+    return torch.sub(g(h_hat), g(h)).add_(h_below)
 
 
 def linear_difference_propagate(linear: Feedback, h_below: Tensor, h: Tensor, h_hat: Tensor) -> Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.objectives import output_loss
-from ..core.recurrent import RecurrentNetwork
 from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 
@@ -34,7 +33,8 @@ class BackProp(Rule):
         return False
 
     def check_network(self, net) -> None:
-        if self.truncation and not isinstance(net, RecurrentNetwork):
+        super().check_network(net)
+        if self.truncation and net.kind != "recurrent":
             raise ValueError("setting 'truncation' truncates back-propagation through time: it needs a "
                              "recurrent net (--arch rnn:WIDTH)")
         if self.truncation and net.every_state:
@@ -42,13 +42,14 @@ class BackProp(Rule):
                              "target at every step use truncation=0")
 
     def record(self, net, x):
-        hs, h, layers = [x], x, net.unrolled(x)
+        h = net.as_input(x)
+        hs, layers = [h], net.unrolled(x)
         cut = len(layers) - self.truncation if self.truncation else None
         for l, layer in enumerate(layers):
             h = layer(h.detach() if l == cut else h)
             hs.append(h)
-        logits = net.read_out(net.read(hs[1:])) if isinstance(net, RecurrentNetwork) else net.output(h)
-        return ForwardRecord([t.detach() for t in hs], hs[1:], h, logits, layers)
+        top = net.read(hs[1:])
+        return ForwardRecord([t.detach() for t in hs], hs[1:], top, net.read_out(top), layers)
 
     def forward_loss(self, net, record, y):
         loss = output_loss(record.logits, y)

@@ -16,11 +16,10 @@ from ..core import feedback as fb
 from ..core import targets as tg
 from ..core.delta import activation_derivative, check_delta_rule, delta_rule_loss
 from ..core.layers import InverseAffine, is_unbounded
-from ..core.networks import build_network
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import labelled_rows, output_loss
-from ..core.recurrent import RecurrentNetwork, TimeStep, stacked_steps
-from ..core.rule import ForwardLoss, ForwardRecord, Rule, SequenceRecord
+from ..core.recurrent import stacked_steps
+from ..core.rule import ForwardLoss, ForwardRecord, Rule
 from ..core.settings import check, setting
 from ..core.updates import local_target_loss
 
@@ -77,15 +76,13 @@ class TargetPropagation(Rule):
         if self.inverse_damping < 0:
             raise ValueError("setting 'inverse_damping' must be >= 0")
 
-    def build_network(self, arch: str, in_features: int, num_classes: int, activation: str = "tanh",
-                      dropout: float = 0.0, hidden: int = 0):
-        """The chain, its feedback maps of the form ``feedback_map`` says. Linear
-        g_l carry target differences as V_l(ĥ_l − h_l) and leave the gating by
+    def network_options(self, kind: str) -> dict:
+        """The form of the feedback maps a network is built with. Linear g_l
+        carry target differences as V_l(ĥ_l − h_l) and leave the gating by
         act' to the layer below's own local loss; with act(V h + c), each g_l
         gates them a second time by its own act', which at depth 8 costs DTP,
         DRL and L-DRL 3 to 4 points (benchmarks/results/robustness*.md)."""
-        g_act = "linear" if self.feedback_map == "linear" else None
-        return build_network(arch, in_features, num_classes, activation, dropout, hidden, g_act)
+        return {"feedback_map": self.feedback_map}
 
     def _gates(self, layer) -> bool:
         """Whether ``layer``'s target step is gated. A learned inverse of a
@@ -94,16 +91,26 @@ class TargetPropagation(Rule):
         fashion-mnist-rows, README); L-DRL's transpose Wᵀ D needs none."""
         if self.target_gating in ("all", "none"):
             return self.target_gating == "all"
-        inverse_of_a_step = (self.target_gating == "auto" and isinstance(layer, TimeStep)
+        inverse_of_a_step = (self.target_gating == "auto" and getattr(layer, "time_step", False)
                              and self.feedback_objective is not fb.local_difference_reconstruction_loss)
-        return is_unbounded(layer.nonlinearity) or inverse_of_a_step
+        return is_unbounded(layer.activation) or inverse_of_a_step
 
     def check_network(self, net) -> None:
+        super().check_network(net)
         if self.local_update != "autograd":
-            if isinstance(net, RecurrentNetwork):
+            if net.kind == "recurrent":
                 raise ValueError(f"local_update={self.local_update} writes out a chain layer's step; a "
                                  "recurrent net's steps share their weights: use local_update=autograd")
             check_delta_rule(net.layers)
+        if self.target_gating == "all" and net.kind == "chain":
+            for l, layer in enumerate(net.layers[1:], start=2):  # layer 1's target goes nowhere
+                try:
+                    activation_derivative(layer.activation, torch.zeros(1))
+                except ValueError:
+                    raise ValueError(f"target_gating=all gates each target step by act′ read off h_l, but "
+                                     f"layer {l} has {type(layer.activation).__name__ if layer.activation else 'no'} "
+                                     "activation whose derivative its output gives: use target_gating=auto "
+                                     "(or name the block's activation: Layer(f, g, activation=...))") from None
 
     def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
         per_example = output_loss(record.logits, y, reduction="sum")
@@ -116,10 +123,10 @@ class TargetPropagation(Rule):
         s_t a top target ŝ_t = s_t − η ∂ℓ_t/∂s_t of its own, added to the
         difference that comes down to it."""
         top, output_loss = self.top_target(record, y)
-        if isinstance(record, SequenceRecord) and self.propagate is tg.difference_propagate:
+        if record.states is not None and self.propagate is tg.difference_propagate:
             step = record.layers[-1]  # every step's g is the cell's affine map
-            gates = (activation_derivative(step.nonlinearity, record.states) if self._gates(step) else None)
-            targets = tg.linear_difference_through_time(step.cell.back.weight, record.states, top, gates)
+            gates = (activation_derivative(step.activation, record.states) if self._gates(step) else None)
+            targets = tg.linear_difference_through_time(step.feedback_weight, record.states, top, gates)
             return list(targets), output_loss
         feedbacks, rules = [None], [None]
         for layer in record.layers:
@@ -133,9 +140,11 @@ class TargetPropagation(Rule):
                     feedback, propagate = linear, tg.linear_difference_propagate
                 else:
                     feedback, propagate = (layer.feedback if layer.g is not None else None), self.propagate
+                    if propagate is tg.difference_propagate and not layer.feedback_stacks:
+                        propagate = tg.difference_propagate_apart  # g normalises over its batch
                 feedbacks.append(feedback)
                 gate = layer.g is not None and not exact and self._gates(layer)
-                rules.append(tg.gated(propagate, partial(activation_derivative, layer.nonlinearity))
+                rules.append(tg.gated(propagate, partial(activation_derivative, layer.activation))
                              if gate else propagate)
         if top.dim() > record.hs[-1].dim():  # every state's, (T, N, W)
             own_steps = [None, *(top - record.states)]
@@ -147,7 +156,7 @@ class TargetPropagation(Rule):
         if self.local_update != "autograd":
             local = delta_rule_loss(record.layers, record.hs[:-1], targets,
                                     derivative=self.local_update == "delta")
-        elif isinstance(record, SequenceRecord):  # one loss over the stacked steps
+        elif record.stacked_outputs is not None:  # one loss over the stacked steps
             local = local_target_loss([record.stacked_outputs], [torch.cat(targets)])
         else:
             local = local_target_loss(record.outputs, targets)
@@ -161,13 +170,12 @@ class TargetPropagation(Rule):
         hs = record.hs
         noise = SharedNoise() if self.shared_noise else gaussian_like
         losses = []
-        states = record.states if isinstance(record, SequenceRecord) else None
-        for layer, h_below, h, count in stacked_steps(record.layers, hs, states):
+        for layer, h_below, h, count in stacked_steps(record.layers, hs, record.states):
             if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
             if layer.drops_input:  # the objectives invert the deterministic f, without the mask
                 with torch.no_grad():
-                    h = layer.f(h_below)
+                    h = layer.fixed_forward(h_below)
             # a batch mean over `count` stacked steps, times count: the sum of their losses
             shared = noise.stacked(count) if count > 1 and self.shared_noise else noise
             loss = self.feedback_objective(layer, h_below, h, self.feedback_noise, self.feedback_reg, shared)

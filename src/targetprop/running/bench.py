@@ -3,14 +3,16 @@ same network, batch and data, in one process; and profile it (operations per
 step, the share of time in matrix products)."""
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
 import torch
+from torch import nn
 
 from . import optim
 from ..core.learner import Learner
-from ..registry import make_rule
+from ..registry import build_network, make_rule, wrap_for
 from .setup import PRECISIONS, read_every_state
 
 __all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
@@ -33,43 +35,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _learners(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+def _learners(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str | None, num_classes: int,
               activation: str, warmup: int, seed: int, feedback_iterations: int,
-              input_shape: int | tuple[int, ...] | None, variants: tuple[str, ...]) -> dict[str, Learner]:
+              input_shape: tuple[int, ...] | None, variants: tuple[str, ...],
+              net: nn.Module | None = None) -> dict[str, Learner]:
     """One learner per rule and variant (keyed ``rule+variant`` past the eager
-    one), each on the network of the same seed and warmed up by ``warmup`` steps."""
+    one), each on the network of the same seed (a copy of ``net``, if
+    given, else ``arch`` built for the rule) and warmed up by ``warmup`` steps."""
+    input_shape = tuple(input_shape or x.shape[1:])
     learners = {}
     for name in rules:
         for variant in variants:
             torch.manual_seed(seed)
             rule = make_rule(name)
-            net = rule.build_network(arch, input_shape or x.shape[1], num_classes, activation).to(x.device, x.dtype)
+            if net is None:
+                options = {} if activation == "tanh" else {"activation": activation}
+                model = build_network(arch, input_shape, num_classes, rule, **options)
+            else:
+                model = wrap_for(rule, copy.deepcopy(net), input_shape, num_classes)
+            model = model.to(x.device, x.dtype)
             if y.dim() == 2:  # a target at every step
-                read_every_state(net, rule, "these data")
-            feedback = (optim.make_optimizer("adam", net.feedback_parameters(), 1e-4)
-                        if rule.uses_feedback and net.feedback_parameters() else None)
+                read_every_state(model, rule, "these data")
+            feedback = (optim.make_optimizer("adam", model.feedback_parameters(), 1e-4)
+                        if rule.uses_feedback and model.feedback_parameters() else None)
             label = name if variant == "eager" else f"{name}+{variant}"
-            learners[label] = Learner(net, rule, optim.make_optimizer("adam", net.forward_parameters(), 1e-4),
+            learners[label] = Learner(model, rule, optim.make_optimizer("adam", model.forward_parameters(), 1e-4),
                                       feedback, feedback_iterations if feedback else 0, **VARIANTS[variant])
             for _ in range(warmup):  # compiles, where compiled
                 learners[label].train_step(x, y)
     return learners
 
 
-def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str | None = None, num_classes: int,
                activation: str = "tanh", repeats: int = 50, warmup: int = 5, seed: int = 0,
                feedback_iterations: int = 1, rounds: int = 5,
-               input_shape: int | tuple[int, ...] | None = None,
-               variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
+               input_shape: tuple[int, ...] | None = None,
+               variants: tuple[str, ...] = ("eager",), net: nn.Module | None = None) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Learner.train_step`` for each rule (and each of
     ``variants``) and its ratio to eager ``bp`` (when ``bp`` is among the
     rules). Every learner is timed in turn for ``rounds`` rounds so that
     drifts in machine load hit all alike; ``quartiles`` are those of the
-    single steps. ``input_shape``: the shape of one example of x, for
-    convolutional and recurrent nets."""
+    single steps. ``input_shape``: the shape of one example of x (default:
+    x's own). ``net``: a network to time (each rule gets a copy) instead of
+    ``arch``."""
     learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=warmup,
                          seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
-                         variants=variants)
+                         variants=variants, net=net)
     times: dict[str, list[float]] = {label: [] for label in learners}
     for _ in range(rounds):
         for name, learner in learners.items():
@@ -87,10 +98,10 @@ def time_rules(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str,
     return result
 
 
-def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str, num_classes: int,
+def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str | None = None, num_classes: int,
                   activation: str = "tanh", steps: int = 20, warmup: int = 5, seed: int = 0,
-                  feedback_iterations: int = 1, input_shape: int | tuple[int, ...] | None = None,
-                  variants: tuple[str, ...] = ("eager",)) -> dict[str, dict[str, float]]:
+                  feedback_iterations: int = 1, input_shape: tuple[int, ...] | None = None,
+                  variants: tuple[str, ...] = ("eager",), net: nn.Module | None = None) -> dict[str, dict[str, float]]:
     """``torch.profiler`` over ``steps`` training steps of each rule:
     ``ops_per_step``, every ``aten::`` call (nested ones included, so that an
     operation composed of several counts as several), ``products_per_step``,
@@ -102,7 +113,7 @@ def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: s
     profiled one."""
     learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=warmup,
                          seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
-                         variants=variants)
+                         variants=variants, net=net)
     on_gpu = x.device.type == "cuda"
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
     result = {}

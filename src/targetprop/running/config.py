@@ -24,10 +24,14 @@ from typing import Any
 
 import yaml
 
+from ..core.architectures import architecture_help
 from ..core.settings import SettingError, coerce, declared, setting
 from ..registry import RULES, rule_settings
 
-__all__ = ["Config", "ConfigError", "load_config", "run_settings"]
+__all__ = ["GIVEN", "Config", "ConfigError", "load_config", "run_settings"]
+
+# ``arch`` of a run whose network was handed in as an object (``Trainer(net=...)``, ``fit``): no spec rebuilds it
+GIVEN = "given:"
 
 
 class ConfigError(ValueError):
@@ -57,9 +61,7 @@ class Config:
     labelled_per_batch: int | None = setting(None, "with unlabelled data: labelled examples in every batch "
                                              "(0: as drawn; default: an eighth of the batch)")
     # network
-    arch: str = setting("mlp:256x5", "architecture: mlp:WIDTHxDEPTH, mlp:W1-W2-..., invertible:WIDTHxDEPTH "
-                        "(square tanh layers W = LLᵀ with exact inverses, chain rules only) or "
-                        "invertible-svd:WIDTHxDEPTH (W = UDVᵀ, U and V kept near-orthogonal)")
+    arch: str = setting("mlp:256x5", "architecture: " + architecture_help())
     activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, "
                               "linear; or discrete units that send sign(tanh), step(sigmoid) or a "
                               "bernoulli(sigmoid) sample to the layer above")

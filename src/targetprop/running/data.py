@@ -7,8 +7,9 @@ every batch.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -22,10 +23,14 @@ __all__ = [
     "DATASETS",
     "STD_FLOOR",
     "check_data",
+    "DataInfo",
     "DataSplits",
     "DatasetNotAvailable",
     "load_dataset",
     "make_loaders",
+    "RunData",
+    "run_data",
+    "loader_data",
     "keep_labels",
     "LabelledMixSampler",
 ]
@@ -37,13 +42,12 @@ STD_FLOOR = 1e-2
 
 
 @dataclass
-class DataSplits:
-    """Train/val/test tensors of one dataset plus its shape metadata."""
+class DataInfo:
+    """What a network and a reader of its outputs need to know of a dataset,
+    without its examples: shapes, classes and the scaling applied. A
+    checkpoint keeps it (``state_dict``), so a run reopens without its data."""
 
     name: str
-    train: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
     num_features: int
     num_classes: int
     image_shape: tuple[int, ...] | None
@@ -54,16 +58,15 @@ class DataSplits:
     sequence_shape: tuple[int, int] | None = None  # (T, features per step) of sequences, flattened in x
 
     @property
-    def example_shape(self) -> int | tuple[int, ...]:
-        """What a network is built on: one example's image or sequence shape,
-        else its number of features."""
-        return self.image_shape or self.sequence_shape or self.num_features
-
-    @property
-    def targets_per_step(self) -> bool:
-        """Whether a sequence has a target at every step (y of shape (N, T)):
-        the read-out then reads every state."""
-        return self.train.tensors[1].dim() == 2
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's natural shape, as a network reads it: (C, H, W) for
+        images ((1, H, W) for grey ones), (T, features) for sequences,
+        (features,) otherwise."""
+        if self.image_shape is not None:
+            return (1, *self.image_shape) if len(self.image_shape) == 2 else tuple(self.image_shape)
+        if self.sequence_shape is not None:
+            return tuple(self.sequence_shape)
+        return (self.num_features,)
 
     @property
     def num_outputs(self) -> int:
@@ -79,6 +82,36 @@ class DataSplits:
         if self.mean is None:
             return x
         return x * self.std.to(x) + self.mean.to(x)
+
+    def state_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(DataInfo)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DataInfo":
+        values = dict(state)
+        for key in ("image_shape", "sequence_shape", "class_names"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(kw_only=True)
+class DataSplits(DataInfo):
+    """Train/val/test tensors of one dataset plus its :class:`DataInfo`."""
+
+    train: TensorDataset
+    val: TensorDataset
+    test: TensorDataset
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(**{f.name: getattr(self, f.name) for f in fields(DataInfo)})
+
+    @property
+    def targets_per_step(self) -> bool:
+        """Whether a sequence has a target at every step (y of shape (N, T)):
+        the read-out then reads every state."""
+        return self.train.tensors[1].dim() == 2
 
 
 def _num_val(val_size: float | int, n: int) -> int:
@@ -304,3 +337,54 @@ def make_loaders(
         "val": DataLoader(splits.val, batch_size=eval_batch_size, shuffle=False, num_workers=0),
         "test": DataLoader(splits.test, batch_size=eval_batch_size, shuffle=False, num_workers=0),
     }
+
+
+@dataclass
+class RunData:
+    """What a run trains and evaluates on: the data's description, its
+    loaders (``train``, ``val``, ``test``; the test one may be None), the
+    fixed diagnostics batch, whether a sequence has a target at every step,
+    and the train loader's shuffling generator (None where it has none of
+    its own: a resumed run then replays the batch count, not the order)."""
+    info: DataInfo
+    loaders: dict
+    probe: tuple[torch.Tensor, torch.Tensor]
+    targets_per_step: bool
+    shuffle_generator: torch.Generator | None
+
+
+def run_data(splits: DataSplits, batch_size: int, probe_size: int, *, seed: int = 0, labelled_per_batch: int = 0,
+             group=None) -> RunData:
+    """A run's data from its splits (:func:`make_loaders`); the probe is the
+    first examples of the validation split (of the training one if empty)."""
+    loaders = make_loaders(splits, batch_size, seed=seed, labelled_per_batch=labelled_per_batch, group=group)
+    source = splits.val if len(splits.val) else splits.train
+    n = min(probe_size, len(source))
+    return RunData(splits.info, loaders, tuple(t[:n] for t in source.tensors), splits.targets_per_step,
+                   loaders["train"].generator)
+
+
+def loader_data(train: DataLoader, val: DataLoader, test: DataLoader | None, num_outputs: int,
+                probe_size: int) -> RunData:
+    """A run's data from a user's own loaders of (x, y) batches: x in each
+    example's natural shape ((C, H, W), (T, features) or (features,)), y class
+    indices (``num_outputs`` classes) or real targets. The probe is the first
+    validation examples."""
+    xs, ys, count = [], [], 0
+    for x, y in val:
+        xs.append(x)
+        ys.append(y)
+        count += len(x)
+        if count >= probe_size:
+            break
+    if not xs:
+        raise ValueError("the validation loader yields no batches")
+    x, y = torch.cat(xs)[:probe_size], torch.cat(ys)[:probe_size]
+    shape = tuple(x.shape[1:])
+    classes = 0 if y.is_floating_point() else num_outputs
+    info = DataInfo(name="given:DataLoader", num_features=math.prod(shape), num_classes=classes,
+                    image_shape=shape if len(shape) == 3 else None,
+                    sequence_shape=shape if len(shape) == 2 else None)
+    loaders = {"train": train, "val": val, "test": test}
+    return RunData(info, loaders, (x, y), y.dim() == 2 and not y.is_floating_point(),
+                   getattr(train, "generator", None))

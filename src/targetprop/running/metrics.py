@@ -58,9 +58,9 @@ class Totals:
 
 @torch.no_grad()
 def evaluate(rule, net: torch.nn.Module, loader, device: torch.device) -> dict[str, float]:
-    """The rule's evaluation scores averaged over a loader (none where it is empty)."""
+    """The rule's evaluation scores averaged over a loader (none where it is empty or None)."""
     totals = Totals()
-    for x, y in loader:
+    for x, y in loader or ():
         totals.add(rule.evaluate(net, x.to(device), y.to(device)))
     return totals.means()
 

@@ -1,18 +1,21 @@
-"""Reopen a finished (or stopped) training run: its settings, its data and
-its trained network, for sampling, completion and evaluation."""
+"""Reopen a finished (or stopped) training run: its settings, its rule and
+its trained network, for sampling, completion and evaluation. The network
+is rebuilt from what the checkpoint records (the config, the examples'
+shape); the data are loaded only when asked for (``Run.splits``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import Config, load_config
-from .data import DataSplits
-from .setup import build_parts, load_splits
 from ..core.rule import Rule
 from ..registry import make_rule
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import GIVEN, Config, ConfigError, load_config
+from .data import DataInfo, DataSplits
+from .setup import build_run_network, load_splits
 
 __all__ = ["Run", "load_run"]
 
@@ -21,24 +24,40 @@ __all__ = ["Run", "load_run"]
 class Run:
     config: Config
     rule: Rule
-    net: torch.nn.Module
-    splits: DataSplits
+    net: nn.Module
+    info: DataInfo
+    _splits: DataSplits | None = field(default=None, repr=False)
+
+    @property
+    def splits(self) -> DataSplits:
+        """The run's data, with its own split and scaling (loaded on first use)."""
+        if self._splits is None:
+            self._splits = load_splits(self.config, self.rule)
+        return self._splits
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """The run in ``run_dir`` with its network in eval mode on ``device``;
-    the dataset is reloaded with the run's own split and scaling."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", net: nn.Module | None = None) -> Run:
+    """The run in ``run_dir`` with its network in eval mode on ``device``.
+    A run that trained a network handed in as an object (``fit(model)``)
+    needs that network again: ``net``, built as it was (its weights are
+    loaded from the checkpoint)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / "checkpoint.pt")
+    if "network" not in state or "data" not in state:
+        raise CheckpointError(f"checkpoint in {run_dir} records no network shape (made by an earlier "
+                              "targetprop): retrain it to reopen it")
+    if config.arch.startswith(GIVEN) and net is None:
+        raise ConfigError(f"{run_dir} trained a network handed in as an object ({config.arch.removeprefix(GIVEN)}): "
+                          "reopen it with load_run(run_dir, net=the same model)")
     rule = make_rule(config.rule, **config.rule_settings)
-    splits = load_splits(config, rule)
-    net = build_parts(config, rule, splits, torch.device(device)).net
+    info = DataInfo.from_state(state["data"])
+    built = build_run_network(config, rule, info, state["network"]["every_state"], net)
     try:
-        net.load_state_dict(state["learner"]["net"])
+        built.load_state_dict(state["learner"]["net"])
     except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint in {run_dir} does not fit its config: "
                               f"{str(error).splitlines()[0]}") from None
-    return Run(config, rule, net.eval(), splits)
+    return Run(config, rule, built.to(device).eval(), info)

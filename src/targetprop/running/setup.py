@@ -8,21 +8,22 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.utils.data import TensorDataset
 
+from ..core.architectures import ArchitectureSpec, parse_architecture
 from ..core.learner import Learner
 from ..core.layers import UNBOUNDED
 from ..core.networks import he_init
-from ..core.recurrent import RecurrentNetwork, is_recurrent_spec
 from ..core.rule import Rule
 from ..core.settings import current
-from ..registry import make_rule
+from ..registry import build_network, make_rule, network_kind, wrap_for
 from . import optim
-from .config import Config, ConfigError
-from .data import DataSplits, check_data, keep_labels, load_dataset
+from .config import GIVEN, Config, ConfigError
+from .data import DataInfo, DataSplits, check_data, keep_labels, load_dataset
 
-__all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits", "keep_labelled",
-           "build_parts"]
+__all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits",
+           "keep_labelled", "network_options", "build_run_network", "build_parts"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = {"float32": None, "bf16": torch.bfloat16}  # the autocast dtype of the training step
@@ -49,14 +50,13 @@ def validate_config(config: Config) -> Config:
     """Check every name and range in ``config``; returns it with the rule's
     settings resolved (every setting the rule declares, defaults included)."""
     try:
-        check_data(config.data, config.data_root)
+        if not config.data.startswith(GIVEN):
+            check_data(config.data, config.data_root)
         rule = make_rule(config.rule, **config.rule_settings)  # the rule checks its own settings
         if uses_unlabelled(config, rule) and rule.semi_supervised_defaults:
             rule = make_rule(config.rule, **(rule.semi_supervised_defaults | config.rule_settings))
-        with torch.device("meta"):  # a network of that shape, never allocated, checks arch against rule
-            # on inputs of a roomy shape; build_parts checks the arch against the data's own shape
-            rule.check_network(rule.build_network(config.arch, _roomy_inputs(config.arch), 2,
-                                                  config.activation, config.dropout, config.layer_hidden))
+        if not config.arch.startswith(GIVEN):
+            _check_architecture(config, rule, parse_architecture(config.arch))
         for prefix in ("forward", "feedback"):
             optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
             optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
@@ -71,10 +71,26 @@ def validate_config(config: Config) -> Config:
     return dataclasses.replace(config, rule_settings=current(rule))
 
 
-def _roomy_inputs(arch: str) -> tuple[int, ...]:
-    """Inputs of a shape any architecture of its kind accepts: sequences for a
-    recurrent net, roomy RGB images otherwise."""
-    return (8, 4) if is_recurrent_spec(arch) else (3, 256, 256)
+def _check_architecture(config: Config, rule: Rule, spec: ArchitectureSpec) -> None:
+    """The rule trains a kind of network that ``spec`` builds; where the
+    builder needs no data of its own, a network of that shape, never
+    allocated, on roomy inputs (sequences for a recurrent net, RGB images
+    otherwise) checks the options and the rule's own demands; build_parts
+    checks the architecture against the data's own shape."""
+    if network_kind(rule, spec) is None:
+        build_network(spec, (1,), 2, rule)  # raises, naming the kinds the rule trains
+    if spec.name == "file":
+        return  # the user's code runs once, on the data's shape
+    roomy = (8, 4) if spec.family == "recurrent" else (3, 256, 256)
+    with torch.device("meta"):
+        build_network(spec, roomy, 2, rule, **network_options(config))
+
+
+def network_options(config: Config) -> dict:
+    """The network options that ``config`` sets (those left at their defaults are the builders' own)."""
+    defaults = Config()
+    return {key: getattr(config, key) for key in ("activation", "dropout", "layer_hidden")
+            if getattr(config, key) != getattr(defaults, key)}
 
 
 def _check_ranges(config: Config) -> None:
@@ -86,7 +102,7 @@ def _check_ranges(config: Config) -> None:
             raise ConfigError(f"setting {key!r} must be >= 1")
     if config.precision != "float32" and config.dtype != "float32":
         raise ConfigError(f"precision={config.precision} autocasts float32 work: it needs dtype=float32")
-    if config.init == "he" and is_recurrent_spec(config.arch):
+    if config.init == "he" and not config.arch.startswith(GIVEN) and parse_architecture(config.arch).family == "recurrent":
         raise ConfigError("init=he is for chains of layers; a recurrent net starts from an orthogonal W "
                           "(use init=auto)")
     if not 0 <= config.dropout < 1:
@@ -126,6 +142,9 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
     """The run's data: its split, standardised unless ``standardize`` or the
     rule says otherwise (generative stacks see features in [0, 1], where
     their samples are images and their Parzen estimates are comparable)."""
+    if config.data.startswith(GIVEN):
+        raise ConfigError(f"this run trained on data handed in as objects ({config.data.removeprefix(GIVEN)}): "
+                          "there is nothing to load")
     standardize = rule.standardize_inputs if config.standardize is None else config.standardize
     val_size = int(config.val_size) if config.val_size >= 1 else config.val_size
     try:
@@ -134,12 +153,17 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
                               seq_len=config.seq_len)
     except ValueError as error:  # the data's own shapes, dtypes or labels
         raise ConfigError(str(error)) from None
-    if splits.num_classes == 0 and not rule.learns_real_targets(config.arch):
+    if splits.num_classes == 0 and not rule.learns_real_targets(_kind(config, rule)):
         raise ConfigError(f"{config.data} has real targets (regression); rule {config.rule!r} learns class "
                           "labels: use bp, tp, dtp, drl or ldrl (or bengio2014 on an rnn: net)")
     if config.augment != "none" and splits.image_shape is None:
         raise ConfigError(f"augment={config.augment} needs images; {config.data} holds flat features")
     return splits
+
+
+def _kind(config: Config, rule: Rule) -> str | None:
+    """The kind of network the run trains (None for a network given as an object: its own)."""
+    return None if config.arch.startswith(GIVEN) else network_kind(rule, parse_architecture(config.arch))
 
 
 def keep_labelled(splits: DataSplits, config: Config, rule: Rule) -> str:
@@ -162,10 +186,10 @@ def keep_labelled(splits: DataSplits, config: Config, rule: Rule) -> str:
     return note
 
 
-def read_every_state(net: torch.nn.Module, rule: Rule, data: str) -> None:
+def read_every_state(net: nn.Module, rule: Rule, data: str) -> None:
     """For ``data`` with a target at every step of a sequence: the read-out
     reads every state (ValueError if ``net`` has no states or ``rule`` cannot train it so)."""
-    if not isinstance(net, RecurrentNetwork):
+    if not hasattr(net, "every_state"):
         raise ValueError(f"{data} has a target at every step of a sequence: it needs a recurrent "
                          "net (--arch rnn:WIDTH or gru:WIDTH)")
     net.every_state = True
@@ -174,28 +198,40 @@ def read_every_state(net: torch.nn.Module, rule: Rule, data: str) -> None:
 
 @dataclass
 class RunParts:
-    net: torch.nn.Module
+    net: nn.Module
     learner: Learner
     schedulers: dict
 
 
-def build_parts(config: Config, rule: Rule, splits: DataSplits, device: torch.device) -> RunParts:
-    """The network on ``device``, its forward and feedback optimizers (the
-    latter only for a rule with feedback maps), the learner and the schedulers."""
+def build_run_network(config: Config, rule: Rule, info: DataInfo, targets_per_step: bool = False,
+                      net: nn.Module | None = None) -> nn.Module:
+    """The run's network, on the CPU in the run's dtype: ``net`` if given
+    (wrapped into blocks where it is a plain ``nn.Sequential``), else built
+    from ``config.arch`` for ``rule`` on ``info``'s examples; checked by the
+    rule, its forward maps initialised as ``config.init`` says."""
     try:
-        net = rule.build_network(config.arch, splits.example_shape, splits.num_outputs, config.activation,
-                                 config.dropout, config.layer_hidden)
-    except ValueError as error:  # the architecture does not fit these data (images too small, flat)
-        raise ConfigError(str(error)) from None
-    if splits.targets_per_step:
-        try:
+        if net is None:
+            spec = parse_architecture(config.arch)
+            net = build_network(spec, info.input_shape, info.num_outputs, rule, **network_options(config))
+            auto_he = spec.entry.he_init and config.activation in UNBOUNDED
+        else:
+            net = wrap_for(rule, net, info.input_shape, info.num_outputs)
+            auto_he = False  # a network of the user's own keeps the initialisation its code gave it
+        if targets_per_step:
             read_every_state(net, rule, config.data)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    if config.init == "he" or (config.init == "auto" and config.activation in UNBOUNDED
-                               and not is_recurrent_spec(config.arch)):  # a recurrent net keeps its orthogonal W
+    except ValueError as error:  # the network does not fit these data, or this rule
+        raise ConfigError(str(error)) from None
+    if config.init == "he" or (config.init == "auto" and auto_he):
         he_init(net)
-    net = net.to(device, DTYPES[config.dtype])
+    return net.to(dtype=DTYPES[config.dtype])
+
+
+def build_parts(config: Config, rule: Rule, info: DataInfo, targets_per_step: bool, device: torch.device,
+                net: nn.Module | None = None) -> RunParts:
+    """The network on ``device`` (``build_run_network``), its forward and
+    feedback optimizers (the latter only for a rule with feedback maps), the
+    learner and the schedulers."""
+    net = build_run_network(config, rule, info, targets_per_step, net).to(device)
     forward_opt = optim.make_optimizer(config.forward_optimizer, net.forward_parameters(),
                                        config.forward_lr, **config.forward_optimizer_args)
     feedback_opt = None

@@ -16,21 +16,24 @@ import math
 import os
 import signal
 import time
+import warnings
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 import yaml
+from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.architectures import parse_architecture, source_digest
 from ..core.rule import Rule
 from ..registry import make_rule
 from . import distributed
 from .augment import augment_batch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config, ConfigError
-from .data import DataSplits, make_loaders
+from .config import GIVEN, Config, ConfigError
+from .data import DataSplits, RunData, run_data
 from .guard import DivergenceGuard, TrainingDiverged
 from .metrics import Totals, epoch_line, evaluate, summarize, write_metrics
 from .setup import build_parts, keep_labelled, load_splits, resolve_device, validate_config
@@ -73,10 +76,19 @@ def _deferred_interrupt(trainer: "Trainer") -> Iterator[None]:
 
 class Trainer:
     """Owns one run directory. ``callback(trainer)`` is called after every
-    step; setting ``trainer.stop_requested`` stops the run like Ctrl-C."""
+    step; setting ``trainer.stop_requested`` stops the run like Ctrl-C.
+    ``net``: the network to train (an ``nn.Sequential`` is wrapped into
+    blocks) instead of one built from ``config.arch``; ``splits``: the data,
+    instead of loading ``config.data``; ``data``: a user's own loaders
+    (:func:`data.loader_data`) instead of either."""
 
     def __init__(self, config: Config, out_dir: str | Path, *, resume: bool = False,
-                 callback: Callable[["Trainer"], None] | None = None, splits: DataSplits | None = None):
+                 callback: Callable[["Trainer"], None] | None = None, splits: DataSplits | None = None,
+                 net: nn.Module | None = None, data: RunData | None = None):
+        if net is not None and not config.arch.startswith(GIVEN):
+            config = config.update({"arch": f"{GIVEN}{type(net).__name__}"})
+        if data is not None:
+            config = config.update({"data": data.info.name})
         config = validate_config(config)
         self.out_dir = Path(out_dir)
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
@@ -87,41 +99,33 @@ class Trainer:
             raise FileExistsError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
         self.config, self.callback, self.stop_requested = config, callback, False
-        self.device = resolve_device(config.device)
-        # one of several data-parallel processes, when torchrun started this one
-        self.group = distributed.join(self.device.type)
-        self.is_main = self.group is None or self.group.is_main
-        if self.group is not None:
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-                torch.cuda.set_device(self.device)
-            if config.batch_size < self.group.size:
-                raise ConfigError(f"batch_size {config.batch_size} is the global batch: it needs at least "
-                                  f"one example for each of the {self.group.size} processes")
+        self._join_processes()
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.set_flush_denormal(config.flush_denormal)
 
         torch.manual_seed(config.seed)
         self.rule: Rule = make_rule(config.rule, **config.rule_settings)
-        self.splits = splits or load_splits(config, self.rule)
-        self.data_note = keep_labelled(self.splits, config, self.rule) if config.labels is not None else None
-        self.loaders = make_loaders(self.splits, config.batch_size, seed=config.seed,
-                                    labelled_per_batch=config.labelled_per_batch, group=self.group)
-        self.shuffle_generator = self.loaders["train"].generator
-        parts = build_parts(config, self.rule, self.splits, self.device)
+        self.data_note, self.splits = None, splits
+        if data is None:
+            self.splits = splits = splits or load_splits(config, self.rule)
+            if config.labels is not None:
+                self.data_note = keep_labelled(splits, config, self.rule)
+            data = run_data(splits, config.batch_size, config.probe_size, seed=config.seed,
+                            labelled_per_batch=config.labelled_per_batch, group=self.group)
+        self.data = data
+        self.loaders, self.shuffle_generator = data.loaders, data.shuffle_generator
+        parts = build_parts(config, self.rule, data.info, data.targets_per_step, self.device, net)
         self.net, self.learner, self.schedulers = parts.net, parts.learner, parts.schedulers
         if self.group is not None:  # the same weights everywhere (one seed), then noise of its own
             self.learner.synchronize = self.group.average_gradients
             self.group.seed_noise(config.seed)
-        probe_source = self.splits.val if len(self.splits.val) else self.splits.train
-        n = min(config.probe_size, len(probe_source))
-        self.probe = tuple(t[:n].to(self.device) for t in probe_source.tensors)
+        self.probe = tuple(t.to(self.device) for t in data.probe)
 
         # position: epochs 1-P..0 are feedback pre-training, 1..E training
         self.epoch = 1 - (config.feedback_pretrain_epochs if self.learner.feedback_optimizer else 0)
         self.pass_index, self.batch_index = 0, 0
-        self.pass_generator_state = self.shuffle_generator.get_state()
+        self.pass_generator_state = self._shuffle_state()
         self.totals = Totals()
         self.guard = DivergenceGuard(config.divergence_factor)
         self.rows: list[dict] = []
@@ -131,6 +135,19 @@ class Trainer:
             self._restore(state)
             if self.group is not None:
                 self.group.seed_noise(config.seed + 7919 * self.epoch + self.batch_index)
+
+    def _join_processes(self) -> None:
+        """The device, and the group of data-parallel processes when torchrun started this one."""
+        self.device = resolve_device(self.config.device)
+        self.group = distributed.join(self.device.type)
+        self.is_main = self.group is None or self.group.is_main
+        if self.group is not None:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if self.config.batch_size < self.group.size:
+                raise ConfigError(f"batch_size {self.config.batch_size} is the global batch: it needs at least "
+                                  f"one example for each of the {self.group.size} processes")
 
     # -- state ---------------------------------------------------------------
 
@@ -145,7 +162,21 @@ class Trainer:
             "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "totals": self._global_totals().state_dict(), "guard": self.guard.state_dict(),
             "rows": self.rows, "seconds": self.seconds,
+            "network": self._network_state(), "data": self.data.info.state_dict(),
         }
+
+    def _shuffle_state(self) -> torch.Tensor | None:
+        return None if self.shuffle_generator is None else self.shuffle_generator.get_state()
+
+    def _network_state(self) -> dict:
+        """What rebuilds the network with the config, without the data: the
+        examples' shape, the read-out's width, whether it reads every state,
+        and the digest of the user's architecture file, where there is one."""
+        state = {"input_shape": list(self.data.info.input_shape), "num_outputs": self.data.info.num_outputs,
+                 "every_state": self.data.targets_per_step}
+        if not self.config.arch.startswith(GIVEN) and parse_architecture(self.config.arch).name == "file":
+            state["source_sha256"] = source_digest(parse_architecture(self.config.arch).arguments["path"])
+        return state
 
     def _restore(self, state: dict) -> None:
         saved = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_CHANGES}
@@ -155,6 +186,10 @@ class Trainer:
             raise CheckpointError(f"checkpoint in {self.out_dir} was made with other settings "
                                   f"({', '.join(changed)}); only {', '.join(RESUMABLE_CHANGES)} "
                                   "may change on resume")
+        saved_digest = state.get("network", {}).get("source_sha256")
+        if saved_digest is not None and saved_digest != self._network_state().get("source_sha256"):
+            warnings.warn(f"{self.config.arch}: the architecture file changed since the checkpoint in "
+                          f"{self.out_dir} was made; resuming with the weights of the old one", stacklevel=2)
         try:
             self.learner.load_state_dict(state["learner"])
             for key, scheduler in self.schedulers.items():
@@ -222,7 +257,7 @@ class Trainer:
                         self._run_pass(passes[self.pass_index], started)
                         self.pass_index += 1
                         self.batch_index = 0
-                        self.pass_generator_state = self.shuffle_generator.get_state()
+                        self.pass_generator_state = self._shuffle_state()
                     self.seconds += time.perf_counter() - started
                     self._end_epoch(time.perf_counter() - started)
             except TrainingDiverged as error:
@@ -243,7 +278,8 @@ class Trainer:
         raise TrainingDiverged(f"{self.diverged}; {kept}, and summary.json records the divergence") from None
 
     def _run_pass(self, kind: str, started: float) -> None:
-        self.shuffle_generator.set_state(self.pass_generator_state)
+        if self.shuffle_generator is not None:
+            self.shuffle_generator.set_state(self.pass_generator_state)
         loader = self.loaders["train"]
         batches = islice(loader, self.batch_index, None)
         label = (f"pretrain {self.epoch + self.config.feedback_pretrain_epochs}" if self.epoch <= 0
@@ -254,7 +290,7 @@ class Trainer:
                    dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            self._step(kind, augment_batch(x, self.splits.image_shape, self.config.augment), y)
+            self._step(kind, augment_batch(x, self.data.info.image_shape, self.config.augment), y)
             self.batch_index += 1
             synced = self.batch_index % 25 == 0 or self.batch_index == len(loader)
             if synced:

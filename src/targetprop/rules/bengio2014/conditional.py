@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...core.discrete import check_continuous
 from ...core.layers import make_map
-from ...core.networks import TPNetwork
+from ...core.networks import TPNetwork, flat_features
 
 Tensor = torch.Tensor
 
-__all__ = ["ConditionalTop", "ConditionalNetwork"]
+__all__ = ["ConditionalTop", "ConditionalNetwork", "build_conditional"]
 
 
 class ConditionalTop(nn.Module):
@@ -68,6 +69,8 @@ class ConditionalNetwork(TPNetwork):
     g_L^h and g_L^y included.
     """
 
+    kind = "conditional"
+
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
                  activation: str = "tanh", dropout: float = 0.0, hidden: int = 0, top_hidden: int = 0):
         if len(widths) < 2:
@@ -83,3 +86,11 @@ class ConditionalNetwork(TPNetwork):
     def feedback_parameters(self) -> list[nn.Parameter]:
         top = self.output
         return super().feedback_parameters() + list(top.g_h.parameters()) + list(top.g_y.parameters())
+
+
+def build_conditional(spec, input_shape, num_outputs: int, activation: str = "tanh", dropout: float = 0.0,
+                      layer_hidden: int = 0, top_hidden: int = 0) -> ConditionalNetwork:
+    """The conditional net of an ``mlp:W1-...-WL`` spec: h_1..h_{L-1} and the top code h_L."""
+    check_continuous(activation, "bengio2014")
+    return ConditionalNetwork(flat_features(input_shape), spec.arguments["widths"], num_outputs, activation,
+                              dropout, layer_hidden, top_hidden)

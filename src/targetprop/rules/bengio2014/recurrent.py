@@ -25,13 +25,14 @@ from ...autoencoders.corruption import Corruption
 from ...core import targets as tg
 from ...core.delta import activation_derivative
 from ...core.objectives import output_loss
-from ...core.recurrent import RecurrentNetwork
+from ...core.discrete import check_continuous
+from ...core.recurrent import RecurrentNetwork, sequence_shape_of
 from ...core.rule import ForwardLoss, ForwardRecord
 from ...core.updates import local_target_loss
 
 Tensor = torch.Tensor
 
-__all__ = ["Section5", "Section5Network", "Section5Record", "ShortLoopMoments", "long_loop_targets"]
+__all__ = ["Section5", "Section5Network", "Section5Record", "ShortLoopMoments", "build_section5", "long_loop_targets"]
 
 
 class Section5Network(RecurrentNetwork):
@@ -39,8 +40,10 @@ class Section5Network(RecurrentNetwork):
     has no input and reconstructs both halves of a step's input, the past
     state and the code, (s̃_{t−1}, h̃_t) = (V s_t + c, Q s_t + e)."""
 
+    kind = "section5"
+
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int, activation: str = "tanh"):
-        super().__init__(sequence_shape, width, num_outputs, activation, feedback_input=False, kind="rnn")
+        super().__init__(sequence_shape, width, num_outputs, activation, feedback_input=False, cell="rnn")
         self.back_code = nn.Linear(width, width)  # Q, e
         nn.init.zeros_(self.back_code.bias)
 
@@ -67,6 +70,12 @@ class Section5Network(RecurrentNetwork):
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         return [*super().feedback_parameters(), *self.back_code.parameters()]
+
+
+def build_section5(spec, input_shape, num_outputs: int, activation: str = "tanh") -> Section5Network:
+    """§5's net of an ``rnn:WIDTH`` spec."""
+    check_continuous(activation, "bengio2014")
+    return Section5Network(sequence_shape_of(input_shape), spec.arguments["width"], num_outputs, activation)
 
 
 @dataclass
@@ -200,8 +209,8 @@ class Section5:
             s = out.detach()
             hs.append(s)
         top = s.detach().requires_grad_()
-        return Section5Record(hs, outputs, top, net.output(top), net.unrolled(x)[start:],
-                              list(codes.unbind()), list(code_values.unbind()), moments)
+        return Section5Record(hs, outputs, top, net.read_out(top), net.unrolled(x)[start:],
+                              codes=list(codes.unbind()), code_values=list(code_values.unbind()), moments=moments)
 
     def _first_state(self, record: Section5Record) -> Tensor | None:
         """s before the stored steps: None (s_0 = 0) unless streaming cut the past off."""
@@ -239,6 +248,9 @@ class Section5:
                 code_sums[t] += code_targets[t]
                 counts[t] += 1
         return [s / c for s, c in zip(state_sums, counts)], [h / c for h, c in zip(code_sums, counts)]
+
+    def record_diagnostics(self, net: Section5Network, record: Section5Record, y: Tensor) -> dict[str, float]:
+        return {}
 
     def feedback_loss(self, net: Section5Network, record: Section5Record,
                       targets: list[Tensor] | None = None) -> Tensor:

@@ -38,45 +38,26 @@ Departures from the paper's text, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from functools import partial
+from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
 
 from ...autoencoders.corruption import Corruption, parse_sigma
-from ...autoencoders.recirculation import short_loop_loss
-from ...core.diagnostics import angle_degrees
-from ...core.discrete import check_continuous
-from ...core.networks import flat_features, parse_arch
-from ...core.noise import SharedNoise
-from ...core.recurrent import is_recurrent_spec, parse_recurrent_spec, sequence_shape_of
 from ...core.rule import ForwardLoss, ForwardRecord, Rule
 from ...core.settings import check, setting
-from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
-from ...core.updates import half_squared_error, local_target_loss
-from .conditional import ConditionalNetwork
-from .recurrent import Section5, Section5Network
+from ...core.targets import PROPAGATION_RULES
+from .recurrent import Section5
+from .supervised import Algorithm5
 
 Tensor = torch.Tensor
 
-__all__ = ["Bengio2014", "AutoEncoderRecord"]
+__all__ = ["Bengio2014"]
 
 # The settings of each kind of network: the conditional top auto-encoder's
 # (mlp:), and §5's (rnn:); the rest are read on both.
 _CONDITIONAL_ONLY = ("alpha", "credit_assignment", "label_hide", "corrupt_encoder_input", "top_input_noise",
                      "discriminant", "discriminant_step", "top_hidden", "unlabelled_step", "layer_backprop")
 _RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window", "encoder_credit")
-
-
-@dataclass
-class AutoEncoderRecord(ForwardRecord):
-    """The forward pass plus each hidden layer's corruption σ, measured once
-    per batch on h_l and used for both h_l and its target ĥ_l, and the step's
-    shared noise (:class:`core.noise.SharedNoise`): objectives with no
-    parameter in common share its samples, so each stays unbiased."""
-    sigmas: list[float | Tensor] = field(default_factory=list)
-    noise: SharedNoise = field(default_factory=SharedNoise)
 
 
 @dataclass(kw_only=True)
@@ -115,7 +96,9 @@ class Bengio2014(Rule):
 
     ``top_hidden`` > 0 makes the top encoder f_L and decoder g_L^h small MLPs.
 
-    On a recurrent net (``rnn:WIDTH``) the rule is §5's recipe instead,
+    The rule is two pieces, one per kind of network it trains: on a
+    conditional net (built from ``mlp:WIDTHS``) the steps above,
+    :class:`supervised.Algorithm5`; on §5's recurrent net (``rnn:WIDTH``)
     :class:`recurrent.Section5`: short loops through a backward net without
     inputs, long loops from the read-out's target step back through time;
     the settings marked "recurrent nets" are its own.
@@ -160,6 +143,7 @@ class Bengio2014(Rule):
                                   ("code", "step", "both"))
     stream_window: int = setting(0, "recurrent nets (§5): K > 0 keeps only the last K steps (the streaming "
                                  "case): earlier steps train g by running sums and get no targets")
+    network_kinds = ("conditional", "section5")
     uses_feedback = True
     handles_unlabelled = True
     # Unlabelled examples pulled toward their reconstruction collapse the codes
@@ -185,40 +169,41 @@ class Bengio2014(Rule):
         if self.stream_window and self.recirculation_weight:
             raise ValueError("stream_window keeps the short loops as running sums, which only g's quadratic "
                              "loss has: use recirculation_weight=0 with it")
-        self.section5 = Section5(self.corruption, self.propagation, self.state_target_step, self.state_gating,
+        # the two pieces, one per kind of network this rule trains
+        self.pieces = {
+            "conditional": Algorithm5(self.corruption, self.credit_assignment, self.label_hide,
+                                      self.corrupt_encoder_input, self.recirculation_weight, self.top_input_noise,
+                                      self.propagation, self.discriminant, self.discriminant_step, self.alpha,
+                                      self.unlabelled_step, self.layer_backprop),
+            "section5": Section5(self.corruption, self.propagation, self.state_target_step, self.state_gating,
                                  self.long_loop_stride, self.stream_window, self.recirculation_weight,
-                                 self.encoder_credit)
+                                 self.encoder_credit),
+        }
 
     @property
     def local(self) -> bool:
         return self.credit_assignment == "strict"
 
-    def learns_real_targets(self, arch: str) -> bool:
-        return is_recurrent_spec(arch)  # the read-out's gradient step at s_T takes any output loss
+    def learns_real_targets(self, kind: str) -> bool:
+        return kind == "section5"  # the read-out's gradient step at s_T takes any output loss
 
-    def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
-        check_continuous(activation, "bengio2014")
-        if is_recurrent_spec(arch):
-            kind, width = parse_recurrent_spec(arch)
-            if kind != "rnn" or dropout or hidden:
-                raise ValueError(f"{arch}: on recurrent nets this rule builds rnn: networks (§5: a code "
-                                 "h_t = U x_t + b and s_t = act(W s_{t-1} + h_t)), with dropout=0 and layer_hidden=0")
+    def network_options(self, kind: str) -> dict:
+        return {"top_hidden": self.top_hidden} if kind == "conditional" else {}
+
+    def check_network(self, net) -> None:
+        super().check_network(net)
+        if net.kind == "section5":
+            if getattr(net, "every_state", False):
+                raise ValueError("bengio2014 on recurrent nets takes the label at the last state (§5: the long "
+                                 "loops start from s_T's target); for a target at every step use bp, tp, dtp, "
+                                 "drl or ldrl")
             if isinstance(self.corruption.sigma, tuple):
                 raise ValueError("a recurrent net has one representation, the state: give corruption_sigma "
                                  "one number or nn")
             self._check_settings(_CONDITIONAL_ONLY, "the conditional top auto-encoder of mlp: networks")
-            return Section5Network(sequence_shape_of(in_features), width, num_classes, activation)
-        self._check_settings(_RECURRENT_ONLY, "recurrent nets (rnn:)")
-        widths = parse_arch(arch)
-        self.corruption.check_depth(len(widths) + 1)
-        return ConditionalNetwork(flat_features(in_features), widths, num_classes, activation, dropout,
-                                  hidden, self.top_hidden)
-
-    def check_network(self, net) -> None:
-        if getattr(net, "every_state", False):
-            raise ValueError("bengio2014 on recurrent nets takes the label at the last state (§5: the long "
-                             "loops start from s_T's target); for a target at every step use bp, tp, dtp, "
-                             "drl or ldrl")
+        else:
+            self._check_settings(_RECURRENT_ONLY, "recurrent nets (rnn:)")
+            self.corruption.check_depth(len(net.layers) + 2)  # x, h_1..h_{L-1} and the top code
 
     def _check_settings(self, names: tuple[str, ...], owner: str) -> None:
         """A setting of the other kind of network, changed, is an error (a
@@ -229,131 +214,16 @@ class Bengio2014(Rule):
         if changed:
             raise ValueError(f"setting(s) {', '.join(changed)} belong to {owner}, not to this network")
 
-    def record(self, net: ConditionalNetwork, x: Tensor) -> AutoEncoderRecord:
-        if isinstance(net, Section5Network):
-            return self.section5.record(net, x)
-        strict = self.credit_assignment == "strict"
-        hs, outputs, h = [x], [], x
-        for layer in net.layers:
-            out = layer(h.detach() if strict else h)
-            outputs.append(out)
-            hs.append(out.detach())
-            h = out
-        with torch.no_grad():
-            logits = net.output(hs[-1])  # Algorithm 4, for the output loss and accuracy only
-            sigmas = self.corruption.scales(hs[1:], first_index=1)
-        return AutoEncoderRecord(hs, outputs, hs[-1], logits, net.layers, sigmas)
+    # Each method is the piece's for the network's kind (:mod:`.supervised`, :mod:`.recurrent`).
 
-    def feedback_loss(self, net: ConditionalNetwork, record: AutoEncoderRecord,
-                      targets: list[Tensor] | None = None) -> Tensor:
-        """The short loops (Algorithm 2) at layers 1..L-1 and, given the step's
-        targets ĥ_l, the long loop's decoder terms (Algorithm 5): h_{l-1} is a
-        target for g_l(corrupt(ĥ_l)). Without targets (feedback pre-training,
-        ``feedback_pretrain_epochs``) no label is needed.
+    def record(self, net, x: Tensor) -> ForwardRecord:
+        return self.pieces[net.kind].record(net, x)
 
-        The corruption of ĥ_l uses h_l's σ; layers of equal width share the
-        record's noise sample. With ``layer_backprop`` the reconstruction of
-        h_{l-1} also trains f_l (back-prop inside the layer, §6)."""
-        if isinstance(net, Section5Network):
-            return self.section5.feedback_loss(net, record, targets)
-        hs, noise = record.hs, record.noise
-        codes = record.outputs if self.layer_backprop else hs[1:]
-        losses = [short_loop_loss(layer, hs[l], codes[l],
-                                  partial(self.corruption, sigma=record.sigmas[l], noise=noise),
-                                  partial(self.corruption, noise=noise, index=l)
-                                  if self.corrupt_encoder_input else None,
-                                  self.recirculation_weight,
-                                  None if targets is None else targets[l], self.layer_backprop)
-                  for l, layer in enumerate(net.layers)]
-        return torch.stack(losses).sum()
+    def feedback_loss(self, net, record, targets: list[Tensor] | None = None) -> Tensor:
+        return self.pieces[net.kind].feedback_loss(net, record, targets)
 
-    def forward_loss(self, net: ConditionalNetwork, record: AutoEncoderRecord, y: Tensor) -> ForwardLoss:
-        if isinstance(net, Section5Network):
-            return self.section5.forward_loss(net, record, y)
-        top, hs = net.output, record.hs
-        labelled = y >= 0
-        shown = labelled & (torch.rand(y.shape, device=y.device) >= self.label_hide)
-        h_below = hs[-1]
+    def forward_loss(self, net, record, y: Tensor) -> ForwardLoss:
+        return self.pieces[net.kind].forward_loss(net, record, y)
 
-        # The top auto-encoder, trained as a denoising auto-encoder inside itself;
-        # its input noise and its code's corruption are independent halves of
-        # the noise sample the decoders of the long and short loops share.
-        n, width = h_below.shape
-        input_noise, code_noise = record.noise.sample(
-            (2 * n, width), h_below.dtype, h_below.device).split(n)
-        encoder_input = h_below
-        if self.top_input_noise:
-            encoder_input = torch.add(h_below, input_noise, alpha=self.top_input_noise)
-        code = top.encode(encoder_input, y, shown)
-        if code.shape != code_noise.shape:  # a top code of another width draws its own
-            code_noise = record.noise(code)
-        code = self.corruption(code, noise=lambda _: code_noise, index=len(hs))
-        loss = half_squared_error(top.g_h(code), h_below)
-        if labelled.any():  # averaged over the labelled examples, however few a batch holds
-            loss = loss + F.cross_entropy(top.g_y(code), y, ignore_index=-1)
-
-        with torch.no_grad():  # the noise-free long loop: targets, every known label shown
-            target = self.top_target(top, h_below, y, labelled)
-            feedbacks = [None] + [layer.feedback for layer in net.layers]
-            targets = propagate_targets(feedbacks, hs, target, PROPAGATION_RULES[self.propagation])
-
-        loss = loss + local_target_loss(record.outputs, targets)  # the long loop's decoders: feedback_loss
-        output_loss = (F.cross_entropy(record.logits, y, ignore_index=-1) if labelled.any()
-                       else record.logits.new_zeros(()))
-        return ForwardLoss(loss, output_loss.detach(), targets)
-
-    def top_target(self, top, h_below: Tensor, y: Tensor, labelled: Tensor) -> Tensor:
-        """ĥ_{L-1}. Labelled rows: the joint reconstruction ĥ (every known
-        label shown), made discriminant by Eq. 19. Unlabelled rows:
-        h + u (ĥ − h), u = ``unlabelled_step`` (Algorithm 5 has u = 1)."""
-        discriminant = self.alpha < 1 and bool(labelled.any())
-        if discriminant and self.discriminant == "reconstruction":
-            joint, unsupervised = top.reconstruct(h_below, y, labelled, torch.zeros_like(labelled))
-            step = joint - unsupervised
-        else:
-            (joint,) = top.reconstruct(h_below, y, labelled)
-            step = _log_likelihood_gradient(top, h_below, y, labelled) if discriminant else None
-        labelled_target = joint if step is None else hybrid_target(
-            joint, self.discriminant_step * step, h_below, self.alpha)
-        return torch.where(labelled.unsqueeze(1), labelled_target,
-                           torch.lerp(h_below, joint, self.unlabelled_step))
-
-    @torch.no_grad()
-    def record_diagnostics(self, net: ConditionalNetwork, record: ForwardRecord, y: Tensor) -> dict[str, float]:
-        """``discriminant_norm``: mean ‖ĥ_{L-1} − h̃_{L-1}‖, the step of the fully
-        discriminant target (Eq. 18) on labelled examples; ``discriminant_angle``:
-        its angle (degrees) to the gradient of the prediction's log-likelihood,
-        ∂log P(y|h_{L-1})/∂h_{L-1} through Algorithm 4; ``long_recon_l``:
-        relative error of the noise-free long loop with y missing, from h_l up
-        to the top and back down by ĥ_{l-1} = g_l(ĥ_l) (the short loop's error
-        is the engine's ``recon_l``). None on a recurrent net."""
-        if isinstance(net, Section5Network):
-            return {}
-        top, hs = net.output, record.hs
-        h_below, labelled = hs[-1], y >= 0
-        joint, unsupervised = top.reconstruct(h_below, y, labelled, torch.zeros_like(labelled))
-        out = {}
-        if labelled.any():
-            step = (joint - unsupervised)[labelled]
-            out["discriminant_norm"] = step.norm(dim=1).mean().item()
-            ascent = _log_likelihood_gradient(top, h_below, y, labelled)  # what Eq. 17 says step follows
-            out["discriminant_angle"] = angle_degrees(step, ascent[labelled])
-        reconstruction = unsupervised
-        for l in range(len(net.layers), 0, -1):
-            out[f"long_recon_{l}"] = _relative_error(reconstruction, hs[l])
-            reconstruction = net.layers[l - 1].feedback(reconstruction)
-        return out
-
-
-def _log_likelihood_gradient(top, h_below: Tensor, y: Tensor, labelled: Tensor) -> Tensor:
-    """∂ Σ log P(y|h_{L-1}) / ∂h_{L-1} over labelled rows, P(y|·) the
-    prediction of Algorithm 4; zero on unlabelled rows."""
-    with torch.enable_grad():
-        h = h_below.detach().requires_grad_()
-        log_likelihood = -F.cross_entropy(top(h)[labelled], y[labelled], reduction="sum")
-        (ascent,) = torch.autograd.grad(log_likelihood, h)
-    return ascent
-
-
-def _relative_error(reconstruction: Tensor, h: Tensor) -> float:
-    return ((reconstruction - h).pow(2).sum() / h.pow(2).sum().clamp_min(1e-12)).item()
+    def record_diagnostics(self, net, record, y: Tensor) -> dict[str, float]:
+        return self.pieces[net.kind].record_diagnostics(net, record, y)

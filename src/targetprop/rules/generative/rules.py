@@ -38,8 +38,6 @@ import torch
 from ...autoencoders.corruption import Corruption, parse_sigma
 from ...autoencoders.recirculation import short_loop_loss
 from ...autoencoders.sampling import decode_down
-from ...core.discrete import check_continuous
-from ...core.networks import flat_features, parse_arch
 from ...core.noise import SharedNoise, gaussian_like
 from ...core.objectives import classification_scores
 from ...core.rule import ForwardLoss, Rule, Scores
@@ -97,6 +95,7 @@ class GenerativeRule(Rule):
                                  "nearest-neighbour (Eq. 15)", TOP_CRITERIA)
     prior_weight: float = setting(0.1, "strength of the top prior's pull on the codes (the paper: 1)")
     alpha: float = setting(1.0, "image+label stacks, Eq. 19: 1 = the joint target, 0 = the discriminant one")
+    network_kinds = ("stack",)
     uses_feedback = True
     handles_unlabelled = True  # an image+label stack takes y = -1 as a missing label
     standardize_inputs = False  # features in [0, 1]: samples are images, Parzen estimates comparable
@@ -111,15 +110,12 @@ class GenerativeRule(Rule):
         if self.top_width < 1:
             raise ValueError(f"top_width must be >= 1, got {self.top_width}")
 
-    def build_network(self, arch, in_features, num_classes, activation="tanh", dropout=0.0, hidden=0):
-        check_continuous(activation, "generative stacks")
-        if dropout:
-            raise ValueError("generative stacks are regularised by their corruption: set dropout=0")
-        return GenerativeStack(flat_features(in_features), parse_arch(arch), num_classes, modalities=self.modalities,
-                               top=self.top_prior, top_width=self.top_width, activation=activation,
-                               hidden=hidden, top_hidden=self.top_hidden, top_sigma=self.top_sigma,
-                               modality_hide=self.modality_hide, walk_back=self.walk_back,
-                               top_criterion=self.top_criterion, learned_noise=self.learned_noise)
+    def network_options(self, kind: str) -> dict:
+        """The stack's own shape: modalities, the top level (:func:`stacks.build_stack`)."""
+        return {"modalities": self.modalities, "top": self.top_prior, "top_width": self.top_width,
+                "top_hidden": self.top_hidden, "top_sigma": self.top_sigma, "modality_hide": self.modality_hide,
+                "walk_back": self.walk_back, "top_criterion": self.top_criterion,
+                "learned_noise": self.learned_noise}
 
     def _labels(self, net: GenerativeStack, y: Tensor) -> Tensor | None:
         return y if net.labelled else None
@@ -201,9 +197,9 @@ class GenerativeTP(GenerativeRule):
         if self.recirculation_weight < 0:
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
 
-    def build_network(self, arch, *args, **kwargs):
-        self.corruption.check_depth(len(parse_arch(arch)) + 1)  # a σ per representation, x to h_{L-1}
-        return super().build_network(arch, *args, **kwargs)
+    def check_network(self, net) -> None:
+        super().check_network(net)
+        self.corruption.check_depth(len(net.chains[0]) + 1)  # a σ per representation, x to h_{L-1}
 
     def record(self, net: GenerativeStack, x: Tensor) -> StackRecord:
         chains, outputs, sigmas = [], [], []

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...core.discrete import check_continuous
 from ...core.layers import TPLayer, make_activation
+from ...core.networks import flat_features
 from ...autoencoders.sampling import decode_down
 from .tops import Top, make_top
 
 Tensor = torch.Tensor
 
-__all__ = ["MODALITIES", "PARTS", "GenerativeStack"]
+__all__ = ["MODALITIES", "PARTS", "GenerativeStack", "build_stack"]
 
 MODALITIES = ("image", "halves", "image+label")
 # What ``complete`` can hide, per set-up: the modality's index among all of them.
@@ -38,6 +40,8 @@ class GenerativeStack(nn.Module):
     With ``learned_noise`` (Algorithm 1) every hidden unit gets a learned
     noise scale σ_l,j (``log_noise``) and the input a learned per-feature
     variance of P(x | h) (``log_variance``)."""
+
+    kind = "stack"
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int, *,
                  modalities: str = "image", top: str = "dae", top_width: int = 256,
@@ -81,8 +85,8 @@ class GenerativeStack(nn.Module):
         return self.modalities == "image+label"
 
     def split(self, x: Tensor) -> list[Tensor]:
-        """The input of each chain."""
-        return list(x.split(self.sizes, dim=1))
+        """The input of each chain (of the flattened features)."""
+        return list(x.flatten(1).split(self.sizes, dim=1))
 
     def encode(self, x: Tensor) -> list[list[Tensor]]:
         """Noise-free h_0..h_{L-1} of every chain."""
@@ -165,3 +169,15 @@ class GenerativeStack(nn.Module):
         """Decoders g_l (and the variance of P(x | h))."""
         extra = [self.log_variance] if self.log_variance is not None else []
         return [p for layer in self.layers for p in layer.feedback_parameters()] + extra
+
+
+def build_stack(spec, input_shape, num_outputs: int, activation: str = "tanh", dropout: float = 0.0,
+                layer_hidden: int = 0, **stack) -> GenerativeStack:
+    """The stack of an ``mlp:W1-W2-...`` spec (h_1..h_{L-1} of every chain)
+    on flat features; ``stack``: the generative rule's options (modalities,
+    top, ...)."""
+    check_continuous(activation, "generative stacks")
+    if dropout:
+        raise ValueError("generative stacks are regularised by their corruption: set dropout=0")
+    return GenerativeStack(flat_features(input_shape), spec.arguments["widths"], num_outputs,
+                           activation=activation, hidden=layer_hidden, **stack)
