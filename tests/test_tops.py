@@ -59,7 +59,7 @@ def test_hidden_modalities_stay_targets_and_hiding_can_be_off():
     torch.manual_seed(3)
     code = top.encode(h, known)
     sigma = top.scale(code)
-    corrupted = code + sigma * torch.randn(code.shape).to(code)
+    corrupted = code + sigma * torch.randn(code.shape, dtype=torch.float32).to(code)
     out = top.decode(corrupted)
     expected = (0.5 * (out[0] - h[:, :5]).pow(2).sum(1).mean() + 0.5 * (out[1] - h[:, 5:9]).pow(2).sum(1).mean()
                 + torch.nn.functional.cross_entropy(out[2], h[:, 9:].argmax(1)))
@@ -77,7 +77,7 @@ def test_walk_back_adds_steps_that_start_where_the_last_ended():
     expected, start = 0.0, h
     for _ in range(3):
         code = top.encode(start)
-        recon = top.reconstruct(code + top.scale(code) * torch.randn(code.shape).to(code))
+        recon = top.reconstruct(code + top.scale(code) * torch.randn(code.shape, dtype=torch.float32).to(code))
         expected = expected + 0.5 * (recon - h).pow(2).sum(1).mean()
         start = recon.detach()
     assert torch.allclose(loss, expected)
@@ -151,7 +151,7 @@ def test_learned_noise_top_loss_is_eq_22():
     torch.manual_seed(5)
     mean = top.encoder(h)
     sigma = top.noise.sigma
-    code = mean + sigma * torch.randn(mean.shape).to(mean)
+    code = mean + sigma * torch.randn(mean.shape, dtype=torch.float32).to(mean)
     reconstruction = top.decoder(code)
     likelihood = torch.distributions.Normal(reconstruction, (0.5 * top.log_variance).exp())
     kl = torch.distributions.kl_divergence(torch.distributions.Normal(mean, sigma),

@@ -89,12 +89,18 @@ class Layer(nn.Module):
             self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self._activation = [activation]  # a list: f's own module, not registered twice
         self._norms = normalization.batch_norms(f)
-        self._feedback_norms = normalization.batch_norms(g)
+        self._g_norms: tuple = (None, [])  # (g, its batch norms), found again when g is replaced
         self._statistics: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def activation(self) -> nn.Module | None:
         return self._activation[0]
+
+    @property
+    def _feedback_norms(self) -> list[nn.Module]:
+        if self._g_norms[0] is not self.g:
+            self._g_norms = (self.g, normalization.batch_norms(self.g))
+        return self._g_norms[1]
 
     def forward(self, h_below: torch.Tensor) -> torch.Tensor:
         if self._norms and self.training:

@@ -19,7 +19,7 @@ __all__ = ["Noise", "gaussian", "gaussian_like", "SharedNoise"]
 def gaussian(shape: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A fresh N(0, I) sample, drawn in float32 and cast: a float64 run sees
     the same noise as a float32 one."""
-    return torch.randn(shape, device=device).to(dtype)
+    return torch.randn(shape, device=device, dtype=torch.float32).to(dtype)
 
 
 def gaussian_like(t: Tensor) -> Tensor:

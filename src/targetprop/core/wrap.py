@@ -82,6 +82,11 @@ def _flatten(module: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Modu
 
 
 def _check_known(modules: list[tuple[str, nn.Module]]) -> None:
+    linears = [i for i, (_, m) in enumerate(modules) if isinstance(m, nn.Linear)]
+    if linears and linears[-1] != len(modules) - 1:
+        name, after = modules[linears[-1] + 1]
+        raise WrapError(f"module {name} ({type(after).__name__}) comes after the read-out, the last nn.Linear: "
+                        "the read-out's outputs are the logits the loss reads; remove it")
     for name, module in modules:
         if not isinstance(module, KNOWN_MODULES):
             known = ", ".join(sorted({k.__name__ for k in KNOWN_MODULES}))
@@ -95,11 +100,7 @@ def _split(modules: list[tuple[str, nn.Module]]) -> tuple[list[dict], list[nn.Mo
     if not linears:
         raise WrapError("wrap takes the last nn.Linear as the read-out, and this model has none; add one "
                         "(nn.Flatten(), nn.Linear(features, num_classes))")
-    end = linears[-1]
-    if end != len(modules) - 1:
-        name, after = modules[end + 1]
-        raise WrapError(f"module {name} ({type(after).__name__}) comes after the read-out, the last nn.Linear: "
-                        "the read-out's outputs are the logits the loss reads; remove it")
+    end = linears[-1]  # the last module (_check_known)
     blocks, current = [], {"modules": [], "dropout": None, "activation": None}
 
     def close():
@@ -144,25 +145,46 @@ def _split(modules: list[tuple[str, nn.Module]]) -> tuple[list[dict], list[nn.Mo
     return blocks, read_out
 
 
-def _solve_transpose(size_in: int, size_out: int, kernel: int) -> tuple[int, int, int, int] | None:
+def _solve_transpose(size_in: int, size_out: int, kernel: int, stride: int) -> tuple[int, int, int, int] | None:
     """(kernel, stride, padding, output_padding) of a transposed convolution
     taking size_out back to size_in: size_in = (size_out − 1)s − 2p + k + op,
-    0 ≤ op < s. Stride 1 keeps the forward kernel (V then has the shape of
-    Wᵀ); a stride s > 1 prefers k = 2s, a learned upsampling whose windows
-    overlap."""
-    stride = max(1, math.ceil(size_in / size_out))
-    kernels = [kernel, 3, 1] if stride == 1 else [2 * stride, 2 * stride + 1, stride]
-    for k in kernels:
-        for p in range(k):
-            op = size_in - ((size_out - 1) * stride - 2 * p + k)
-            if 0 <= op < stride:
-                return k, stride, p, op
+    0 ≤ op < s, s the block's own stride where it fits (else ⌈in/out⌉).
+    Stride 1 keeps the forward kernel (V then has the shape of Wᵀ); a stride
+    s > 1 prefers k = 2s, a learned upsampling whose windows overlap."""
+    for s in dict.fromkeys([stride, max(1, math.ceil(size_in / size_out))]):
+        kernels = [kernel, 3, 1] if s == 1 else [2 * s, 2 * s + 1, s]
+        for k in kernels:
+            for p in range(k):
+                op = size_in - ((size_out - 1) * s - 2 * p + k)
+                if 0 <= op < s:
+                    return k, s, p, op
     return None
 
 
-def _conv_kernel(modules: Sequence[nn.Module]) -> int:
-    convs = [m for m in modules if isinstance(m, (nn.Conv1d, nn.Conv2d))]
-    return convs[0].kernel_size[0] if convs else 3
+def _pairs(value, rank: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+
+
+def _block_geometry(modules: Sequence[nn.Module], rank: int) -> tuple[int, tuple[int, ...]]:
+    """The first convolution's kernel size (3 if none) and the product of the
+    strides of the block's convolutions and pools, per spatial dimension (a
+    residual block's through its body)."""
+    kernel, stride = None, [1] * rank
+
+    def walk(items):
+        nonlocal kernel
+        for m in items:
+            if isinstance(m, nn.Sequential):
+                walk(m)
+            elif isinstance(m, Residual):
+                walk([m.body])
+            elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)):
+                if isinstance(m, (nn.Conv1d, nn.Conv2d)) and kernel is None:
+                    kernel = m.kernel_size[0]
+                for d, s in enumerate(_pairs(m.stride, rank)):
+                    stride[d] *= s
+    walk(modules)
+    return kernel or 3, tuple(stride)
 
 
 def propose_feedback(shape_in: tuple[int, ...], shape_out: tuple[int, ...], modules: Sequence[nn.Module],
@@ -183,7 +205,8 @@ def propose_feedback(shape_in: tuple[int, ...], shape_out: tuple[int, ...], modu
     if len(shape_in) == len(shape_out) and len(shape_in) in (2, 3):
         channels_in, *sizes_in = shape_in
         channels_out, *sizes_out = shape_out
-        solved = [_solve_transpose(a, b, _conv_kernel(modules)) for a, b in zip(sizes_in, sizes_out)]
+        kernel, strides = _block_geometry(modules, len(sizes_in))
+        solved = [_solve_transpose(a, b, kernel, s) for a, b, s in zip(sizes_in, sizes_out, strides)]
         if None in solved:
             raise WrapError(f"wrap has no transposed convolution taking {shape_out} back to {shape_in}; "
                             "give this block a feedback map of your own: " + _BY_HAND)
@@ -194,7 +217,7 @@ def propose_feedback(shape_in: tuple[int, ...], shape_out: tuple[int, ...], modu
     else:
         g = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape_out), math.prod(shape_in)),
                           nn.Unflatten(1, shape_in))
-    residual = any(isinstance(m, Residual) for m in modules)
+    residual = any(isinstance(m, Residual) for m in modules)  # a block's top-level modules
     if residual and shape_in == shape_out:
         g = ResidualFeedback(g)
     if feedback_map == "activation" and activation_below is not None:
@@ -270,7 +293,8 @@ def wrap(model: nn.Module, input_shape: Sequence[int], num_outputs: int | None =
             _check_feedback(layer, l + 1, shape_in, shape_out)
         elif l > 0 or first_feedback:
             below = layers[l - 1].activation if l > 0 else None
-            layer.g = propose_feedback(shape_in, shape_out, list(layer.f.modules()), below, feedback_map)
+            modules = list(layer.f) if isinstance(layer.f, nn.Sequential) else [layer.f]
+            layer.g = propose_feedback(shape_in, shape_out, modules, below, feedback_map)
             layer.g.to(**_placement(layers))
     if num_outputs is not None and shapes[-1] != (num_outputs,):
         raise WrapError(f"the read-out gives {shapes[-1]} outputs per example, but the data have "
