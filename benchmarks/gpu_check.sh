@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU checks and figures, for a machine with a CUDA build of torch (CI never has
 # one): every rule trains on CUDA for two Fashion-MNIST epochs; the chain rules
-# on the conv net cnn:32-64-128 too; bp, dtp and ldrl on rnn:128 (the images
+# on the conv net cnn:32-64-128, on a user's own nn.Sequential with batch norms
+# (examples/conv_net.py) and on resnet20 too; bp, dtp and ldrl on rnn:128 (the images
 # read row by row); bp and dtp on the copy problem (a target at every step);
 # bp and dtp once more under precision=bf16. Then the step
 # times of `targetprop bench` on the GPU: MLP (eager, compiled whole and the
 # feedback objective alone, side by side), conv net (eager, compiled and
-# bf16 side by side) and rnn:100 on the adding problem at T = 100. Writes
+# bf16 side by side), resnet20 (eager and bf16) and rnn:100 on the adding problem at T = 100. Writes
 # gpu_check.md and the raw results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
@@ -29,6 +30,8 @@ for rule in bp tp dtp drl ldrl bengio2014 generative generative-bp; do
 done
 for rule in bp tp dtp drl ldrl; do
     train "cnn-$rule" --data "$data" --rule "$rule" --arch cnn:32-64-128
+    train "own-conv-$rule" --data "$data" --rule "$rule" --arch examples/conv_net.py:conv_net
+    train "resnet20-$rule" --data "$data" --rule "$rule" --arch resnet20
 done
 for rule in bp dtp ldrl; do  # a recurrent net reading the images row by row
     train "rnn-$rule" --data "$data" --rule "$rule" --arch rnn:128
@@ -37,7 +40,7 @@ for rule in bp dtp; do  # a target at every step (the copy problem): the read-ou
     train "copy-$rule" --data copy --set seq_len=30 --rule "$rule" --arch rnn:64
 done
 for rule in bp dtp; do
-    for arch in mlp:256x5 cnn:32-64-128; do
+    for arch in mlp:256x5 cnn:32-64-128 resnet20; do
         train "bf16-$rule-${arch%%:*}" --data "$data" --rule "$rule" --arch "$arch" --set precision=bf16
     done
 done
@@ -45,6 +48,8 @@ python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-
     --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,dtp,ldrl \
     --variants eager,compile,bf16,bf16+compile --repeats "$repeats" --json "$out/step_time_cnn_variants_cuda.json" | tee "$out/step_time_cnn_variants_cuda.txt"
+python3 -m targetprop.cli bench --device "$device" --data "$data" --arch resnet20 --rules bp,dtp,drl,ldrl \
+    --variants eager,bf16 --repeats "$repeats" --json "$out/step_time_resnet20_cuda.json" | tee "$out/step_time_resnet20_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,dtp,drl,ldrl \
     --variants eager,compile,compile-feedback --repeats "$repeats" --json "$out/step_time_variants_cuda.json" | tee "$out/step_time_variants_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data adding --seq-len 100 --arch rnn:100 --rules bp,dtp,ldrl \

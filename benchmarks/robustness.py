@@ -12,6 +12,12 @@ shows as "div" in the table.
     python benchmarks/robustness.py --depths 2,8 --widths 256 --activations tanh,relu --epochs 1
     python benchmarks/robustness.py --set feedback_map=activation --name robustness_feedback-activation
 
+Deep ReLU-like nets with a norm in every layer (``normalization``, act(N(W h + b))):
+
+    python benchmarks/robustness.py --rules bp,dtp,drl,ldrl --depths 8,16 --widths 256 \
+        --activations relu,leaky-relu,elu --data fashion-mnist --epochs 3 \
+        --set normalization=layer --name robustness_layer-norm
+
 Runs go to benchmarks/runs/robustness/ and are reused when finished; results
 are merged into benchmarks/results/NAME.{json,md} and drawn as
 benchmarks/results/NAME_<data>.png (rule − bp heat maps), NAME ``robustness``

@@ -46,22 +46,28 @@ def test_exemptions_name_real_cases_and_give_reasons():
             assert case in CASES and len(reason) > 10, (name, case)
 
 
-# The layer kinds every case below runs on: (arch, input features, image or sequence shape); "wrapped" is
-# a user's plain nn.Sequential with batch norms and pooling, "resnet" residual blocks with batch norms
-NETWORKS = {"mlp": ("mlp:12x3", 8), "cnn": ("cnn:4-6n-5", (2, 6, 6)), "rnn": ("rnn:6", (5, 3)),
-            "gru": ("gru:6", (5, 3)), "wrapped": (f"{Path(__file__).parent / 'user_models.py'}:norm_conv", (2, 6, 6)),
-            "resnet": ("resnet8", (1, 6, 6))}
+# The layer kinds every case below runs on: (arch, input features or image or sequence shape, the kinds of
+# network it builds); "wrapped" is a user's plain nn.Sequential with batch norms and pooling, "wrapped-mlp" a
+# fully connected one with a norm after its activation, "resnet" residual blocks with batch norms
+MODELS = Path(__file__).parent / "user_models.py"
+NETWORKS = {"mlp": ("mlp:12x3", 8, ("chain", "conditional", "stack")), "cnn": ("cnn:4-6n-5", (2, 6, 6), ("chain",)),
+            "rnn": ("rnn:6", (5, 3), ("recurrent", "section5")), "gru": ("gru:6", (5, 3), ("recurrent",)),
+            "wrapped": (f"{MODELS}:norm_conv", (2, 6, 6), ("chain",)),
+            "wrapped-mlp": (f"{MODELS}:norm_mlp", (8,), ("chain", "conditional")),
+            "resnet": ("resnet8", (1, 6, 6), ("chain",))}
 KINDS = pytest.mark.parametrize("kind", list(NETWORKS))
 
 
 def build(rule: str, kind: str = "mlp"):
     """The network of ``kind`` for ``rule``; skipped where none of the kinds
-    of network the rule declares is built from that architecture."""
-    arch, inputs = NETWORKS[kind]
+    of network the rule declares it trains is one this architecture builds."""
+    arch, inputs, builds = NETWORKS[kind]
     declared = make_rule(rule)
-    if network_kind(declared, parse_architecture(arch)) is None:
-        pytest.skip(f"{rule} trains {', '.join(declared.network_kinds)} networks, which {arch} does not build")
-    return build_network(arch, inputs, 3, declared)
+    if not set(declared.network_kinds) & set(builds):
+        pytest.skip(f"{rule} trains {', '.join(declared.network_kinds)} networks; {arch} builds {', '.join(builds)}")
+    net = build_network(arch, inputs, 3, declared)
+    assert net.kind in builds and network_kind(declared, parse_architecture(arch)) == net.kind
+    return net
 
 
 def small_problem(rule: str, seed: int = 0, dtype=torch.float32, kind: str = "mlp"):

@@ -127,19 +127,23 @@ def test_dtp_trains_a_conv_net(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ["simple-vgg", "resnet20"])
 @pytest.mark.parametrize("rule", ["bp", "tp", "dtp", "drl", "ldrl"])
-def test_simple_vgg_trains_end_to_end_on_cifar_shaped_data(tmp_path, rule):
-    """The VGG-like preset on generated 3×32×32 images in a .npz file, with
-    augmentation: two steps, an evaluation and the diagnostics, every rule."""
+def test_presets_train_end_to_end_on_cifar_shaped_data(tmp_path, rule, arch):
+    """The VGG-like preset and ResNet-20 on generated 3×32×32 images in a
+    .npz file, with augmentation: two steps, an evaluation and the
+    diagnostics, every rule."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "cifar-like.npz", x=rng.integers(0, 256, (80, 3, 32, 32), dtype=np.uint8),
              y=np.arange(80) % 10)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "cifar-like.npz"), "--rule", rule, "--arch", "simple-vgg",
+    assert main(["train", "--data", str(tmp_path / "cifar-like.npz"), "--rule", rule, "--arch", arch,
                  "--epochs", "1", "--batch-size", "16", "--no-progress", "--set", "limit=32",
                  "--set", "val_size=16", "--set", "probe_size=16", "--set", "augment=crop-flip",
                  "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["completed"] and summary["arch"] == "simple-vgg" and 0 <= summary["test_accuracy"] <= 1
+    assert summary["completed"] and summary["arch"] == arch and 0 <= summary["test_accuracy"] <= 1
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert "angle_2" in header and (rule == "bp" or "recon_2" in header)

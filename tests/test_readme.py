@@ -29,8 +29,7 @@ def test_readme_new_rule_recipe_registers_trains_and_is_checked():
     settings are checked, and it trains like any rule."""
     from targetprop import RULES, Learner, build_network, make_rule
 
-    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
-    assert "RULES[" in block
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "RULES[" in b)
     saved = dict(RULES)
     try:
         namespace = {}
@@ -51,3 +50,15 @@ def test_readme_new_rule_recipe_registers_trains_and_is_checked():
     finally:
         RULES.clear()
         RULES.update(saved)
+
+
+@pytest.mark.slow
+def test_readme_own_model_block_trains_the_model(tmp_path):
+    """The README's "your own network" block, on digits (8×8) for one epoch."""
+    pytest.importorskip("sklearn")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "fit(" in b)
+    small = (block.replace('"fashion-mnist"', '"digits"').replace("64 * 7 * 7", "64 * 2 * 2")
+             .replace("epochs=10", "epochs=1").replace('"runs/my-conv"', repr(str(tmp_path / "run"))))
+    namespace = {}
+    exec(compile(small, str(README), "exec"), namespace)
+    assert 0 <= namespace["summary"]["test_accuracy"] <= 1 and (tmp_path / "run" / "checkpoint.pt").is_file()

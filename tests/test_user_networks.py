@@ -96,13 +96,24 @@ def test_an_error_in_the_users_code_shows_their_traceback_not_ours(tmp_path, cap
 
 
 def test_a_model_that_does_not_fit_the_data_is_a_clear_error(tmp_path, capsys):
-    assert train(tmp_path, "dtp", "norm_mlp") == 2  # Linear(features=8) on 8×8 images flattened to 64
+    assert train(tmp_path, "dtp", "eight_features") == 2  # Linear(8, ·) on 8×8 images
     assert "does not take inputs of shape (1, 8, 8)" in capsys.readouterr().err
 
 
-def test_bengio2014_says_it_needs_its_own_net(tmp_path, capsys):
-    assert train(tmp_path, "bengio2014") == 2
-    assert "is none of them" in capsys.readouterr().err
+def test_bengio2014_trains_a_fully_connected_model_of_ones_own_and_says_why_not_a_conv_net(tmp_path, capsys):
+    assert train(tmp_path, "bengio2014", "norm_mlp", "--epochs", "10") == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_accuracy"] > 0.5
+    assert train(tmp_path, "bengio2014", "norm_conv", out="conv") == 2
+    assert "read vectors, but block 1 of this model gives (4, 4, 4)" in capsys.readouterr().err
+
+
+def test_fit_takes_a_fully_connected_model_to_bengio2014_under_its_conditional_top(tmp_path):
+    torch.manual_seed(0)
+    model = user_models.norm_mlp((1, 8, 8), 10)
+    summary = fit(model, "digits", rule="bengio2014", epochs=10, out=tmp_path / "run", forward_lr=1e-2)
+    assert summary["test_accuracy"] > 0.5
+    run = load_run(tmp_path / "run", net=user_models.norm_mlp((1, 8, 8), 10))
+    assert type(run.net).__name__ == "ConditionalNetwork" and run.net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_fit_trains_the_model_itself_on_a_dataset(tmp_path):
@@ -141,9 +152,14 @@ def test_fit_takes_the_users_own_loaders(tmp_path):
     assert without_test["val_accuracy"] > 0.3 and without_test.get("test_accuracy") is None
 
 
-def test_fit_refuses_what_the_loaders_decide(tmp_path):
+def test_fit_refuses_what_the_loaders_decide_and_models_that_do_not_fit_them(tmp_path):
+    loaders = digits_loaders()[:2]
     with pytest.raises(ValueError, match="'batch_size' belongs to datasets targetprop loads"):
-        fit(user_models.norm_conv((1, 8, 8), 10), digits_loaders()[:2], out=tmp_path / "r", batch_size=32)
+        fit(user_models.norm_conv((1, 8, 8), 10), loaders, out=tmp_path / "r", batch_size=32)
+    with pytest.raises(ValueError, match=r"label 9, but the model's read-out gives 5 outputs"):
+        fit(user_models.norm_conv((1, 8, 8), 5), loaders, out=tmp_path / "r")
+    with pytest.raises(ValueError, match=r"does not take the loader's examples of shape \(1, 8, 8\)"):
+        fit(user_models.norm_conv((1, 16, 16), 10), loaders, out=tmp_path / "r")
 
 
 def test_the_readme_loop_runs_on_a_wrapped_model():

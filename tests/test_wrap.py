@@ -154,8 +154,10 @@ def test_shapes_that_do_not_fit_are_clear_errors():
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     with pytest.raises(WrapError, match="block 1 does not take inputs of shape \\(5,\\)"):
         wrap(model, (5,))
-    with pytest.raises(WrapError, match="gives \\(3,\\) outputs per example, but the data have 10 classes"):
+    with pytest.raises(WrapError, match="gives 3 outputs per example, but the data have 10 classes.*6 → 10"):
         wrap(model, (4,), 10)
+    with pytest.raises(WrapError, match=r"gives \(2, 3\) per example, not a vector of logits"):
+        wrap(model, (2, 4))
 
 
 def test_training_the_chain_trains_the_model():

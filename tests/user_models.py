@@ -1,5 +1,7 @@
 """Models written as a user would, in plain PyTorch, for the tests of
 ``wrap`` and ``--arch FILE.py:FUNCTION`` (this file is such a FILE)."""
+import math
+
 from torch import nn
 
 from targetprop.models import Residual
@@ -17,7 +19,7 @@ def norm_conv(input_shape, num_classes):
 
 def norm_mlp(input_shape, num_classes):
     """Linear–ReLU–BatchNorm1d (the norm after the activation) and LayerNorm blocks."""
-    features = input_shape[-1]
+    features = math.prod(input_shape)
     return nn.Sequential(
         nn.Flatten(), nn.Linear(features, 16), nn.ReLU(), nn.BatchNorm1d(16),
         nn.Linear(16, 16), nn.LayerNorm(16), nn.Tanh(), nn.Dropout(0.1),
@@ -30,6 +32,11 @@ def residual_mlp(input_shape, num_classes):
     body = lambda: nn.Sequential(nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 16))  # noqa: E731
     return nn.Sequential(nn.Linear(features, 16), nn.ELU(), Residual(body()), nn.ELU(), Residual(body()), nn.ELU(),
                          nn.Linear(16, num_classes))
+
+
+def eight_features(input_shape, num_classes):
+    """A model that reads 8 features whatever the data."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, num_classes))
 
 
 def not_a_module(input_shape, num_classes):

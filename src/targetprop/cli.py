@@ -10,9 +10,12 @@ from pathlib import Path
 
 import torch
 
+from .core.architectures import architecture_help
 from .running.checkpoint import CheckpointError
 from .running.config import ConfigError, load_config
 from .running.data import DatasetNotAvailable
+
+_ARCHITECTURES = architecture_help().replace("%", "%%")  # argparse formats help strings
 
 # Flags that are shortcuts for settings; every other setting goes through --set.
 _TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
@@ -137,8 +140,11 @@ def _bench(args: argparse.Namespace) -> int:
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     shared = dict(arch=args.arch, num_classes=splits.num_outputs, feedback_iterations=args.feedback_iterations,
                   input_shape=splits.input_shape, variants=tuple(variants))
-    result = time_rules(rules, x, y, repeats=args.repeats, **shared)
-    profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
+    try:
+        result = time_rules(rules, x, y, repeats=args.repeats, **shared)
+        profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
+    except ValueError as error:  # the architecture, or the network against a rule or the data
+        raise ConfigError(str(error)) from None
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}"
           + (f"{'ops/step':>10}{'products':>10}{'optimizer':>10}" if profiled else ""))
@@ -259,7 +265,7 @@ def _add_train(sub) -> None:
     train.add_argument("--data", help="fashion-mnist, mnist-5k, digits, mnist1d, or your own: "
                                       "path/to/file.npz, imagefolder:DIR, cifar10 (--set data_root=DIR)")
     train.add_argument("--rule")
-    train.add_argument("--arch", help="e.g. mlp:256x5 or mlp:512-256")
+    train.add_argument("--arch", help=f"the network (default mlp:256x5): {_ARCHITECTURES}")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--seed", type=int)
@@ -291,7 +297,7 @@ def _add_inspection(sub) -> None:
     bench = sub.add_parser("bench", help="time one training step per rule")
     bench.add_argument("--rules", default="bp,tp,dtp,drl,ldrl")
     bench.add_argument("--data", default="fashion-mnist")
-    bench.add_argument("--arch", default="mlp:256x5")
+    bench.add_argument("--arch", default="mlp:256x5", help=_ARCHITECTURES)
     bench.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     bench.add_argument("--seq-len", dest="seq_len", type=int, default=60,
                        help="length of a generated sequence task (adding, temporal-order, ...)")

@@ -20,14 +20,14 @@ from .core.wrap import wrap
 from .core.settings import Declared, build, declared
 from .rules.backprop import BackProp
 from .rules.bengio2014 import Bengio2014
-from .rules.bengio2014.conditional import build_conditional
+from .rules.bengio2014.conditional import build_conditional, conditional_from_model
 from .rules.bengio2014.recurrent import build_section5
 from .rules.dtp import DampedTargetPropagation, TargetPropagation
 from .rules.generative import GenerativeBackprop, GenerativeTP
 from .rules.generative.stacks import build_stack
 
 __all__ = ["Recipe", "RULES", "NetworkKind", "NETWORK_KINDS", "make_rule", "rule_settings", "network_kind",
-           "build_network", "wrap_for"]
+           "require_kind", "build_network", "wrap_for"]
 
 
 @dataclass(frozen=True)
@@ -85,24 +85,33 @@ def rule_settings(name: str) -> dict[str, Declared]:
 @dataclass(frozen=True)
 class NetworkKind:
     """A kind of network a rule may declare it trains (``Rule.network_kinds``):
-    ``accepts(spec)``, whether it is built from that architecture spec, and
-    ``build(spec, input_shape, num_outputs, **options)``."""
+    ``accepts(spec)``, whether it is built from that architecture spec,
+    ``build(spec, input_shape, num_outputs, **options)``, and, where a model
+    of the user's own (an ``nn.Sequential``) can be one,
+    ``from_model(model, input_shape, num_outputs, **options)``."""
     summary: str
     accepts: Callable[[ArchitectureSpec], bool]
     build: Callable[..., nn.Module]
+    from_model: Callable[..., nn.Module] | None = None
 
 
 def _of_the_architecture(spec: ArchitectureSpec, input_shape, num_outputs: int, **options) -> nn.Module:
     return build_architecture(spec, input_shape, num_outputs, **options)
 
 
+def _wrapped(model: nn.Module, input_shape, num_outputs: int | None, feedback_map: str | None = None) -> nn.Module:
+    return wrap(model, input_shape, num_outputs, feedback_map=feedback_map or "linear")
+
+
 NETWORK_KINDS: dict[str, NetworkKind] = {
     "chain": NetworkKind("a chain of layers (f_l, g_l) under a read-out: mlp:, cnn:, invertible:, resnetN, "
-                         "your own model", lambda spec: spec.family == "feed-forward", _of_the_architecture),
+                         "your own model", lambda spec: spec.family == "feed-forward", _of_the_architecture,
+                         _wrapped),
     "recurrent": NetworkKind("a recurrent cell unrolled in time: rnn:, gru:", lambda spec: spec.family == "recurrent",
                              _of_the_architecture),
     "conditional": NetworkKind("layer-wise auto-encoders under a conditional top auto-encoder (Bengio 2014 §3.1): "
-                               "mlp:", lambda spec: spec.name == "mlp", build_conditional),
+                               "mlp:, or a fully connected model of your own",
+                               lambda spec: spec.name in ("mlp", "file"), build_conditional, conditional_from_model),
     "section5": NetworkKind("§5's Elman net and its backward net without inputs: rnn:",
                             lambda spec: spec.family == "recurrent" and spec.arguments["cell"] == "rnn",
                             build_section5),
@@ -114,6 +123,15 @@ NETWORK_KINDS: dict[str, NetworkKind] = {
 def network_kind(rule: Rule, spec: ArchitectureSpec) -> str | None:
     """The first kind ``rule`` trains that ``spec`` builds, or None."""
     return next((kind for kind in rule.network_kinds if NETWORK_KINDS[kind].accepts(spec)), None)
+
+
+def require_kind(rule: Rule, spec: ArchitectureSpec) -> str:
+    """:func:`network_kind`, or a ValueError that names the kinds ``rule`` trains."""
+    kind = network_kind(rule, spec)
+    if kind is None:
+        kinds = "; ".join(f"{k}: {NETWORK_KINDS[k].summary}" for k in rule.network_kinds)
+        raise ValueError(f"rule {rule.name!r} trains {kinds}; {spec.text} is none of them")
+    return kind
 
 
 def _unread_options(builder: Callable, options: dict) -> list[str]:
@@ -137,10 +155,7 @@ def build_network(arch: str | ArchitectureSpec, input_shape: int | Sequence[int]
         kind, wanted = ("chain" if spec.family == "feed-forward" else "recurrent"), {}
     else:
         rule = make_rule(rule) if isinstance(rule, str) else rule
-        kind = network_kind(rule, spec)
-        if kind is None:
-            kinds = "; ".join(f"{k}: {NETWORK_KINDS[k].summary}" for k in rule.network_kinds)
-            raise ValueError(f"rule {rule.name!r} trains {kinds}; {spec.text} is none of them")
+        kind = require_kind(rule, spec)
         wanted = rule.network_options(kind)
     options = wanted | {k: v for k, v in options.items() if v is not None}
     builder = NETWORK_KINDS[kind].build
@@ -155,10 +170,16 @@ def build_network(arch: str | ArchitectureSpec, input_shape: int | Sequence[int]
 
 
 def wrap_for(rule: Rule | str, model: nn.Module, input_shape: Sequence[int], num_outputs: int | None = None):
-    """``model`` (an ``nn.Sequential``, or a network of target propagation
-    already) as a chain for ``rule``: wrapped with the feedback maps its
-    settings ask for, checked by it."""
+    """``model`` (an ``nn.Sequential`` of the user's own, or a network of
+    target propagation already) as a network of the first kind ``rule``
+    trains that a model can be (a chain: wrapped with the feedback maps the
+    rule's settings ask for), checked by the rule."""
     rule = make_rule(rule) if isinstance(rule, str) else rule
-    net = wrap(model, input_shape, num_outputs, feedback_map=rule.network_options("chain").get("feedback_map", "linear"))
+    kind = next((k for k in rule.network_kinds if NETWORK_KINDS[k].from_model is not None), None)
+    if kind is None:
+        kinds = ", ".join(rule.network_kinds)
+        raise ValueError(f"rule {rule.name!r} trains networks it builds from a spec ({kinds}); a model of your own "
+                         "cannot be one")
+    net = NETWORK_KINDS[kind].from_model(model, input_shape, num_outputs, **rule.network_options(kind))
     rule.check_network(net)
     return net

@@ -47,8 +47,8 @@ def short_loop_loss(layer: TPLayer, h_below: Tensor, h: Tensor, corrupt: Corrupt
     h = h.detach()
     # (example, loop, unit): the error summed over loops, averaged over examples
     k = len(codes) // n
-    loss = half_squared_error(reconstructions.view(k, n, -1).transpose(0, 1),
-                              h_below.unsqueeze(1).expand(-1, k, -1))
+    loss = half_squared_error(reconstructions.reshape(k, n, -1).transpose(0, 1),
+                              h_below.reshape(n, 1, -1).expand(-1, k, -1))  # h_below of any shape (an image)
     if encoder_weight:
         encoder = half_squared_error(layer.f(reconstructions[:n].detach()), h)
         if corrupt_input is not None:

@@ -34,11 +34,11 @@ from .recurrent import RecurrentNetwork, sequence_shape_of
 from .wrap import wrap
 
 __all__ = ["ARCHITECTURES", "CONV_PRESETS", "NETWORK_OPTIONS", "Architecture", "ArchitectureSpec", "UserCodeError",
-           "architecture_help", "build_architecture", "parse_architecture", "source_digest"]
+           "architecture_help", "build_architecture", "parse_architecture", "source_digest", "user_model"]
 
 # The options a builder may read (run-level settings of the same names; ``feedback_map`` is a rule's):
-# activation, dropout, layer_hidden, feedback_map (linear: g_l = V h + c; activation: act(V h + c))
-NETWORK_OPTIONS = ("activation", "dropout", "layer_hidden", "feedback_map")
+# activation, dropout, layer_hidden, normalization, feedback_map (linear: g_l = V h + c; activation: act(V h + c))
+NETWORK_OPTIONS = ("activation", "dropout", "layer_hidden", "normalization", "feedback_map")
 
 # A VGG-like net (Ernoult et al. 2022: conv 128-128-256-256-512, 3×3
 # convolutions, max-pooling); "n" marks an entry without pooling.
@@ -174,10 +174,10 @@ def _feedback_activation(feedback_map: str | None) -> str | None:
 
 
 def _build_mlp(input_shape, num_outputs, widths, activation="tanh", dropout=0.0, layer_hidden=0,
-               feedback_map=None):
+               normalization="none", feedback_map=None):
     _check_activation(activation)
     return TPNetwork(flat_features(input_shape), widths, num_outputs, activation, dropout, hidden=layer_hidden,
-                     feedback_activation=_feedback_activation(feedback_map))
+                     feedback_activation=_feedback_activation(feedback_map), normalization=normalization)
 
 
 def _build_invertible(input_shape, num_outputs, widths, parametrisation, activation="tanh", dropout=0.0,
@@ -217,8 +217,10 @@ def _build_recurrent(input_shape, num_outputs, cell, width, activation="tanh", f
     return RecurrentNetwork(sequence_shape_of(input_shape), width, num_outputs, activation, cell=cell)
 
 
-def _build_file(input_shape, num_outputs, path, function, feedback_map=None):
-    """FUNCTION(input_shape, num_classes) from the user's file, wrapped."""
+def user_model(path: str, function: str, input_shape, num_outputs: int) -> nn.Module:
+    """FUNCTION(input_shape, num_classes) from the user's file (a ``file``
+    spec's arguments), checked to be an ``nn.Module``; an error in their
+    code is a :class:`UserCodeError` with their traceback."""
     user_function = _load_function(path, function)
     try:
         model = user_function(tuple(input_shape), num_outputs)
@@ -226,7 +228,13 @@ def _build_file(input_shape, num_outputs, path, function, feedback_map=None):
         raise UserCodeError(_user_traceback(error, path, f"{function}{tuple(input_shape), num_outputs}")) from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{path}:{function} returned {type(model).__name__}, not an nn.Module")
-    return wrap(model, input_shape, num_outputs, feedback_map=feedback_map or "linear")
+    return model
+
+
+def _build_file(input_shape, num_outputs, path, function, feedback_map=None):
+    """The user's model, wrapped."""
+    return wrap(user_model(path, function, input_shape, num_outputs), input_shape, num_outputs,
+                feedback_map=feedback_map or "linear")
 
 
 def _load_function(path: str, function: str):
@@ -262,7 +270,7 @@ def source_digest(path: str) -> str:
 ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
     Architecture("mlp", ("mlp:WIDTHxDEPTH", "mlp:W1-W2-..."), "fully connected act(W h + b) layers",
                  "feed-forward", _prefixed("mlp:", lambda spec, body: {"widths": _widths(spec, body, False)}),
-                 _build_mlp, ("activation", "dropout", "layer_hidden", "feedback_map"), he_init=True),
+                 _build_mlp, ("activation", "dropout", "layer_hidden", "normalization", "feedback_map"), he_init=True),
     Architecture("invertible", ("invertible:WIDTHxDEPTH",), "square tanh layers W = L Lᵀ with exact inverses (§6)",
                  "feed-forward", _prefixed("invertible:", lambda spec, body: {
                      "widths": _widths(spec, body, True), "parametrisation": "cholesky"}),

@@ -18,8 +18,8 @@ from . import normalization
 from .delta import activation_derivative
 from .discrete import Transmit
 
-__all__ = ["ACTIVATIONS", "UNBOUNDED", "is_unbounded", "make_activation", "make_map", "Layer", "TPLayer",
-           "InverseAffine", "linear_part"]
+__all__ = ["ACTIVATIONS", "NORMALIZATIONS", "UNBOUNDED", "is_unbounded", "make_activation", "make_map", "Layer",
+           "TPLayer", "InverseAffine", "linear_part"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -45,17 +45,27 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+# normalisations that a fully connected layer can hold between its affine map and its activation
+NORMALIZATIONS: dict[str, Callable[[int], nn.Module] | None] = {
+    "none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
 def make_map(in_features: int, out_features: int, activation: str, hidden: int = 0,
-             hidden_activation: str = "tanh") -> nn.Sequential:
+             hidden_activation: str = "tanh", normalization: str = "none") -> nn.Sequential:
     """act(W x + b), or with ``hidden`` > 0 a small MLP
     act(W₂ act_h(W₁ x + b₁) + b₂): an encoder or decoder that is itself a
-    network, trained by back-prop inside the layer (Bengio 2014 §6)."""
+    network, trained by back-prop inside the layer (Bengio 2014 §6).
+    ``normalization`` (batch, layer) puts a norm N before the activation:
+    act(N(W x + b))."""
     if hidden < 0:
         raise ValueError(f"hidden width must be >= 0, got {hidden}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of: {', '.join(NORMALIZATIONS)}")
     inner = ([nn.Linear(in_features, hidden), make_activation(hidden_activation)]
              if hidden else [])
+    norm = NORMALIZATIONS[normalization]
     return nn.Sequential(*inner, nn.Linear(hidden or in_features, out_features),
-                         make_activation(activation))
+                         *([norm(out_features)] if norm else []), make_activation(activation))
 
 
 class Layer(nn.Module):
@@ -214,8 +224,8 @@ class TPLayer(Layer):
 
     def __init__(self, in_features: int, out_features: int, activation: str = "tanh",
                  feedback_activation: str | None = "linear", dropout: float = 0.0, hidden: int = 0,
-                 transmit: str | None = None):
-        f = make_map(in_features, out_features, activation, hidden, activation)
+                 transmit: str | None = None, normalization: str = "none"):
+        f = make_map(in_features, out_features, activation, hidden, activation, normalization)
         if transmit is not None:  # the layer below sends a discrete message (:mod:`.discrete`)
             f = nn.Sequential(Transmit(transmit), *f)
         g = (make_map(out_features, in_features, feedback_activation, hidden, activation)

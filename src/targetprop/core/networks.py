@@ -140,11 +140,13 @@ class TPNetwork(Chain):
     makes each layer above, and the read-out, read its discrete message.
     ``feedback_activation`` is that of every g_l (default: the layer's own
     activation, so g_l's values lie in h_{l-1}'s range, Lee et al. 2015 §2.3).
+    ``normalization`` (batch, layer) normalises every layer before its
+    activation, act(N(W h + b)).
     """
 
     def __init__(self, in_features: int, widths: list[int], num_classes: int,
                  activation: str = "tanh", dropout: float = 0.0, first_feedback: bool = False,
-                 hidden: int = 0, feedback_activation: str | None = None):
+                 hidden: int = 0, feedback_activation: str | None = None, normalization: str = "none"):
         if not widths:
             raise ValueError("a network needs at least one hidden layer")
         if not 0 <= dropout < 1:
@@ -154,7 +156,8 @@ class TPNetwork(Chain):
         first_g = "linear" if first_feedback else None  # a decoder back to the input, if asked for
         layers = [TPLayer(sizes[i], sizes[i + 1], activation,
                           feedback_activation=(feedback_activation or activation) if i else first_g,
-                          dropout=0.0 if i == 0 else dropout, hidden=hidden, transmit=kind if i else None)
+                          dropout=0.0 if i == 0 else dropout, hidden=hidden, transmit=kind if i else None,
+                          normalization=normalization)
                   for i in range(len(widths))]
         output = nn.Linear(widths[-1], num_classes)
         if kind is not None:

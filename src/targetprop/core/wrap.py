@@ -296,10 +296,13 @@ def wrap(model: nn.Module, input_shape: Sequence[int], num_outputs: int | None =
             modules = list(layer.f) if isinstance(layer.f, nn.Sequential) else [layer.f]
             layer.g = propose_feedback(shape_in, shape_out, modules, below, feedback_map)
             layer.g.to(**_placement(layers))
+    if len(shapes[-1]) != 1:
+        raise WrapError(f"the read-out gives {shapes[-1]} per example, not a vector of logits: flatten its input "
+                        "(nn.Flatten() before the last nn.Linear)")
     if num_outputs is not None and shapes[-1] != (num_outputs,):
-        raise WrapError(f"the read-out gives {shapes[-1]} outputs per example, but the data have "
+        raise WrapError(f"the read-out gives {shapes[-1][0]} outputs per example, but the data have "
                         f"{num_outputs} classes (or real outputs): make its last nn.Linear "
-                        f"{shapes[-2][-1] if shapes[-2] else '?'} → {num_outputs}")
+                        f"{math.prod(shapes[-2])} → {num_outputs}")
     return Chain(layers, read_out, input_shape=input_shape)
 
 

@@ -66,10 +66,13 @@ class Config:
                               "linear; or discrete units that send sign(tanh), step(sigmoid) or a "
                               "bernoulli(sigmoid) sample to the layer above")
     init: str = setting("auto", "forward weights at the start: he (N(0, 2/fan_in), He et al. 2015), "
-                        "torch (PyTorch's default) or auto (he for relu, leaky-relu and elu, else torch)",
+                        "torch (as built: PyTorch's default, or what a preset or your own model's code sets) "
+                        "or auto (he for mlp: and cnn: nets of relu, leaky-relu or elu units, else torch)",
                         ("auto", "he", "torch"))
     dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
     layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)")
+    normalization: str = setting("none", "mlp: a norm in every layer before its activation, act(N(W h + b)): "
+                                 "batch (BatchNorm1d), layer (LayerNorm) or none", ("none", "batch", "layer"))
     # rule
     rule: str = setting("dtp", "training rule (targetprop rules lists them)")
     # schedule

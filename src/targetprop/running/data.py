@@ -382,6 +382,9 @@ def loader_data(train: DataLoader, val: DataLoader, test: DataLoader | None, num
     x, y = torch.cat(xs)[:probe_size], torch.cat(ys)[:probe_size]
     shape = tuple(x.shape[1:])
     classes = 0 if y.is_floating_point() else num_outputs
+    if classes and int(y.max()) >= classes:
+        raise ValueError(f"the validation loader has label {int(y.max())}, but the model's read-out gives "
+                         f"{classes} outputs (classes 0..{classes - 1})")
     info = DataInfo(name="given:DataLoader", num_features=math.prod(shape), num_classes=classes,
                     image_shape=shape if len(shape) == 3 else None,
                     sequence_shape=shape if len(shape) == 2 else None)

@@ -59,5 +59,8 @@ def _outputs(model: nn.Module, loader: DataLoader) -> int:
     model.eval()
     try:
         return int(model(x[:1]).shape[-1])
+    except RuntimeError as error:
+        raise ConfigError(f"the model does not take the loader's examples of shape {tuple(x.shape[1:])}: "
+                          f"{str(error).splitlines()[0]}") from None
     finally:
         model.train(was_training)

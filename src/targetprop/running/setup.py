@@ -17,7 +17,7 @@ from ..core.layers import UNBOUNDED
 from ..core.networks import he_init
 from ..core.rule import Rule
 from ..core.settings import current
-from ..registry import build_network, make_rule, network_kind, wrap_for
+from ..registry import build_network, make_rule, network_kind, require_kind, wrap_for
 from . import optim
 from .config import GIVEN, Config, ConfigError
 from .data import DataInfo, DataSplits, check_data, keep_labels, load_dataset
@@ -77,8 +77,7 @@ def _check_architecture(config: Config, rule: Rule, spec: ArchitectureSpec) -> N
     allocated, on roomy inputs (sequences for a recurrent net, RGB images
     otherwise) checks the options and the rule's own demands; build_parts
     checks the architecture against the data's own shape."""
-    if network_kind(rule, spec) is None:
-        build_network(spec, (1,), 2, rule)  # raises, naming the kinds the rule trains
+    require_kind(rule, spec)
     if spec.name == "file":
         return  # the user's code runs once, on the data's shape
     roomy = (8, 4) if spec.family == "recurrent" else (3, 256, 256)
@@ -89,7 +88,7 @@ def _check_architecture(config: Config, rule: Rule, spec: ArchitectureSpec) -> N
 def network_options(config: Config) -> dict:
     """The network options that ``config`` sets (those left at their defaults are the builders' own)."""
     defaults = Config()
-    return {key: getattr(config, key) for key in ("activation", "dropout", "layer_hidden")
+    return {key: getattr(config, key) for key in ("activation", "dropout", "layer_hidden", "normalization")
             if getattr(config, key) != getattr(defaults, key)}
 
 

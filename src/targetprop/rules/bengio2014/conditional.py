@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...core.architectures import user_model
 from ...core.discrete import check_continuous
-from ...core.layers import make_map
-from ...core.networks import TPNetwork, flat_features
+from ...core.layers import ACTIVATIONS, make_map
+from ...core.networks import Chain, TPNetwork, flat_features
+from ...core.wrap import wrap
 
 Tensor = torch.Tensor
 
-__all__ = ["ConditionalTop", "ConditionalNetwork", "build_conditional"]
+__all__ = ["ConditionalTop", "ConditionalNetwork", "conditional_mlp", "conditional_from_model", "build_conditional"]
 
 
 class ConditionalTop(nn.Module):
@@ -59,26 +61,19 @@ class ConditionalTop(nn.Module):
         return self.g_y(self.encode(h_below, missing, missing))
 
 
-class ConditionalNetwork(TPNetwork):
+class ConditionalNetwork(Chain):
     """Layers 1..L-1, each with its auto-encoder pair (f_l, g_l) (g_1 decodes
-    back to x), and the conditional top auto-encoder as layer L.
-
-    ``widths`` lists h_1..h_L: the last width is the top code h_L. ``hidden``
-    and ``top_hidden`` make the layer-wise and the top maps small MLPs. Forward
-    parameters are the encoders f_1..f_L; feedback parameters all decoders,
-    g_L^h and g_L^y included.
-    """
+    back to x), and the conditional top auto-encoder as layer L (its
+    ``output``: Algorithm 4 predicts with it). Forward parameters are the
+    encoders f_1..f_L; feedback parameters all decoders, g_L^h and g_L^y
+    included. Built from an ``mlp:`` spec (:func:`conditional_mlp`) or from a
+    fully connected ``nn.Sequential`` of the user's own
+    (:func:`conditional_from_model`)."""
 
     kind = "conditional"
 
-    def __init__(self, in_features: int, widths: list[int], num_classes: int,
-                 activation: str = "tanh", dropout: float = 0.0, hidden: int = 0, top_hidden: int = 0):
-        if len(widths) < 2:
-            raise ValueError("bengio2014 needs at least two layers: hidden layers and the top code")
-        super().__init__(in_features, widths[:-1], num_classes, activation, dropout, first_feedback=True,
-                         hidden=hidden)
-        self.output = ConditionalTop(widths[-2], widths[-1], num_classes, activation, activation,
-                                     top_hidden)
+    def __init__(self, layers, top: ConditionalTop, input_shape=None):
+        super().__init__(layers, top, input_shape)
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return self.layer_forward_parameters() + list(self.output.encoder.parameters())
@@ -88,9 +83,68 @@ class ConditionalNetwork(TPNetwork):
         return super().feedback_parameters() + list(top.g_h.parameters()) + list(top.g_y.parameters())
 
 
+def conditional_mlp(in_features: int, widths: list[int], num_classes: int, activation: str = "tanh",
+                    dropout: float = 0.0, hidden: int = 0, top_hidden: int = 0) -> ConditionalNetwork:
+    """``widths`` lists h_1..h_L: the last width is the top code h_L.
+    ``hidden`` and ``top_hidden`` make the layer-wise and the top maps small
+    MLPs."""
+    if len(widths) < 2:
+        raise ValueError("bengio2014 needs at least two layers: hidden layers and the top code")
+    body = TPNetwork(in_features, widths[:-1], num_classes, activation, dropout, first_feedback=True,
+                     hidden=hidden)
+    top = ConditionalTop(widths[-2], widths[-1], num_classes, activation, activation, top_hidden)
+    return ConditionalNetwork(body.layers, top, body.input_shape)
+
+
+# the activations a top auto-encoder's maps can be given by name, by module type
+_NAMES = {type(make()): name for name, make in ACTIVATIONS.items()}
+
+
+@torch.no_grad()
+def conditional_from_model(model: nn.Module, input_shape, num_classes: int, top_width: int = 0,
+                           top_hidden: int = 0) -> ConditionalNetwork:
+    """A fully connected ``nn.Sequential``'s blocks (:func:`core.wrap.wrap`,
+    each g_l = act_{l−1}(V h + c), g_1 linear back to the input) under a
+    conditional top auto-encoder in place of the model's read-out, its code
+    ``top_width`` wide (0: as wide as the last block). Every block must give
+    vectors: the layer-wise auto-encoders and the top read them so."""
+    if isinstance(model, ConditionalNetwork):
+        return model
+    if hasattr(model, "layers"):
+        raise ValueError("bengio2014 builds its conditional net from an nn.Sequential of your own (or an mlp: "
+                         "spec); this is a network of target propagation already, with its own read-out")
+    chain = wrap(model, input_shape, num_classes, feedback_map="activation", first_feedback=True)
+    was_training = chain.training
+    chain.eval()
+    like = next(chain.parameters())  # dtype and device
+    h = chain.as_input(torch.zeros(2, *input_shape, dtype=like.dtype, device=like.device))
+    for l, layer in enumerate(chain.layers, start=1):
+        h = layer(h)
+        if h.dim() != 2:
+            raise ValueError(f"bengio2014's layer-wise auto-encoders and its top read vectors, but block {l} of "
+                             f"this model gives {tuple(h.shape[1:])}: use a fully connected model, or a chain rule "
+                             "(bp, tp, dtp, drl, ldrl)")
+    chain.train(was_training)
+    below = chain.layers[-1].activation
+    name = _NAMES.get(type(below), "linear")
+    top = ConditionalTop(h.shape[1], top_width or h.shape[1], num_classes, name if name != "linear" else "tanh",
+                         name, top_hidden).to(like)
+    return ConditionalNetwork(chain.layers, top, chain.input_shape)
+
+
 def build_conditional(spec, input_shape, num_outputs: int, activation: str = "tanh", dropout: float = 0.0,
-                      layer_hidden: int = 0, top_hidden: int = 0) -> ConditionalNetwork:
-    """The conditional net of an ``mlp:W1-...-WL`` spec: h_1..h_{L-1} and the top code h_L."""
+                      layer_hidden: int = 0, top_hidden: int = 0, top_width: int = 0) -> ConditionalNetwork:
+    """The conditional net of an ``mlp:W1-...-WL`` spec (h_1..h_{L-1} and the
+    top code h_L), or of the fully connected model of a ``FILE.py:FUNCTION``
+    spec."""
     check_continuous(activation, "bengio2014")
-    return ConditionalNetwork(flat_features(input_shape), spec.arguments["widths"], num_outputs, activation,
-                              dropout, layer_hidden, top_hidden)
+    if spec.name == "file":
+        if (activation, dropout, layer_hidden) != ("tanh", 0.0, 0):
+            raise ValueError(f"{spec.text}: activation, dropout and layer_hidden are in your model's code")
+        model = user_model(spec.arguments["path"], spec.arguments["function"], input_shape, num_outputs)
+        return conditional_from_model(model, input_shape, num_outputs, top_width, top_hidden)
+    if top_width:
+        raise ValueError(f"{spec.text}: an mlp: spec's last width is the top code; top_width is for a model of "
+                         "your own")
+    return conditional_mlp(flat_features(input_shape), spec.arguments["widths"], num_outputs, activation, dropout,
+                           layer_hidden, top_hidden)

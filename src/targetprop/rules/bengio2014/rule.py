@@ -56,7 +56,8 @@ __all__ = ["Bengio2014"]
 # The settings of each kind of network: the conditional top auto-encoder's
 # (mlp:), and §5's (rnn:); the rest are read on both.
 _CONDITIONAL_ONLY = ("alpha", "credit_assignment", "label_hide", "corrupt_encoder_input", "top_input_noise",
-                     "discriminant", "discriminant_step", "top_hidden", "unlabelled_step", "layer_backprop")
+                     "discriminant", "discriminant_step", "top_hidden", "top_width", "unlabelled_step",
+                     "layer_backprop")
 _RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window", "encoder_credit")
 
 
@@ -129,6 +130,8 @@ class Bengio2014(Rule):
                                 "gradient (Eq. 17)", ("reconstruction", "gradient"))
     discriminant_step: float = setting(1.0, "scale of the discriminant step")
     top_hidden: int = setting(0, "> 0: the top encoder and decoder are MLPs with a hidden layer this wide (§6)")
+    top_width: int = setting(0, "a model of your own: the width of the top code h_L (0: the last block's); an "
+                             "mlp: spec's last width is its top code")
     unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
     layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6); "
                                    "true by default when the run trains on unlabelled examples")
@@ -158,8 +161,8 @@ class Bengio2014(Rule):
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0 <= self.unlabelled_step <= 1:
             raise ValueError(f"unlabelled_step must lie in [0, 1], got {self.unlabelled_step}")
-        if self.top_hidden < 0:
-            raise ValueError(f"top_hidden must be >= 0, got {self.top_hidden}")
+        if self.top_hidden < 0 or self.top_width < 0:
+            raise ValueError("top_hidden and top_width must be >= 0")
         if self.recirculation_weight < 0:
             raise ValueError(f"recirculation_weight must be >= 0, got {self.recirculation_weight}")
         if not 0 <= self.label_hide <= 1:
@@ -188,7 +191,7 @@ class Bengio2014(Rule):
         return kind == "section5"  # the read-out's gradient step at s_T takes any output loss
 
     def network_options(self, kind: str) -> dict:
-        return {"top_hidden": self.top_hidden} if kind == "conditional" else {}
+        return {"top_hidden": self.top_hidden, "top_width": self.top_width} if kind == "conditional" else {}
 
     def check_network(self, net) -> None:
         super().check_network(net)

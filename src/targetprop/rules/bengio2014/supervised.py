@@ -54,7 +54,8 @@ class Algorithm5:
 
     def record(self, net: ConditionalNetwork, x: Tensor) -> AutoEncoderRecord:
         strict = self.credit_assignment == "strict"
-        hs, outputs, h = [x], [], x
+        h = net.as_input(x)
+        hs, outputs = [h], []
         for layer in net.layers:
             out = layer(h.detach() if strict else h)
             outputs.append(out)
