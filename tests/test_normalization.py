@@ -163,3 +163,22 @@ def test_dtp_on_a_batch_norm_net_equals_the_written_out_equations(float64):
     for a, b in zip(ours, written):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(blocks[1][1].running_mean, 0.1 * a2.mean(0).detach())  # moved once
+
+
+def test_compiling_a_net_with_batch_norms_is_refused_with_the_reason():
+    net, _, _ = problem()
+    rule = make_rule("dtp")
+    with pytest.raises(ValueError, match="compile.*batch norms"):
+        Learner(net, rule, torch.optim.Adam(net.forward_parameters()), torch.optim.Adam(net.feedback_parameters()),
+                compile=True)
+
+
+@pytest.mark.parametrize("rule_name", ["bp", "dtp", "ldrl"])
+def test_a_bf16_step_on_a_net_with_batch_norms_keeps_their_statistics_in_float32(rule_name):
+    net, x, y = problem()
+    rule = make_rule(rule_name)
+    feedback = torch.optim.Adam(net.feedback_parameters()) if rule.uses_feedback else None
+    learner = Learner(net, rule, torch.optim.Adam(net.forward_parameters()), feedback, precision=torch.bfloat16)
+    result = learner.train_step(x, y)
+    assert torch.isfinite(result.output_loss)
+    assert all(b.dtype in (torch.float32, torch.int64) for b in net.buffers())

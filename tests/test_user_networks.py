@@ -75,6 +75,17 @@ def test_bench_times_a_file_of_ones_own(tmp_path, capsys):
     assert set(result) == {"bp", "dtp"} and result["dtp"]["ratio_to_bp"] > 0
 
 
+def test_time_rules_takes_a_network_object_and_gives_each_rule_its_own_copy():
+    from targetprop.running.bench import time_rules
+
+    model = user_models.norm_conv((1, 8, 8), 3)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    result = time_rules(["bp", "ldrl"], x, y, net=model, num_classes=3, repeats=2, warmup=1, rounds=1)
+    assert set(result) == {"bp", "ldrl"} and result["ldrl"]["ratio_to_bp"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # timed on copies
+
+
 @pytest.mark.parametrize("arch, message", [
     ("missing.py:f", "no file"),
     (f"{MODELS}:no_such_function", "has no function 'no_such_function'; it defines .*norm_conv"),

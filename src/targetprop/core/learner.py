@@ -79,6 +79,10 @@ class Learner:
         if mode not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_MODES))} (or a bool), "
                              f"got {compile!r}")
+        if mode != "none" and any(getattr(layer, "_norms", None) for layer in net.layers):
+            raise ValueError("compile: a layer with batch norms switches their statistics for each evaluation "
+                             "of its map (core.normalization), which torch.compile does not trace; run it eager "
+                             "(compile=false) or use LayerNorm/GroupNorm")
         whole = mode == "rule"
         self._losses = torch.compile(self._rule_losses) if whole else self._rule_losses
         self._feedback_losses = torch.compile(self._rule_feedback_loss) if whole else self._rule_feedback_loss

@@ -55,10 +55,14 @@ def running_statistics_frozen() -> Iterator[None]:
         _UPDATES.reset(token)
 
 
-def _statistics(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(μ_B, σ²_B) over every dimension but the channels (dim 1), biased, as batch norm uses them."""
+def _statistics(norm: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(μ_B, σ²_B) over every dimension but the channels (dim 1), biased, as
+    batch norm uses them; in the dtype of the norm's own statistics (float32
+    under autocast, where x is bfloat16)."""
     dims = [0, *range(2, x.dim())]
-    variance, mean = torch.var_mean(x.detach(), dim=dims, unbiased=False)
+    like = norm.running_mean if norm.running_mean is not None else norm.weight
+    variance, mean = torch.var_mean(x.detach().to(like.dtype if like is not None else x.dtype), dim=dims,
+                                    unbiased=False)
     return mean, variance
 
 
@@ -89,7 +93,7 @@ def recording(norms: Sequence[nn.Module], store: dict[int, tuple[Tensor, Tensor]
 
     def make(index: int, norm: nn.Module):
         def forward(x: Tensor) -> Tensor:
-            store[index] = _statistics(x)
+            store[index] = _statistics(norm, x)
             return type(norm).forward(norm, x) if update else _batch_only(norm, x)
         return forward
     return _forwards(norms, make)

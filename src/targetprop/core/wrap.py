@@ -81,12 +81,20 @@ def _flatten(module: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Modu
     return out
 
 
-def _check_known(modules: list[tuple[str, nn.Module]]) -> None:
+def _read_out_index(modules: list[tuple[str, nn.Module]]) -> int:
+    """The position of the read-out, the last ``nn.Linear``, which must end the model."""
     linears = [i for i, (_, m) in enumerate(modules) if isinstance(m, nn.Linear)]
-    if linears and linears[-1] != len(modules) - 1:
+    if not linears:
+        raise WrapError("wrap takes the last nn.Linear as the read-out, and this model has none; add one "
+                        "(nn.Flatten(), nn.Linear(features, num_classes))")
+    if linears[-1] != len(modules) - 1:
         name, after = modules[linears[-1] + 1]
         raise WrapError(f"module {name} ({type(after).__name__}) comes after the read-out, the last nn.Linear: "
                         "the read-out's outputs are the logits the loss reads; remove it")
+    return linears[-1]
+
+
+def _check_known(modules: list[tuple[str, nn.Module]]) -> None:
     for name, module in modules:
         if not isinstance(module, KNOWN_MODULES):
             known = ", ".join(sorted({k.__name__ for k in KNOWN_MODULES}))
@@ -94,13 +102,9 @@ def _check_known(modules: list[tuple[str, nn.Module]]) -> None:
                             + _BY_HAND)
 
 
-def _split(modules: list[tuple[str, nn.Module]]) -> tuple[list[dict], list[nn.Module]]:
-    """The blocks (their modules, input dropout and activation) and the read-out's modules."""
-    linears = [i for i, (_, m) in enumerate(modules) if isinstance(m, nn.Linear)]
-    if not linears:
-        raise WrapError("wrap takes the last nn.Linear as the read-out, and this model has none; add one "
-                        "(nn.Flatten(), nn.Linear(features, num_classes))")
-    end = linears[-1]  # the last module (_check_known)
+def _split(modules: list[tuple[str, nn.Module]], end: int) -> tuple[list[dict], list[nn.Module]]:
+    """The blocks (their modules, input dropout and activation) of the
+    modules before the read-out at ``end``, and the read-out's modules."""
     blocks, current = [], {"modules": [], "dropout": None, "activation": None}
 
     def close():
@@ -274,8 +278,9 @@ def wrap(model: nn.Module, input_shape: Sequence[int], num_outputs: int | None =
         raise WrapError(f"unknown feedback_map {feedback_map!r}; choose linear or activation")
     input_shape = tuple(int(n) for n in input_shape)
     modules = _flatten(model)
-    _check_known(modules)
-    parts, read_out_modules = _split(modules)
+    end = _read_out_index(modules)
+    _check_known(modules[:end])
+    parts, read_out_modules = _split(modules, end)
     layers = [part["own"] if "own" in part else
               Layer(nn.Sequential(*part["modules"]), None,
                     part["dropout"] if part["dropout"] is not None else 0.0, activation=part["activation"])

@@ -238,9 +238,12 @@ def build_parts(config: Config, rule: Rule, info: DataInfo, targets_per_step: bo
         feedback_opt = optim.make_optimizer(config.feedback_optimizer, net.feedback_parameters(),
                                             config.feedback_lr, **config.feedback_optimizer_args)
     interleaved = config.feedback_schedule == "interleaved"
-    learner = Learner(net, rule, forward_opt, feedback_opt,
-                      config.feedback_iterations if interleaved and feedback_opt else 0,
-                      precision=PRECISIONS[config.precision], compile=config.compile)
+    try:
+        learner = Learner(net, rule, forward_opt, feedback_opt,
+                          config.feedback_iterations if interleaved and feedback_opt else 0,
+                          precision=PRECISIONS[config.precision], compile=config.compile)
+    except ValueError as error:  # compile on a net it cannot trace
+        raise ConfigError(str(error)) from None
     schedulers = {
         "forward": optim.make_scheduler(config.forward_scheduler, forward_opt, config.epochs,
                                         **config.forward_scheduler_args),

@@ -121,6 +121,7 @@ class Trainer:
             self.learner.synchronize = self.group.average_gradients
             self.group.seed_noise(config.seed)
         self.probe = tuple(t.to(self.device) for t in data.probe)
+        self.network_state = self._network_state()  # the file's digest as the network was built from it
 
         # position: epochs 1-P..0 are feedback pre-training, 1..E training
         self.epoch = 1 - (config.feedback_pretrain_epochs if self.learner.feedback_optimizer else 0)
@@ -162,7 +163,7 @@ class Trainer:
             "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "totals": self._global_totals().state_dict(), "guard": self.guard.state_dict(),
             "rows": self.rows, "seconds": self.seconds,
-            "network": self._network_state(), "data": self.data.info.state_dict(),
+            "network": self.network_state, "data": self.data.info.state_dict(),
         }
 
     def _shuffle_state(self) -> torch.Tensor | None:
@@ -187,7 +188,7 @@ class Trainer:
                                   f"({', '.join(changed)}); only {', '.join(RESUMABLE_CHANGES)} "
                                   "may change on resume")
         saved_digest = state.get("network", {}).get("source_sha256")
-        if saved_digest is not None and saved_digest != self._network_state().get("source_sha256"):
+        if saved_digest is not None and saved_digest != self.network_state.get("source_sha256"):
             warnings.warn(f"{self.config.arch}: the architecture file changed since the checkpoint in "
                           f"{self.out_dir} was made; resuming with the weights of the old one", stacklevel=2)
         try:
