@@ -201,3 +201,11 @@ def test_a_plain_module_that_is_not_sequential_is_refused_by_fit(tmp_path):
             return x
     with pytest.raises(ValueError, match="Mine is not one"):
         fit(Mine(), "digits", out=tmp_path / "r")
+
+
+def test_rules_lists_the_networks_each_rule_trains(capsys):
+    assert main(["rules", "dtp"]) == 0
+    out = capsys.readouterr().out
+    assert "the networks it trains:\n  chain:" in out and "  recurrent:" in out and "your own model" in out
+    assert main(["rules", "generative"]) == 0
+    assert "  stack: a generative stack" in capsys.readouterr().out

@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from .registry import RULES, rule_settings
+    from .registry import NETWORK_KINDS, RULES, rule_settings
     from .running.config import run_settings
 
     if args.name is None:
@@ -100,7 +100,10 @@ def _rules(args: argparse.Namespace) -> int:
         specs = rule_settings(args.name)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    print(f"{args.name}: {RULES[args.name].summary}\n\nsettings of {args.name} (--set KEY=VALUE):")
+    print(f"{args.name}: {RULES[args.name].summary}\n\nthe networks it trains:")
+    for kind in RULES[args.name].cls.network_kinds:
+        print(f"  {kind}: {NETWORK_KINDS[kind].summary}")
+    print(f"\nsettings of {args.name} (--set KEY=VALUE):")
     for spec in specs.values():
         print(f"  {spec.describe()}")
     if not specs:
