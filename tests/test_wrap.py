@@ -73,6 +73,23 @@ def test_a_norm_after_the_activation_starts_the_next_block_and_dropout_its_input
     make_rule("dtp", target_gating="all").check_network(net)  # every block names an activation with a derivative
 
 
+def test_a_dropout_between_global_pooling_and_the_read_out_drops_the_read_outs_input():
+    """…AdaptiveAvgPool2d, Flatten, Dropout, Linear: the common classifier
+    head; no activation follows the Dropout, so it is the read-out's."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Dropout(0.5), nn.Linear(4, 3))
+    net = wrap(model, (1, 6, 6))
+    assert [type(m) for m in net.output] == [nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Linear]
+    model.eval()
+    x = torch.randn(5, 1, 6, 6)
+    torch.testing.assert_close(net(x), model(x))
+    net.train()
+    torch.manual_seed(0)
+    dropped = net(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropped, model(x))  # the same mask: the model's own Dropout
+
+
 def test_residual_blocks_get_the_identity_plus_a_correction_that_starts_at_zero():
     torch.manual_seed(0)
     net = wrap(resnet(8, 1, 4), (1, 12, 12), 4).eval()

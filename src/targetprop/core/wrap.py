@@ -123,13 +123,16 @@ def _split(modules: list[tuple[str, nn.Module]], end: int) -> tuple[list[dict], 
             close()
             blocks.append({"own": module})
         elif isinstance(module, nn.Dropout):
-            if current["modules"]:
+            if not current["modules"]:
+                if current["dropout"] is not None:
+                    raise WrapError(f"module {name}: two Dropouts in a row")
+                current["dropout"] = module
+            elif not any(isinstance(m, (Layer, *ACTIVATION_MODULES)) for _, m in modules[i + 1:end]):
+                current["modules"].append(module)  # in the read-out's tail: it drops the read-out's input
+            else:
                 raise WrapError(f"module {name} (Dropout) stands inside a block, before its activation: its "
                                 "mask would be part of the map the feedback map learns to invert; put it "
                                 "after the activation (it then drops the next block's input)")
-            if current["dropout"] is not None:
-                raise WrapError(f"module {name}: two Dropouts in a row")
-            current["dropout"] = module
         else:
             current["modules"].append(module)
             if isinstance(module, ACTIVATION_MODULES):
