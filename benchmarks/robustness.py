@@ -2,7 +2,7 @@
 widths, activations and datasets, with one set of default settings and a
 fixed budget; reported as test accuracy and (rule − bp) per cell.
 
-The full grid (issue 10) is rules bp, tp, dtp, drl, ldrl, bengio2014 ×
+The full grid is rules bp, tp, dtp, drl, ldrl, bengio2014 ×
 depth 2, 4, 8, 16 × width 64, 256, 1024 × activation tanh, relu, leaky-relu,
 elu, sigmoid × fashion-mnist, mnist-5k; the flags select a slice of it.
 A run that diverges is stopped by the trainer (summary.json records why) and

@@ -1,10 +1,11 @@
-"""The ``targetprop`` command: ``train``, ``rules``, ``plot``, ``bench``,
-``sample`` and ``complete``."""
+"""The ``targetprop`` command: ``train``, ``evaluate``, ``predict``,
+``rules``, ``plot``, ``bench``, ``sample`` and ``complete``."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,18 +22,42 @@ _ARCHITECTURES = architecture_help().replace("%", "%%")  # argparse formats help
 _TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
 
 
-def _launch(argv: list[str], nproc: int, out: str) -> int:
+def _launch(argv: list[str], nproc: int, out: str, stop_signals: list[int]) -> int:
     """``targetprop train --nproc N``: the same command in N processes under
-    torchrun (:mod:`running.distributed`); a worker that fails ends the run."""
+    torchrun (:mod:`running.distributed`), started in a session of its own
+    so that a stop signal reaches it once, relayed from here (and from it to
+    every process, which all stop at the same batch). This process holds the
+    run directory for them; a worker that fails ends the run."""
     import subprocess
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-               "-m", "targetprop.cli", *argv]
-    code = subprocess.run(command).returncode
-    if code not in (0, 3, 130):  # 3: diverged, 130: stopped; both already explained by rank 0
-        print(f"error: a worker process failed (torchrun exit {code}; its traceback is above); the last "
-              f"good checkpoint in {out} is intact: continue with targetprop train --resume --out {out}",
-              file=sys.stderr)
+    from .running.rundir import HELD_BY_LAUNCHER, RunLock
+
+    relayed = ",".join(dict.fromkeys(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT",
+                                      *(signal.Signals(n).name for n in stop_signals)]))
+    command = [sys.executable, "-m", "targetprop.running.launch", "--standalone", "--nproc-per-node", str(nproc),
+               "--signals-to-handle", relayed, "--shutdown-timeout", "120", "-m", "targetprop.cli", *argv]
+    lock = RunLock(out)
+    received: list[int] = []
+    process = subprocess.Popen(command, env=os.environ | {HELD_BY_LAUNCHER: str(lock.path.resolve())},
+                               start_new_session=True)
+
+    def relay(signum, frame):
+        received.append(signum)
+        process.send_signal(signum)
+
+    before = {number: signal.signal(number, relay) for number in stop_signals}
+    try:
+        code = process.wait()
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        lock.release(remove_if_new=True)
+    if received:
+        return 128 + received[0]  # rank 0 said where it stopped
+    if code not in (0, 2, 3, 4):  # explained by the workers: bad input, diverged, a peer lost
+        how = f"was killed by signal {code - 128}" if code > 128 else f"failed with exit code {code}"
+        print(f"error: a worker process {how}; the last good checkpoint in {out} is intact: continue with "
+              f"targetprop train --resume --out {out}", file=sys.stderr)
     return code
 
 
@@ -49,6 +74,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .running.distributed import PeerLost
     from .running.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
     if args.nproc < 1:
@@ -62,20 +88,30 @@ def _train(args: argparse.Namespace) -> int:
         config_file = Path(args.out) / "config.yaml"
     config = load_config(config_file, args.set, **values)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from .running.setup import validate_config
+        from .running.setup import signal_numbers, validate_config
 
-        validate_config(config)  # bad settings stop here, before any process starts
-        return _launch(_without_nproc(args.argv), args.nproc, args.out)
+        config = validate_config(config)  # bad settings stop here, before any process starts
+        return _launch(_without_nproc(args.argv), args.nproc, args.out, signal_numbers(config.stop_signals))
+    trainer = Trainer(config, args.out, resume=args.resume)
     try:
-        summary = Trainer(config, args.out, resume=args.resume).run()
+        summary = trainer.run()
+    except KeyboardInterrupt:
+        if main_process:
+            print(f"\nstopped at once by a second Ctrl-C; the last good checkpoint in {args.out} is intact "
+                  f"(continue with: targetprop train --resume --out {args.out})", file=sys.stderr)
+        return 128 + signal.SIGINT
     except TrainingInterrupted as stop:
         if main_process:
             print(f"\n{stop}", file=sys.stderr)
-        return 130
+        return 128 + (stop.signal or signal.SIGINT)
     except TrainingDiverged as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)
         return 3
+    except PeerLost as error:  # one line from each surviving process
+        print(f"error: process {os.environ.get('RANK', '?')}: {error}; the last good checkpoint in {args.out} "
+              f"is intact: continue with targetprop train --resume --out {args.out}", file=sys.stderr)
+        return 4
     if not main_process:
         return 0
     shown = (("test_solved", "test_loss") if summary.get("test_solved") is not None  # real targets
@@ -129,6 +165,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .registry import RULES
     from .running.setup import resolve_device
 
+    if args.repeats < 1 or args.batch_size < 1:
+        raise ConfigError(f"--repeats must be >= 1 and --batch-size >= 1, got {args.repeats} and {args.batch_size}")
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     for rule in rules:
         if rule not in RULES:
@@ -164,6 +202,40 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _load_trained(args: argparse.Namespace):
+    """The run as ``--checkpoint`` says; by default its best checkpoint where it has one, else its last."""
+    from .running.checkpoint import CHECKPOINTS
+    from .running.runs import load_run
+
+    checkpoint = args.checkpoint or ("best" if (Path(args.run) / CHECKPOINTS["best"]).is_file() else "last")
+    return load_run(args.run, checkpoint=checkpoint), checkpoint
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .running.checkpoint import write_text
+    from .running.evaluation import evaluate_run
+
+    run, checkpoint = _load_trained(args)
+    result = {"checkpoint": checkpoint, **evaluate_run(run, args.data)}
+    out = Path(args.out or Path(args.run) / f"evaluation-{checkpoint}.json")
+    write_text(out, json.dumps(result, indent=2) + "\n")
+    scores = ", ".join(f"{key} {value:.4f}" for key, value in result.items() if isinstance(value, float))
+    print(f"{scores} ({result['data']}, {result['examples']} examples; {checkpoint} checkpoint, "
+          f"{result['epoch']} epochs trained) -> {out}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .running.evaluation import predict_run, write_predictions
+
+    run, checkpoint = _load_trained(args)
+    predictions = predict_run(run, args.data)
+    path = write_predictions(predictions, args.out)
+    print(f"{', '.join(f'{k} {v.shape}' for k, v in predictions.items())} for {args.data} "
+          f"({checkpoint} checkpoint, {run.epoch} epochs trained) -> {path}")
     return 0
 
 
@@ -253,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_train(sub)
+    _add_use(sub)
     _add_inspection(sub)
     _add_generation(sub)
     return parser
@@ -284,6 +357,27 @@ def _add_train(sub) -> None:
                             "the same as torchrun --nproc-per-node N -m targetprop.cli train ...")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+
+
+def _add_use(sub) -> None:
+    """``evaluate`` and ``predict``: a trained run on data."""
+    evaluate = sub.add_parser("evaluate", help="score a trained run on its test split or other data")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--data", help="default: the run's own test split; else a dataset's test split "
+                                         "(as --data of train takes) or every example of a .npz file (x, y)")
+    evaluate.add_argument("--checkpoint", choices=("best", "last"),
+                          help="best: after the epoch of the best validation score; last: where the run "
+                               "stopped (default: best where the run has one, else last)")
+    evaluate.add_argument("--out", help="JSON file of the scores (default RUN/evaluation-CHECKPOINT.json)")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="a trained run's predicted classes and probabilities for a file")
+    predict.add_argument("run", help="run directory")
+    predict.add_argument("--data", required=True, help=".npz file with an array x of examples (as trained on)")
+    predict.add_argument("--checkpoint", choices=("best", "last"), help="as for evaluate")
+    predict.add_argument("--out", default="predictions.npz",
+                         help=".npz file: classes (N,) and probabilities (N, K); outputs for real targets")
+    predict.set_defaults(func=_predict)
 
 
 def _add_inspection(sub) -> None:
@@ -358,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("RANK", "0")) == 0:  # data-parallel processes fail alike: one says why
             print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started (a run in progress stops with a checkpoint)
+        print("\nstopped before training started; nothing was trained", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:  # output piped into a reader that closed early (head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -5,11 +5,13 @@ field made by :func:`setting`, with its type (the annotation), its default
 and a one-line meaning. Values that come from YAML files or ``key=value``
 strings are checked against that declaration: a name the owner does not
 declare is an error that lists what it does take, a value of the wrong type
-or outside its choices is an error naming the setting.
+or outside its choices or bounds (a float must also be finite) is an error
+naming the setting.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_type_hints
 
@@ -20,9 +22,11 @@ class SettingError(ValueError):
     """A setting that its owner does not declare, or a value it cannot take."""
 
 
-def setting(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A dataclass field that declares a setting (mutable defaults are copied)."""
-    metadata = {"help": help, "choices": choices}
+def setting(default: Any, help: str, choices: tuple | None = None, *, at_least: float | None = None,
+            above: float | None = None) -> Any:
+    """A dataclass field that declares a setting (mutable defaults are copied);
+    ``at_least`` and ``above`` bound a number from below (≥ and >)."""
+    metadata = {"help": help, "choices": choices, "at_least": at_least, "above": above}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -36,9 +40,19 @@ class Declared:
     default: Any
     help: str
     choices: tuple | None
+    at_least: float | None = None
+    above: float | None = None
+
+    @property
+    def bound(self) -> str:
+        """The lower bound in words ('' when there is none)."""
+        if self.above is not None:
+            return f"> {self.above:g}"
+        return "" if self.at_least is None else f">= {self.at_least:g}"
 
     def describe(self) -> str:
         kind = " | ".join(c for c in self.choices) if self.choices else self.type.__name__
+        kind += f" {self.bound}" if self.bound else ""
         return f"{self.name} ({kind}, default {self.default!r}): {self.help}"
 
 
@@ -53,7 +67,8 @@ def declared(cls: type) -> dict[str, Declared]:
         kind = args[0] if args else hints[f.name]
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         out[f.name] = Declared(f.name, kind, len(args) < len(get_args(hints[f.name])), default,
-                               f.metadata["help"], f.metadata["choices"])
+                               f.metadata["help"], f.metadata["choices"], f.metadata.get("at_least"),
+                               f.metadata.get("above"))
     return out
 
 
@@ -77,6 +92,11 @@ def coerce(spec: Declared, value: Any) -> Any:
         raise SettingError(f"setting {spec.name!r} needs a {kind.__name__}, got {value!r}")
     if spec.choices is not None and value not in spec.choices:
         raise SettingError(f"unknown {spec.name} {value!r}; choose one of: {', '.join(spec.choices)}")
+    if kind is float and not math.isfinite(value):
+        raise SettingError(f"setting {spec.name!r} needs a finite number, got {value!r}")
+    if ((spec.above is not None and not value > spec.above)
+            or (spec.at_least is not None and not value >= spec.at_least)):
+        raise SettingError(f"setting {spec.name!r} must be {spec.bound}, got {value!r}")
     return value
 
 

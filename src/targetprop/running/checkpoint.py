@@ -1,17 +1,23 @@
-"""Atomic checkpoints with clear errors for corrupt or incompatible files."""
+"""Atomic checkpoints with clear errors for corrupt or incompatible files,
+and for a disk that fills up while one is written."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT_VERSION"]
+__all__ = ["CHECKPOINTS", "CheckpointError", "save_checkpoint", "copy_checkpoint", "write_text",
+           "load_checkpoint", "remove_partial_writes", "FORMAT_VERSION"]
 
 # 2: settings per rule, named score totals and the divergence guard in the state
 FORMAT_VERSION = 2
+# The checkpoints of a run directory: where the run stopped, and after its best validation epoch.
+CHECKPOINTS = {"last": "checkpoint.pt", "best": "best.pt"}
+_PARTIAL = ".tmp"  # the suffix of a file being written
 
 
 class CheckpointError(RuntimeError):
@@ -20,19 +26,45 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``:
-    an interruption leaves either the old checkpoint or the new one, never half."""
+    an interruption leaves either the old checkpoint or the new one, never
+    half; so does a full disk (a :class:`CheckpointError` that says so)."""
     path = Path(path)
+    _replace_atomically(path, lambda handle: torch.save({"format_version": FORMAT_VERSION, **state}, handle))
+
+
+def copy_checkpoint(source: str | Path, path: str | Path) -> None:
+    """``source``'s bytes as ``path``, replaced atomically like a save."""
+    with open(source, "rb") as original:
+        _replace_atomically(Path(path), lambda handle: shutil.copyfileobj(original, handle))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """A small file of the run (``summary.json``, ``metrics.csv``) replaced atomically like a save."""
+    _replace_atomically(Path(path), lambda handle: handle.write(text.encode()))
+
+
+def _replace_atomically(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=_PARTIAL, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format_version": FORMAT_VERSION, **state}, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the last good {path.name} is kept" if path.exists() else f"no {path.name} was written before"
+        raise CheckpointError(f"could not write {path} ({error.strerror or error}); {kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: str | Path) -> None:
+    """Remove what a killed process left half-written in ``folder`` (its last good files stay)."""
+    for partial in Path(folder).glob(f"*{_PARTIAL}"):
+        partial.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

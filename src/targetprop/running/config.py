@@ -49,17 +49,19 @@ class Config:
     data_root: str | None = setting(None, "folder of the dataset's files: fashion-mnist's IDX files "
                                     "(default /usr/share/datasets/fashion-mnist) or CIFAR-10's batches")
     seq_len: int = setting(60, "length T of a generated sequence task (adding, temporal-order, "
-                           "temporal-order-3, permutation, copy)")
+                           "temporal-order-3, permutation, copy)", at_least=1)
     augment: str = setting("none", "training images only: crop (random crop after 4-pixel zero padding), "
                            "flip (horizontal, half the images) or crop-flip", ("none", "crop", "flip", "crop-flip"))
-    val_size: float = setting(0.1, "validation split: a fraction of the training set, or a count")
-    limit: int | None = setting(None, "keep only this many training examples (quick runs)")
-    labels: int | None = setting(None, "keep labels for this many training examples (balanced over classes)")
+    val_size: float = setting(0.1, "validation split: a fraction in (0, 1) of the training set, a whole "
+                              "count of examples, or 0 (none: no best checkpoint)", at_least=0)
+    limit: int | None = setting(None, "keep only this many training examples (quick runs)", at_least=1)
+    labels: int | None = setting(None, "keep labels for this many training examples (balanced over classes)",
+                                 at_least=1)
     use_unlabelled: bool | None = setting(None, "with labels: train on the rest as unlabelled (y = -1); "
                                           "default: when the rule learns from unlabelled examples")
     standardize: bool | None = setting(None, "per-feature standardisation (default: the rule's choice)")
     labelled_per_batch: int | None = setting(None, "with unlabelled data: labelled examples in every batch "
-                                             "(0: as drawn; default: an eighth of the batch)")
+                                             "(0: as drawn; default: an eighth of the batch)", at_least=0)
     # network
     arch: str = setting("mlp:256x5", "architecture: " + architecture_help())
     activation: str = setting("tanh", "activation of every layer: tanh, relu, elu, leaky-relu, sigmoid, "
@@ -70,32 +72,33 @@ class Config:
                         "or auto (he for mlp: and cnn: nets of relu, leaky-relu or elu units, else torch)",
                         ("auto", "he", "torch"))
     dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
-    layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)")
+    layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)",
+                                at_least=0)
     normalization: str = setting("none", "mlp: a norm in every layer before its activation, act(N(W h + b)): "
                                  "batch (BatchNorm1d), layer (LayerNorm) or none", ("none", "batch", "layer"))
     # rule
     rule: str = setting("dtp", "training rule (targetprop rules lists them)")
     # schedule
-    epochs: int = setting(3, "training epochs")
-    batch_size: int = setting(128, "examples per batch")
+    epochs: int = setting(3, "training epochs", at_least=1)
+    batch_size: int = setting(128, "examples per batch", at_least=1)
     feedback_schedule: str = setting("interleaved", "interleaved (feedback steps in every batch) or "
                                      "alternating (a feedback epoch before each forward epoch)",
                                      ("interleaved", "alternating"))
-    feedback_iterations: int = setting(1, "feedback steps per batch when interleaved")
-    feedback_pretrain_epochs: int = setting(0, "feedback-only epochs before training starts")
+    feedback_iterations: int = setting(1, "feedback steps per batch when interleaved", at_least=0)
+    feedback_pretrain_epochs: int = setting(0, "feedback-only epochs before training starts", at_least=0)
     # optimisation: any torch.optim optimizer / lr_scheduler by (case-insensitive) class name
     forward_optimizer: str = setting("adam", "torch.optim optimizer of the forward weights (class name)")
-    forward_lr: float = setting(1e-3, "its learning rate")
+    forward_lr: float = setting(1e-3, "its learning rate", above=0)
     forward_optimizer_args: dict = setting({}, "its other arguments, e.g. {weight_decay: 1e-4}")
     forward_scheduler: str = setting("none", "torch.optim.lr_scheduler of the forward weights (class name)")
     forward_scheduler_args: dict = setting({}, "its arguments")
     feedback_optimizer: str = setting("adam", "torch.optim optimizer of the feedback weights")
-    feedback_lr: float = setting(1e-3, "its learning rate")
+    feedback_lr: float = setting(1e-3, "its learning rate", above=0)
     feedback_optimizer_args: dict = setting({}, "its other arguments")
     feedback_scheduler: str = setting("none", "lr_scheduler of the feedback weights")
     feedback_scheduler_args: dict = setting({}, "its arguments")
     # machinery
-    seed: int = setting(0, "random seed")
+    seed: int = setting(0, "random seed", at_least=0)
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = setting("float32", "float32 or float64", ("float32", "float64"))
     precision: str = setting("float32", "bf16: the training step's forward pass, targets and losses under "
@@ -103,13 +106,16 @@ class Config:
                              ("float32", "bf16"))
     compile: bool = setting(False, "torch.compile the rule's part of the training step (forward pass, "
                             "targets, losses and their backward pass); the first steps pay the compile time")
-    probe_size: int = setting(512, "examples in the fixed diagnostics batch")
+    probe_size: int = setting(512, "examples in the fixed diagnostics batch", at_least=1)
     divergence_factor: float = setting(1e3, "stop when a training loss grows to this many times its "
-                                       "starting scale (0: stop on NaN or infinity only)")
-    threads: int = setting(0, "CPU threads for torch (0: torch's default)")
+                                       "starting scale, > 1 (0: stop on NaN or infinity only)", at_least=0)
+    threads: int = setting(0, "CPU threads for torch (0: torch's default)", at_least=0)
     flush_denormal: bool = setting(True, "CPU: subnormal floats count as zero (BPTT's vanishing gradients "
                                    "made an update at T = 400 8-15x slower without it)")
     progress: bool = setting(True, "progress bar on a terminal")
+    stop_signals: str = setting("INT,TERM", "signals that stop the run at the next step with a checkpoint "
+                                "saved, exit code 128 + the signal's number (add USR1 for a scheduler's "
+                                "pre-emption warning); a second Ctrl-C stops at once")
     # the chosen rule's own settings, checked against its declaration (registry.make_rule)
     rule_settings: dict = field(default_factory=dict)
 
@@ -147,7 +153,11 @@ class Config:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            try:
+                values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError as error:
+                where = f" ({error.problem})" if getattr(error, "problem", None) else ""
+                raise ConfigError(f"--set {key.strip()}: {raw!r} is not a YAML value{where}") from None
         return self.update(values)
 
 

@@ -133,10 +133,19 @@ def _num_val(val_size: float | int, n: int) -> int:
 def _split_indices(n: int, val_size: float | int, seed: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Validation and training indices from one permutation drawn from ``seed``;
     ``limit`` keeps the first ``limit`` training ones."""
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     perm = np.random.default_rng(seed).permutation(n)
     n_val = _num_val(val_size, n)
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     return val_idx, train_idx if limit is None else train_idx[: int(limit)]
+
+
+def _check_split_sizes(name: str, n_train: int, n_val: int, n_test: int, val_size: float | int) -> None:
+    if not n_test or (val_size and not n_val):
+        raise ValueError(f"{name}: too few examples for its splits: {n_train} training, {n_val} validation "
+                         f"(val_size {val_size}) and {n_test} test examples; each split needs at least one "
+                         "(more data, a test split of its own, or val_size as a count)")
 
 
 def _standardize(xs: dict[str, np.ndarray], work: type,
@@ -196,11 +205,10 @@ def load_dataset(
     check_data(name, root)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
     raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, seq_len)
     val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
+    _check_split_sizes(name, len(train_idx), len(val_idx), len(raw.y_test), val_size)
 
     # Work in float64 only when asked for it, to keep fashion-mnist memory modest.
     work = np.float64 if dtype == torch.float64 else np.float32

@@ -14,7 +14,9 @@
   that are batch means the average is the global batch's gradient (exactly,
   when the shards are of equal size).
 * **Noise**: each process draws its own (feedback noise, corruption): rank 0
-  the single-process stream, rank r one seeded by (seed, r).
+  the single-process stream, rank r one seeded by (seed, r). A checkpoint
+  keeps every process's random state, so a run resumed on as many
+  processes draws what it would have drawn.
 * **Records**: running scores are summed over processes; rank 0 alone
   writes the run directory and prints.
 """
@@ -27,7 +29,19 @@ from typing import Iterable, Iterator
 import torch
 import torch.distributed as dist
 
-__all__ = ["Group", "join", "ShardedBatches"]
+__all__ = ["Group", "PeerLost", "join", "ShardedBatches"]
+
+
+class PeerLost(RuntimeError):
+    """A collective failed: another process of the run died or hung up."""
+
+
+def _collective(run, *args) -> None:
+    try:
+        run(*args)
+    except RuntimeError:  # gloo and NCCL raise RuntimeError (DistError where they can tell)
+        raise PeerLost("another process of this run is gone (its own message, where it left one, is "
+                       "above)") from None
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,7 @@ class Group:
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
+        _collective(dist.all_reduce, flat)
         flat /= self.size
         for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
             grad.copy_(part.view_as(grad))
@@ -57,8 +71,15 @@ class Group:
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """The element-wise sum over the processes (a copy)."""
         values = values.clone()
-        dist.all_reduce(values)
+        _collective(dist.all_reduce, values)
         return values
+
+    def gather(self, values: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        """Every process's ``values`` (one shape everywhere), in rank order, on the CPU."""
+        values = values.to(device)
+        parts = [torch.empty_like(values) for _ in range(self.size)]
+        _collective(dist.all_gather, parts, values)
+        return [part.cpu() for part in parts]
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """Whether ``flag`` is set in any process."""

@@ -9,6 +9,7 @@ kind of rule ran.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -16,11 +17,12 @@ from pathlib import Path
 import torch
 
 from ..core.rule import Scores
+from .checkpoint import write_text
 
-__all__ = ["Totals", "evaluate", "epoch_line", "write_metrics", "summarize"]
+__all__ = ["LONG_NAMES", "Totals", "evaluate", "epoch_line", "write_metrics", "validation_score", "summarize"]
 
 # Short names of the score columns in the per-epoch line and the summary.
-_LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction", "solved": "solved", "loss": "loss"}
+LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction", "solved": "solved", "loss": "loss"}
 
 
 class Totals:
@@ -76,18 +78,28 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 def write_metrics(rows: list[dict], out_dir: Path, summary: dict) -> None:
-    """``metrics.csv`` (one row per epoch, atomically replaced) and ``summary.json``."""
+    """``metrics.csv`` (one row per epoch) and ``summary.json``, each
+    replaced atomically; a full disk keeps the last good ones
+    (:class:`~.checkpoint.CheckpointError`)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    path = out_dir / "metrics.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / "metrics.csv", table.getvalue())
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def validation_score(row: dict) -> float | None:
+    """The score ``best.pt`` keeps the best of (higher is better): the
+    validation accuracy, else minus the validation loss or reconstruction
+    error; None for a run without a validation split."""
+    for key, sign in (("val_acc", 1.0), ("val_loss", -1.0), ("val_recon", -1.0)):
+        if key in row and math.isfinite(row[key]):
+            return sign * row[key]
+    return None
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -98,7 +110,7 @@ def summarize(rows: list[dict]) -> dict:
     last = trained[-1] if trained else {}
     out = {"epochs": len(trained)}
     for split in ("test", "val", "train"):
-        for short, long in _LONG_NAMES.items():
+        for short, long in LONG_NAMES.items():
             out[f"{split}_{long}"] = last.get(f"{split}_{short}")
     best = max(trained, key=lambda r: r["val_acc"] if not math.isnan(r.get("val_acc", math.nan)) else -1,
                default={})

@@ -5,7 +5,7 @@ import inspect
 
 import torch
 
-__all__ = ["optimizer_names", "scheduler_names", "make_optimizer", "make_scheduler"]
+__all__ = ["optimizer_names", "scheduler_names", "make_optimizer", "make_scheduler", "check_arguments"]
 
 
 def _classes(module, base) -> dict[str, type]:
@@ -71,3 +71,25 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, **k
     if cls is torch.optim.lr_scheduler.CosineAnnealingLR:
         kwargs.setdefault("T_max", max(epochs, 1))
     return cls(optimizer, **kwargs)
+
+
+def check_arguments(prefix: str, optimizer: str, lr: float, optimizer_args: dict, scheduler: str,
+                    scheduler_args: dict, epochs: int) -> None:
+    """Build the ``prefix`` optimizer and scheduler once, on a stand-in
+    parameter: an argument they do not take, one they need but lack, or a
+    value they refuse is a ValueError naming the setting, before any work."""
+    optimizer_cls, scheduler_cls = check_optimizer(optimizer), check_scheduler(scheduler)
+    try:
+        made = make_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))], lr, **optimizer_args)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"setting '{prefix}_optimizer_args' {optimizer_args}: {_why(error, optimizer_cls)}") from None
+    try:
+        make_scheduler(scheduler, made, epochs, **scheduler_args)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"setting '{prefix}_scheduler_args' {scheduler_args}: {_why(error, scheduler_cls)}") from None
+
+
+def _why(error: Exception, cls: type) -> str:
+    """torch's complaint, and the arguments ``cls`` takes."""
+    taken = [name for name in inspect.signature(cls).parameters if name not in ("params", "optimizer", "self")]
+    return f"{cls.__name__}: {error}; it takes {', '.join(taken)}"

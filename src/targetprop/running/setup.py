@@ -5,6 +5,7 @@ and its optimizers. Every name and range is checked before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ from .config import GIVEN, Config, ConfigError
 from .data import DataInfo, DataSplits, check_data, keep_labels, load_dataset
 
 __all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits",
-           "keep_labelled", "network_options", "build_run_network", "build_parts"]
+           "keep_labelled", "network_options", "build_run_network", "build_parts", "signal_numbers"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = {"float32": None, "bf16": torch.bfloat16}  # the autocast dtype of the training step
@@ -58,8 +59,9 @@ def validate_config(config: Config) -> Config:
         if not config.arch.startswith(GIVEN):
             _check_architecture(config, rule, parse_architecture(config.arch))
         for prefix in ("forward", "feedback"):
-            optim.check_optimizer(getattr(config, f"{prefix}_optimizer"))
-            optim.check_scheduler(getattr(config, f"{prefix}_scheduler"))
+            optim.check_arguments(prefix, *(getattr(config, f"{prefix}_{key}") for key in
+                                            ("optimizer", "lr", "optimizer_args", "scheduler", "scheduler_args")),
+                                  config.epochs)
         resolve_device(config.device)
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -92,13 +94,26 @@ def network_options(config: Config) -> dict:
             if getattr(config, key) != getattr(defaults, key)}
 
 
+def signal_numbers(names: str) -> list[int]:
+    """``"INT,TERM"`` as signal numbers (ConfigError for a name that is not a signal here)."""
+    numbers = []
+    for name in filter(None, (n.strip().upper().removeprefix("SIG") for n in names.split(","))):
+        if not isinstance(getattr(signal, f"SIG{name}", None), signal.Signals) or name in ("KILL", "STOP"):
+            raise ConfigError(f"setting 'stop_signals': {name!r} is not a signal a run can catch "
+                              "(INT, TERM, USR1, USR2, HUP, ...)")
+        numbers.append(int(getattr(signal, f"SIG{name}")))
+    return numbers
+
+
 def _check_ranges(config: Config) -> None:
-    for key in ("epochs", "feedback_iterations", "feedback_pretrain_epochs", "threads", "layer_hidden"):
-        if getattr(config, key) < 0:
-            raise ConfigError(f"setting {key!r} must be >= 0")
-    for key in ("batch_size", "probe_size"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"setting {key!r} must be >= 1")
+    """What the settings' own bounds (``setting(at_least=, above=)``) cannot say."""
+    if not (config.val_size < 1 or config.val_size == int(config.val_size)):
+        raise ConfigError(f"setting 'val_size' is a fraction in (0, 1) or a whole count of examples, "
+                          f"got {config.val_size}")
+    signal_numbers(config.stop_signals)
+    if 0 < config.divergence_factor <= 1:
+        raise ConfigError(f"setting 'divergence_factor' must be > 1 (a loss grown this many times), or 0 to "
+                          f"stop on NaN or infinity only; got {config.divergence_factor}")
     if config.precision != "float32" and config.dtype != "float32":
         raise ConfigError(f"precision={config.precision} autocasts float32 work: it needs dtype=float32")
     if config.init == "he" and not config.arch.startswith(GIVEN) and parse_architecture(config.arch).family == "recurrent":

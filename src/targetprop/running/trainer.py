@@ -1,13 +1,16 @@
 """A training run: data, network, rule and optimizers from a :class:`Config`;
 epochs with a progress bar, per-epoch metrics and diagnostics; atomic
-checkpoints, exact resume, a NaN guard and a clean stop on Ctrl-C.
+checkpoints, exact resume, a NaN guard, and a clean stop with a checkpoint
+on Ctrl-C, SIGTERM (and any signal in ``stop_signals``).
 
 Files in the run directory:
 
 * ``config.yaml``   the resolved settings;
 * ``metrics.csv``   one row per epoch;
 * ``summary.json``  rule, data, epochs, the last epoch's scores, seconds;
-* ``checkpoint.pt`` everything needed to continue exactly where the run stopped.
+* ``checkpoint.pt`` everything needed to continue exactly where the run stopped;
+* ``best.pt``       the same, as it was after the epoch of the best validation score;
+* ``run.lock``      held by the run while it lives (:mod:`.rundir`).
 """
 from __future__ import annotations
 
@@ -31,47 +34,54 @@ from ..core.rule import Rule
 from ..registry import make_rule
 from . import distributed
 from .augment import augment_batch
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINTS, CheckpointError, copy_checkpoint, load_checkpoint, remove_partial_writes,
+                         save_checkpoint, write_text)
 from .config import GIVEN, Config, ConfigError
 from .data import DataSplits, RunData, run_data
 from .guard import DivergenceGuard, TrainingDiverged
-from .metrics import Totals, epoch_line, evaluate, summarize, write_metrics
-from .setup import build_parts, keep_labelled, load_splits, resolve_device, validate_config
+from .metrics import Totals, epoch_line, evaluate, summarize, validation_score, write_metrics
+from .rundir import HELD_BY_LAUNCHER, RunDirectoryError, RunLock, check_out_dir
+from .setup import build_parts, keep_labelled, load_splits, resolve_device, signal_numbers, validate_config
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]  # TrainingDiverged: from .guard
 
 # Settings a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device")
+RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device", "stop_signals")
 
 
 class TrainingInterrupted(RuntimeError):
-    """The run was stopped (Ctrl-C) after saving a checkpoint."""
+    """The run was stopped (a signal, or ``stop_requested``) after saving a checkpoint;
+    ``signal``: the number of the signal that stopped it (None when code asked)."""
+
+    def __init__(self, message: str, signal_number: int | None = None):
+        super().__init__(message)
+        self.signal = signal_number
 
 
 @contextlib.contextmanager
-def _deferred_interrupt(trainer: "Trainer") -> Iterator[None]:
-    """Turn the first Ctrl-C into a stop request honoured between two steps (so
-    the checkpoint holds a consistent state); a second Ctrl-C stops at once."""
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+def _stop_on_signals(trainer: "Trainer") -> Iterator[None]:
+    """Turn each of ``config.stop_signals`` into a stop request honoured
+    between two steps, so the checkpoint holds a consistent state. A second
+    Ctrl-C stops at once; a repeated TERM or USR1 is the same request (a
+    launcher such as torchrun relays the one a scheduler sent)."""
 
     def handler(signum, frame):
-        if trainer.stop_requested:
+        if signum == signal.SIGINT and trainer.stop_signal == signal.SIGINT:
             raise KeyboardInterrupt
+        trainer.stop_signal = trainer.stop_signal or signum
         trainer.stop_requested = True
 
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield
-        return
+        for number in signal_numbers(trainer.config.stop_signals):
+            previous[number] = signal.signal(number, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
 class Trainer:
@@ -90,16 +100,28 @@ class Trainer:
         if data is not None:
             config = config.update({"data": data.info.name})
         config = validate_config(config)
-        self.out_dir = Path(out_dir)
-        self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self.out_dir = check_out_dir(out_dir)
+        self.checkpoint_path = self.out_dir / CHECKPOINTS["last"]
+        self.config, self.callback = config, callback
+        self.stop_requested, self.stop_signal = False, None
+        self._join_processes()
+        self._lock = self._hold_run_dir()
+        try:
+            self._start(resume, splits, net, data)
+        except BaseException:
+            self._release(remove_if_new=True)
+            raise
+
+    def _start(self, resume: bool, splits: DataSplits | None, net: nn.Module | None, data: RunData | None) -> None:
+        config = self.config
         state = None
         if resume:
             state = load_checkpoint(self.checkpoint_path)
         elif self.checkpoint_path.exists():
             raise FileExistsError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
-        self.config, self.callback, self.stop_requested = config, callback, False
-        self._join_processes()
+        if self.is_main:
+            remove_partial_writes(self.out_dir)
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.set_flush_denormal(config.flush_denormal)
@@ -132,10 +154,9 @@ class Trainer:
         self.rows: list[dict] = []
         self.seconds = 0.0
         self.diverged: str | None = None
+        self.best: dict | None = None  # the epoch and score of best.pt
         if state is not None:
             self._restore(state)
-            if self.group is not None:
-                self.group.seed_noise(config.seed + 7919 * self.epoch + self.batch_index)
 
     def _join_processes(self) -> None:
         """The device, and the group of data-parallel processes when torchrun started this one."""
@@ -150,6 +171,27 @@ class Trainer:
                 raise ConfigError(f"batch_size {self.config.batch_size} is the global batch: it needs at least "
                                   f"one example for each of the {self.group.size} processes")
 
+    def _hold_run_dir(self) -> RunLock | None:
+        """The exclusive hold of the run directory, taken by the main process
+        (unless the launcher of the processes holds it); every process raises
+        when it cannot be had."""
+        lock, problem = None, None
+        if self.is_main and os.environ.get(HELD_BY_LAUNCHER) != str(self.out_dir.resolve()):
+            try:
+                lock = RunLock(self.out_dir)
+            except RunDirectoryError as error:
+                problem = error
+        if self.group is not None and self.group.any(problem is not None, self.device):
+            self.group.leave()
+            raise problem or RunDirectoryError(f"process 0 of this run could not take --out {self.out_dir}")
+        if problem is not None:
+            raise problem
+        return lock
+
+    def _release(self, remove_if_new: bool = False) -> None:
+        if self._lock is not None:
+            self._lock.release(remove_if_new=remove_if_new)
+
     # -- state ---------------------------------------------------------------
 
     def state_dict(self) -> dict:
@@ -161,10 +203,30 @@ class Trainer:
             "pass_generator_state": self.pass_generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "process_rng_states": self._process_rng_states(),
             "totals": self._global_totals().state_dict(), "guard": self.guard.state_dict(),
             "rows": self.rows, "seconds": self.seconds,
-            "network": self.network_state, "data": self.data.info.state_dict(),
+            "network": self.network_state, "data": self.data.info.state_dict(), "best": self.best,
         }
+
+    def _process_rng_states(self) -> dict | None:
+        """Every process's random state (each draws noise of its own), where there are several."""
+        if self.group is None:
+            return None
+        states = {"cpu": self.group.gather(torch.get_rng_state(), self.device)}
+        if self.device.type == "cuda":
+            states["cuda"] = self.group.gather(torch.cuda.get_rng_state(self.device), self.device)
+        return states
+
+    def _restore_process_rng(self, states: dict | None) -> None:
+        """This process's random state as saved, when the run resumes on as many
+        processes; else a fresh stream of its own (rank 0 keeps the saved one)."""
+        if states is None or len(states["cpu"]) != self.group.size:
+            self.group.seed_noise(self.config.seed + 7919 * self.epoch + self.batch_index)
+            return
+        torch.set_rng_state(states["cpu"][self.group.rank])
+        if "cuda" in states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"][self.group.rank], self.device)
 
     def _shuffle_state(self) -> torch.Tensor | None:
         return None if self.shuffle_generator is None else self.shuffle_generator.get_state()
@@ -205,15 +267,23 @@ class Trainer:
         torch.set_rng_state(state["torch_rng_state"])
         if state["cuda_rng_state"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng_state"])
+        if self.group is not None:
+            self._restore_process_rng(state.get("process_rng_states"))
         if self.is_main:  # the saved sums are every process's: counted once
             self.totals.load_state_dict(state["totals"], self.device)
         self.guard.load_state_dict(state["guard"])
         self.rows, self.seconds = state["rows"], state["seconds"]
+        self.best = state.get("best")
 
     def save(self) -> None:
+        """The checkpoint (``checkpoint.pt``) and, after an epoch whose
+        validation score is the best so far, its copy ``best.pt``."""
         state = self.state_dict()  # in every process: the totals are summed over them
-        if self.is_main:
-            save_checkpoint(state, self.checkpoint_path)
+        if not self.is_main:
+            return
+        save_checkpoint(state, self.checkpoint_path)
+        if self.best is not None and self.best["epoch"] == self.epoch - 1 and self.batch_index == 0:
+            copy_checkpoint(self.checkpoint_path, self.out_dir / CHECKPOINTS["best"])
 
     def _global_totals(self) -> Totals:
         """The running sums of every process (this one's alone in a single process)."""
@@ -227,11 +297,12 @@ class Trainer:
         total.sums, total.counts = dict(zip(names, sums)), dict(zip(names, counts))
         return total
 
-    def _stopping(self, synced: bool) -> bool:
-        """Whether to stop now: processes stop together, at a synchronised batch."""
+    def _stopping(self) -> bool:
+        """Whether to stop now: processes stop together, at the first batch
+        after any of them was asked to (a scheduler's grace period is short)."""
         if self.group is None:
             return self.stop_requested
-        return synced and self.group.any(self.stop_requested, self.device)
+        return self.group.any(self.stop_requested, self.device)
 
     # -- the loop ------------------------------------------------------------
 
@@ -246,10 +317,10 @@ class Trainer:
         """Train until ``config.epochs``; returns the summary."""
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            write_text(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
             if self.data_note and not self.rows:  # once, when the run starts
                 tqdm.write(self.data_note)
-        with _deferred_interrupt(self):
+        with _stop_on_signals(self):
             try:
                 while self.epoch <= self.config.epochs:
                     started = time.perf_counter()
@@ -266,6 +337,7 @@ class Trainer:
             finally:
                 if self.group is not None:
                     self.group.leave()
+                self._release()
         return self.summary()
 
     def _stop_diverged(self, error: TrainingDiverged) -> None:
@@ -300,13 +372,15 @@ class Trainer:
                 bar.set_postfix({name: f"{value:.4f}" for name, value in means.items()}, refresh=False)
             if self.callback is not None:
                 self.callback(self)
-            if self._stopping(synced):
+            if self._stopping():
                 self.seconds += time.perf_counter() - started
                 self.save()
                 bar.close()
+                by = f" by {signal.Signals(self.stop_signal).name}" if self.stop_signal else ""
                 raise TrainingInterrupted(
-                    f"stopped at epoch {max(self.epoch, 0)}, batch {self.batch_index}; checkpoint saved "
-                    f"in {self.out_dir} (continue with: targetprop train --resume --out {self.out_dir})")
+                    f"stopped{by} at epoch {max(self.epoch, 0)}, batch {self.batch_index}; checkpoint saved "
+                    f"in {self.out_dir} (continue with: targetprop train --resume --out {self.out_dir})",
+                    self.stop_signal)
         bar.close()
 
     def _step(self, kind: str, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -340,6 +414,9 @@ class Trainer:
         row["forward_lr"] = self.learner.forward_optimizer.param_groups[0]["lr"]
         row["epoch_seconds"], row["seconds"] = epoch_seconds, self.seconds
         self.rows.append(row)
+        score = validation_score(row) if self.epoch > 0 else None
+        if score is not None and (self.best is None or score > self.best["score"]):
+            self.best = {"epoch": self.epoch, "score": score}
         if self.epoch > 0:
             for scheduler in self.schedulers.values():
                 if scheduler is not None:

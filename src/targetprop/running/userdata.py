@@ -24,7 +24,8 @@ import numpy as np
 
 from .sources import DatasetNotAvailable, Raw, fixed_split_raw, readonly
 
-__all__ = ["CIFAR10_CLASSES", "IMAGE_SUFFIXES", "is_user_data", "check_user_data", "load_user_data"]
+__all__ = ["CIFAR10_CLASSES", "IMAGE_SUFFIXES", "is_user_data", "check_user_data", "load_user_data",
+           "read_examples"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -88,6 +89,23 @@ def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _check_classes(y: np.ndarray, y_test: np.ndarray | None, where: str) -> int:
+    """The number of classes K, once the training labels hold every class
+    0..K−1 (and the test labels no other): labels are not renumbered, so a
+    prediction's class is the data's own."""
+    present = np.unique(y)
+    if len(present) < 2:
+        raise ValueError(f"{where}: every label is {present[0]}; a classifier needs examples of two or more classes")
+    num_classes = int(max(y.max(), -1 if y_test is None or not len(y_test) else y_test.max())) + 1
+    missing = sorted(set(range(num_classes)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:8])) + (", …" if len(missing) > 8 else "")
+        raise ValueError(f"{where}: labels must be 0..K-1 with training examples of each; found "
+                         f"{', '.join(map(str, present[:8]))}{', …' if len(present) > 8 else ''}, none of "
+                         f"{shown}: renumber them first (y = numpy.unique(y, return_inverse=True)[1])")
+    return num_classes
+
+
 def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.ndarray | None,
          where: str, class_names: tuple[str, ...] | None = None) -> Raw:
     """Checked arrays as a Raw; without a test split, the fixed stratified one."""
@@ -97,7 +115,7 @@ def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.nda
     y = _labels(y, len(x), f"{where} y")
     scale = 255.0 if x.dtype == np.uint8 else 1.0  # 8-bit pixels to [0, 1]; other data as stored
     if x_test is None:
-        num_classes = int(y.max()) + 1
+        num_classes = _check_classes(y, None, f"{where} y")
         return fixed_split_raw(x, y, scale=scale, num_classes=num_classes, image_shape=image_shape,
                                class_names=class_names)
     x_test, test_shape = _features(x_test, f"{where} x_test")
@@ -105,7 +123,7 @@ def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.nda
         raise ValueError(f"{where}: x_test examples have shape {test_shape or x_test.shape[1:]}, "
                          f"x's have {image_shape or x.shape[1:]}")
     y_test = _labels(y_test, len(x_test), f"{where} y_test")
-    num_classes = int(max(y.max(), y_test.max(initial=0))) + 1
+    num_classes = _check_classes(y, y_test, f"{where} y")
     raw = Raw(x, y, x_test, y_test, scale=scale, num_classes=num_classes, image_shape=image_shape,
               class_names=class_names)
     readonly(raw.x_train, raw.y_train, raw.x_test, raw.y_test)
@@ -115,13 +133,18 @@ def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.nda
 # ------------------------------------------------------------------ .npz
 
 
-@functools.lru_cache(maxsize=2)
-def _load_npz(path: str) -> Raw:
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as file:
-            arrays = {key: file[key] for key in file.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+            return {key: file[key] for key in file.files}
+    except (OSError, ValueError):  # not a zip of .npy arrays, or one holding Python objects
+        raise ValueError(f"{path}: not a .npz file of numeric arrays (numpy.savez(path, x=x, y=y) "
+                         "writes one)") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_npz(path: str) -> Raw:
+    arrays = _npz_arrays(path)
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise ValueError(f"{path}: needs arrays 'x' and 'y' (optional 'x_test', 'y_test'); "
@@ -131,11 +154,28 @@ def _load_npz(path: str) -> Raw:
     return _raw(arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"), path)
 
 
+def read_examples(path: str) -> tuple[np.ndarray, tuple[int, ...] | None, np.ndarray | None]:
+    """A .npz file's examples to evaluate or predict: its array ``x`` as
+    (N, features) floats in the loaded scale (8-bit pixels in [0, 1]), the
+    image shape, and its labels ``y`` where it has them."""
+    check_user_data(path, None)
+    arrays = _npz_arrays(str(Path(path).expanduser()))
+    if "x" not in arrays:
+        raise ValueError(f"{path}: needs an array 'x' of examples (and 'y', labels, to evaluate); "
+                         f"found {', '.join(arrays) or 'none'}")
+    x, image_shape = _features(arrays["x"], f"{path} x")
+    y = _labels(arrays["y"], len(x), f"{path} y") if "y" in arrays else None
+    return x.astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0), image_shape, y
+
+
 # ------------------------------------------------------------------ image folders
 
 
 def _class_folders(folder: Path) -> dict[str, list[Path]]:
     """Class name → its image files, for ``folder`` (or its ``train`` part)."""
+    if folder.exists() and not folder.is_dir():
+        raise DatasetNotAvailable(f"imagefolder:{folder} is a file; imagefolder: takes a folder with one "
+                                  "sub-folder of images per class")
     if not folder.is_dir():
         raise DatasetNotAvailable(f"image folder {folder} not found")
     if (folder / "train").is_dir():
