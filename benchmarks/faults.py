@@ -32,7 +32,7 @@ SCENARIOS = {
     "a_second_ctrl_c_stops_at_once": "a second Ctrl-C",
     "a_signal_not_asked_for_is_left_alone": "a signal not in stop_signals",
     "ctrl_c_during_start_up_leaves_nothing": "Ctrl-C during start-up",
-    "a_worker_that_dies_ends_the_run": "a worker killed (SIGKILL) under --nproc 2",
+    "a_worker_that_dies_ends_the_run": "a worker killed (SIGKILL): --nproc 2, bare torchrun",
     "a_kill_during_a_checkpoint_write": "SIGKILL during a checkpoint write",
     "a_full_disk_keeps_the_last_good_checkpoint": "a full disk (ENOSPC) while saving",
     "a_second_run_on_the_same_directory_is_refused": "a second run on the same --out",

@@ -287,10 +287,14 @@ def _worker_of_rank(launcher: int, rank: int) -> int | None:
     return None
 
 
-def _launch(out: Path, *extra: str) -> subprocess.Popen:
-    """``targetprop train --nproc 2`` on digits in batches of 8 (epochs of ~170 steps), as a process."""
-    command = [sys.executable, "-m", "targetprop.cli", *BASE, "--epochs", "200", "--no-progress",
-               "--set", "batch_size=8", "--set", "threads=1", "--nproc", "2", *extra, "--out", str(out)]
+def _launch(out: Path, *extra: str, bare_torchrun: bool = False) -> subprocess.Popen:
+    """``targetprop train --nproc 2`` (or the same under bare torchrun) on digits in
+    batches of 8 (epochs of ~170 steps), as a process."""
+    train = [*BASE, "--epochs", "200", "--no-progress", "--set", "batch_size=8", "--set", "threads=1", *extra,
+             "--out", str(out)]
+    command = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                "targetprop.cli", *train] if bare_torchrun else
+               [sys.executable, "-m", "targetprop.cli", *train, "--nproc", "2"])
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -328,9 +332,12 @@ def test_two_processes_stop_at_the_same_batch_on_a_signal_and_resume_exactly(nam
 @pytest.mark.slow
 @needs_gloo
 @pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs /proc to find the worker")
-def test_a_worker_that_dies_ends_the_run_with_one_line_and_its_checkpoint_intact(tmp_path):
+@pytest.mark.parametrize("bare_torchrun", [False, True], ids=["--nproc", "torchrun"])
+def test_a_worker_that_dies_ends_the_run_with_one_line_and_its_checkpoint_intact(bare_torchrun, tmp_path):
+    """Under --nproc: the surviving process's line and the launcher's, no
+    traceback; under bare torchrun the same line comes first, then torchrun's own report."""
     out = tmp_path / "run"
-    launcher = _launch(out)
+    launcher = _launch(out, bare_torchrun=bare_torchrun)
     try:
         _after_first_epoch(launcher, out)
         worker = _worker_of_rank(launcher.pid, 1)
@@ -339,10 +346,11 @@ def test_a_worker_that_dies_ends_the_run_with_one_line_and_its_checkpoint_intact
         _, err = launcher.communicate(timeout=120)
     finally:
         launcher.kill()
-    assert launcher.returncode == 128 + signal.SIGKILL
-    assert "Traceback" not in err, err
-    assert "error: process 0: another process of this run is gone" in err
-    assert "error: a worker process was killed by signal 9" in err and "--resume" in err
+    assert "error: process 0: another process of this run is gone" in err and "--resume" in err
+    assert "[rank0]" not in err  # no traceback of the surviving process
+    if not bare_torchrun:
+        assert launcher.returncode == 128 + signal.SIGKILL and "Traceback" not in err, err
+        assert "error: a worker process was killed by signal 9" in err
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["epoch"] >= 2  # the end of epoch 1 or later, loadable
     assert main(["train", "--resume", "--epochs", str(state["epoch"]), "--no-progress", "--out", str(out)]) == 0
