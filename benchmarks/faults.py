@@ -28,7 +28,7 @@ from test_faults import CASES  # noqa: E402  (the table of cases lives beside it
 # The fault tests, as the table names them.
 SCENARIOS = {
     "a_stop_signal_saves_mid_epoch_and_resumes_exactly": "SIGTERM / SIGINT / SIGUSR1, one process",
-    "two_processes_stop_at_the_same_batch_on_a_signal_and_resume_exactly": "SIGTERM / SIGUSR1, --nproc 2",
+    "two_processes_stop_at_the_same_batch_on_a_signal_and_resume_exactly": "SIGTERM / SIGINT / SIGUSR1, --nproc 2",
     "a_second_ctrl_c_stops_at_once": "a second Ctrl-C",
     "a_signal_not_asked_for_is_left_alone": "a signal not in stop_signals",
     "ctrl_c_during_start_up_leaves_nothing": "Ctrl-C during start-up",
@@ -91,8 +91,8 @@ def write(cases: list[dict], scenarios: list[dict]) -> None:
 
 
 def _shortened(message: str, limit: int = 200) -> str:
-    message = message.replace("|", "/")
-    return message if len(message) <= limit else message[:limit - 1] + "…"
+    message = message.replace("|", "/").replace("`", "'")
+    return f"`{message if len(message) <= limit else message[:limit - 1] + '…'}`"  # as printed, not as markdown
 
 
 def main() -> None:

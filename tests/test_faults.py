@@ -306,7 +306,8 @@ def _after_first_epoch(launcher: subprocess.Popen, out: Path) -> None:
 
 @pytest.mark.slow
 @needs_gloo
-@pytest.mark.parametrize("name, extra", [("SIGTERM", []), ("SIGUSR1", ["--set", "stop_signals=INT,TERM,USR1"])])
+@pytest.mark.parametrize("name, extra", [("SIGTERM", []), ("SIGINT", []),
+                                         ("SIGUSR1", ["--set", "stop_signals=INT,TERM,USR1"])])
 def test_two_processes_stop_at_the_same_batch_on_a_signal_and_resume_exactly(name, extra, tmp_path):
     out = tmp_path / "run"
     launcher = _launch(out, *extra)

@@ -1,4 +1,6 @@
-"""The README's canonical loop runs as written and learns."""
+"""The code blocks of the README and the documentation run as written: the
+canonical loop learns, the own-model block trains the model, the recipe of a
+new rule registers and trains."""
 from __future__ import annotations
 
 import re
@@ -8,6 +10,7 @@ import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+CONTRIBUTING = Path(__file__).resolve().parents[1] / "docs" / "contributing.md"
 
 
 @pytest.mark.slow
@@ -24,16 +27,16 @@ def test_readme_training_loop_runs_and_learns():
     assert accuracy > 0.5  # chance is 0.1
 
 
-def test_readme_new_rule_recipe_registers_trains_and_is_checked():
-    """The README's "Adding a rule" block: the recipe is registered, its
+def test_new_rule_recipe_registers_trains_and_is_checked():
+    """The documentation's "Adding a rule" block: the recipe is registered, its
     settings are checked, and it trains like any rule."""
     from targetprop import RULES, Learner, build_network, make_rule
 
-    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "RULES[" in b)
+    block = next(b for b in re.findall(r"```python\n(.*?)```", CONTRIBUTING.read_text(), re.S) if "RULES[" in b)
     saved = dict(RULES)
     try:
         namespace = {}
-        exec(compile(block, str(README), "exec"), namespace)
+        exec(compile(block, str(CONTRIBUTING), "exec"), namespace)
         rule = namespace["rule"]
         assert rule.name == "half-dtp" and rule.target_step == 0.2
         with pytest.raises(ValueError, match="does not read setting.*'alpha'"):
