@@ -7,6 +7,7 @@ print a table of test accuracy and training time.
 import argparse
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import targetprop
@@ -35,7 +36,8 @@ def main():
 
     rows = []
     for rule in args.rules.split(","):
-        # a fresh model per rule, so every rule starts from the same kind of net (fit trains it in place)
+        # a fresh model per rule (fit trains it in place), from the same initial weights
+        torch.manual_seed(0)
         summary = targetprop.fit(my_net(args.width, args.depth), args.data, rule=rule, epochs=args.epochs,
                                  out=Path(args.out) / rule, **quick)
         rows.append((rule, summary["test_accuracy"], summary["seconds"]))

@@ -8,6 +8,8 @@ the test accuracy and time of each.
 import argparse
 from pathlib import Path
 
+import torch
+
 import targetprop
 
 # (steps, features per step) and classes of each task: build_network needs the examples' shape
@@ -34,7 +36,9 @@ def main():
 
     results = {}
     for rule in args.rules.split(","):
-        # the net unrolled over the steps; the rule decides its backward step g (dtp) or none (bp)
+        # the net unrolled over the steps, with the backward step g the rule needs (dtp) or none (bp);
+        # fit's seed does not reach a net built before it: seed here, so both rules start alike
+        torch.manual_seed(0)
         net = targetprop.build_network(args.arch, shape, classes, rule)
         results[rule] = targetprop.fit(net, args.data, rule=rule, epochs=args.epochs,
                                        out=Path(args.out) / rule, **settings)

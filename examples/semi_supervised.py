@@ -8,6 +8,7 @@ examples alone, the same network for both.
 import argparse
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import targetprop
@@ -39,9 +40,11 @@ def main():
         common["limit"] = args.limit
 
     # 16 labelled examples in every batch of 128, so the few labels are seen throughout each epoch
+    torch.manual_seed(0)  # both nets start from the same weights
     semi = targetprop.fit(my_net(args.width, args.depth), args.data, rule="bengio2014", epochs=args.epochs,
                           out=Path(args.out) / "bengio2014", labelled_per_batch=16, **common)
     # dtp cannot use unlabelled examples: it trains on the N alone (and says so)
+    torch.manual_seed(0)
     alone = targetprop.fit(my_net(args.width, args.depth), args.data, rule="dtp", epochs=args.baseline_epochs,
                            out=Path(args.out) / "dtp-labels-only", batch_size=32, **common)
 

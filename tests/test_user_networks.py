@@ -209,3 +209,10 @@ def test_rules_lists_the_networks_each_rule_trains(capsys):
     assert "the networks it trains:\n  chain:" in out and "  recurrent:" in out and "your own model" in out
     assert main(["rules", "generative"]) == 0
     assert "  stack: a generative stack" in capsys.readouterr().out
+
+
+def test_settings_that_shape_built_networks_are_refused_for_a_model_of_ones_own(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    with pytest.raises(ValueError, match="'dropout' shape the networks targetprop builds"):
+        fit(model, "digits", out=tmp_path / "r", dropout=0.2)
+    assert not (tmp_path / "r").exists()

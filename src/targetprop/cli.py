@@ -314,8 +314,9 @@ def _complete(args: argparse.Namespace) -> int:
     shown[:, part_features(net, args.hide)] = 0.5  # grey where the input is hidden
     path = save_image_rows([shown, to_image(completed), to_image(x[:args.n])], run.info.image_shape,
                            args.out, row_labels=["input", "completed", "truth"])
+    change = 100 * (1 - error / baseline)
     print(f"test mean squared error of the {args.hide} half: completion {error:.4f}, "
-          f"training-mean fill {baseline:.4f} ({100 * (1 - error / baseline):.1f}% lower)")
+          f"training-mean fill {baseline:.4f} ({abs(change):.1f}% {'lower' if change >= 0 else 'higher'})")
     print(path)
     return 0
 

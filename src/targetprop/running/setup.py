@@ -229,6 +229,10 @@ def build_run_network(config: Config, rule: Rule, info: DataInfo, targets_per_st
             net = build_network(spec, info.input_shape, info.num_outputs, rule, **network_options(config))
             auto_he = spec.entry.he_init and config.activation in UNBOUNDED
         else:
+            unread = sorted(network_options(config))
+            if unread:
+                raise ValueError(f"setting(s) {', '.join(map(repr, unread))} shape the networks targetprop builds; "
+                                 "a model of your own keeps what its code made (add the modules to it)")
             net = wrap_for(rule, net, info.input_shape, info.num_outputs)
             auto_he = False  # a network of the user's own keeps the initialisation its code gave it
         if targets_per_step:
