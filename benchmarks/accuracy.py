@@ -12,7 +12,7 @@ part in the choice.
 With ``--no-retrain`` the chosen search run's own test accuracy is reported
 (trained on the training set less the validation split), at half the cost.
 
-The conv-net table (issue 11) is the same search over ``search_space_conv.yaml``,
+The conv-net table is the same search over ``search_space_conv.yaml``,
 meant for a GPU:
 
     python benchmarks/accuracy.py --space benchmarks/search_space_conv.yaml --name fashion_mnist_conv_accuracy \

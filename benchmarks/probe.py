@@ -2,8 +2,8 @@
 accuracy and, per layer, the angle of the rule's update to back-prop's, the
 mean target step ‖ĥ_l − h_l‖, the mean activity ‖h_l‖ and the norm of the
 batch-mean activity ‖mean_n h_l‖ on a fixed batch of 512 training images, and
-the norm of the forward weights ‖W_l‖. For finding out why a rule breaks where it breaks
-(issue 10); settings as ``targetprop train --set`` takes them.
+the norm of the forward weights ‖W_l‖. For finding out why a rule breaks where it breaks;
+settings as ``targetprop train --set`` takes them.
 
     python benchmarks/probe.py --steps 420 --every 105 rule=dtp arch=mlp:256x8 activation=relu
 """

@@ -109,7 +109,7 @@ CHANCE = 0.15  # test accuracy at or below this counts as "at chance" (10 classe
 
 
 def bars(table: dict) -> list[str]:
-    """Markdown: per dataset and rule, the issue's bars over the cells run —
+    """Markdown: per dataset and rule, the cells that reach our aims —
     within 2 points of bp at depth ≤ 8, within 5 at depth 16 (a cell where bp
     itself is at chance counts as met when the rule is not below it), and
     the cells at chance or diverged where bp trains."""

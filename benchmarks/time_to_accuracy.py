@@ -1,5 +1,5 @@
 """Wall-clock time for each rule to first reach given Fashion-MNIST validation
-accuracies, against back-prop (issue 13).
+accuracies, against back-prop.
 
 Every rule trains with the settings the README's accuracy table chose for it
 (``results/fashion_mnist_accuracy.json``, the entry of ``search_space.yaml``
