@@ -85,7 +85,8 @@ def _stop_on_signals(trainer: "Trainer") -> Iterator[None]:
 
 
 class Trainer:
-    """Owns one run directory. ``callback(trainer)`` is called after every
+    """Owns one run directory, held (``run.lock``) from construction until
+    :meth:`run` returns. ``callback(trainer)`` is called after every
     step; setting ``trainer.stop_requested`` stops the run like Ctrl-C.
     ``net``: the network to train (an ``nn.Sequential`` is wrapped into
     blocks) instead of one built from ``config.arch``; ``splits``: the data,
