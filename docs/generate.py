@@ -279,11 +279,29 @@ def title_of(text: str, fallback: str) -> str:
     return heading[1] if heading else fallback
 
 
+def figures_of(stems: list[str]) -> dict[str, list[str]]:
+    """The PNGs of the results folder that belong to each results file: those
+    named STEM.png or STEM_*.png, each given to the longest such stem
+    (``robustness_batch-norm_fashion-mnist.png`` is robustness_batch-norm's)."""
+    owned: dict[str, list[str]] = {stem: [] for stem in stems}
+    for image in sorted(RESULTS_IN.glob("*.png")):
+        owners = [stem for stem in stems if image.stem == stem or image.stem.startswith(stem + "_")]
+        if owners:
+            owned[max(owners, key=len)].append(image.name)
+    return owned
+
+
 def results_pages() -> dict[Path, str]:
     pages, entries = {}, []
-    for source in sorted(RESULTS_IN.glob("*.md")):
+    sources = sorted(RESULTS_IN.glob("*.md"))
+    figures = figures_of([source.stem for source in sources])
+    for source in sources:
         text = source.read_text(encoding="utf-8")
         body = rewrite_links(text, source)
+        shown = [name for name in figures[source.stem] if name not in text]
+        if shown:  # the figures the script drew beside its table
+            body = body.rstrip("\n") + "\n\n## Figures\n\n" + "\n\n".join(
+                f"![{name}](img/{name})" for name in shown) + "\n"
         # The mark goes last: MkDocs takes a page's title from its first element only when that is an h1.
         relative = source.relative_to(ROOT).as_posix()
         pages[RESULTS_OUT / source.name] = body.rstrip("\n") + "\n\n" + MARK.format(source=relative) + "\n"
