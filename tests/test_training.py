@@ -14,7 +14,7 @@ pytest.importorskip("sklearn")
 from helpers import (assert_same_params, assert_stopping_mid_epoch_then_resuming_is_exact,  # noqa: E402
                      params, quick_config)
 from targetprop.cli import main  # noqa: E402
-from targetprop.running.bench import profile_steps  # noqa: E402
+from targetprop.running.bench import count_flops, profile_steps  # noqa: E402
 from targetprop.running.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from targetprop.running.config import Config, ConfigError, load_config  # noqa: E402
 from targetprop.running.setup import validate_config  # noqa: E402
@@ -280,6 +280,28 @@ def test_cli_bench_profile_adds_operations_and_product_share(tmp_path, capsys):
     assert 0 < result["bp"]["product_share"] == result["bp"]["product_ms"] / result["bp"]["step_ms"]
     assert 0 < result["bp"]["optimizer_share"] == result["bp"]["optimizer_ms"] / result["bp"]["step_ms"]
     assert "ops/step" in capsys.readouterr().out
+
+
+def test_flops_of_back_prop_are_its_matrix_products_written_out():
+    """bp on 20 → 32 → 32 → 4: each product of a (fan_in × fan_out) layer
+    costs 2·fan_in·fan_out per example forward and again for its weights'
+    gradient, and once more for its input's gradient above the first layer."""
+    products = [(20, 32), (32, 32), (32, 4)]
+    expected = sum(2 * a * b * (3 if i else 2) for i, (a, b) in enumerate(products))
+    for batch in (16, 32):  # per example: the batch size divides out
+        x, y = torch.randn(batch, 20), torch.randint(0, 4, (batch,))
+        flops = count_flops(["bp", "dtp"], x, y, arch="mlp:32x2", num_classes=4)
+        assert flops["bp"] == expected
+        assert flops["dtp"] > flops["bp"]  # targets through g, feedback objectives
+
+
+def test_cli_bench_flops_adds_a_column_and_a_json_field(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--data", "digits", "--arch", "mlp:32x2", "--rules", "bp,ldrl", "--repeats", "4",
+                 "--flops", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["ldrl"]["flops_per_example"] > result["bp"]["flops_per_example"] > 0
+    assert "MFLOP/ex" in capsys.readouterr().out
 
 
 def test_cli_bench_rejects_an_unknown_variant(capsys):

@@ -160,7 +160,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .running.bench import VARIANTS, profile_steps, time_rules
+    from .running.bench import VARIANTS, count_flops, profile_steps, time_rules
     from .running.data import load_dataset
     from .registry import RULES
     from .running.setup import resolve_device
@@ -184,10 +184,14 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         result = time_rules(rules, x, y, repeats=args.repeats, **shared)
         profiled = profile_steps(rules, x, y, **shared) if args.profile else {}
+        if args.flops:
+            for rule, flops in count_flops(rules, x, y, **{k: v for k, v in shared.items() if k != "variants"}).items():
+                result[rule]["flops_per_example"] = flops
     except ValueError as error:  # the architecture, or the network against a rule or the data
         raise ConfigError(str(error)) from None
     print(f"{args.data}, {args.arch}, batch {len(y)}, {device}, {torch.get_num_threads()} threads")
     print(f"{'rule':<20}{'step ms':>10}{'quartiles':>18}{'x bp':>8}"
+          + (f"{'MFLOP/ex':>10}" if args.flops else "")
           + (f"{'ops/step':>10}{'products':>10}{'optimizer':>10}" if profiled else ""))
     for rule, entry in result.items():
         if profiled:
@@ -197,6 +201,7 @@ def _bench(args: argparse.Namespace) -> int:
         low, high = entry["quartiles"]
         print(f"{rule:<20}{entry['step_ms']:>10.2f}{f'{low:.2f}–{high:.2f}':>18}"
               + (f"{ratio:>8.2f}" if ratio is not None else f"{'':>8}")
+              + (f"{entry['flops_per_example'] / 1e6:>10.4g}" if args.flops else "")
               + (f"{entry['ops_per_step']:>10.0f}{entry['product_share']:>10.0%}{entry['optimizer_share']:>10.0%}"
                  if profiled else ""))
     if args.json:
@@ -408,6 +413,9 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--profile", action="store_true",
                        help="also profile each rule (torch.profiler): operations per step and the shares of "
                             "time in matrix products and in the optimizers' steps")
+    bench.add_argument("--flops", action="store_true",
+                       help="also count floating-point operations per training example (torch.utils.flop_counter: "
+                            "matrix products and convolutions of one training step)")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(func=_bench)
 

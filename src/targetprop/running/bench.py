@@ -1,6 +1,7 @@
 """Time one full training step (feedback and forward updates) per rule, on the
-same network, batch and data, in one process; and profile it (operations per
-step, the share of time in matrix products)."""
+same network, batch and data, in one process; profile it (operations per
+step, the share of time in matrix products); and count its floating-point
+operations per training example (``torch.utils.flop_counter``)."""
 from __future__ import annotations
 
 import copy
@@ -9,13 +10,15 @@ import time
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from . import optim
 from ..core.learner import Learner
 from ..registry import build_network, make_rule, wrap_for
 from .setup import PRECISIONS, read_every_state
 
-__all__ = ["MATRIX_PRODUCTS", "VARIANTS", "profile_steps", "time_rules"]
+__all__ = ["MATRIX_PRODUCTS", "VARIANTS", "count_flops", "profile_steps", "time_rules"]
 
 # how a step may run besides plain float32 eager: Learner's precision and compile options
 VARIANTS = {"eager": {}, "compile": {"compile": True}, "compile-feedback": {"compile": "feedback"},
@@ -132,3 +135,41 @@ def profile_steps(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: s
                          "product_ms": product_ms / steps, "optimizer_steps_per_step": len(optimizer_steps) / steps,
                          "optimizer_ms": optimizer_ms / steps}
     return result
+
+
+def count_flops(rules: list[str], x: torch.Tensor, y: torch.Tensor, *, arch: str | None = None, num_classes: int,
+                activation: str = "tanh", seed: int = 0, feedback_iterations: int = 1,
+                input_shape: tuple[int, ...] | None = None, net: nn.Module | None = None) -> dict[str, float]:
+    """Floating-point operations of one training step of each rule (forward
+    pass, targets, feedback and local losses, their backward passes), per
+    training example: the matrix products and convolutions counted by
+    ``torch.utils.flop_counter``'s formulas (2 per multiply-add), divided by
+    the batch size. Element-wise work and the optimizers' updates are not
+    counted, as in the published counts of the field."""
+    learners = _learners(rules, x, y, arch=arch, num_classes=num_classes, activation=activation, warmup=1,
+                         seed=seed, feedback_iterations=feedback_iterations, input_shape=input_shape,
+                         variants=("eager",), net=net)
+    result = {}
+    for label, learner in learners.items():
+        with _FlopCount() as counted:
+            learner.train_step(x, y)
+        result[label] = counted.total / len(x)
+    return result
+
+
+class _FlopCount(TorchDispatchMode):
+    """The operations ``flop_registry`` has a formula for, summed. Not
+    ``FlopCounterMode`` itself: its per-module tracking hooks the backward
+    pass in a way ``torch.autograd.grad`` (the top target's gradient) refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
