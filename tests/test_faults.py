@@ -88,6 +88,7 @@ CASES = [
     Case("divergence_factor below 1", [*TRAIN, "--set", "divergence_factor=0.5"],
          "'divergence_factor' must be > 1"),
     Case("unknown stop signal", [*TRAIN, "--set", "stop_signals=INT,FOO"], "'FOO' is not a signal"),
+    Case("bench: zero batch size", ["bench", "--data", "digits", "--batch-size", "0"], "--batch-size >= 1"),
     Case("empty --out", [*TRAIN, "--out", ""], "--out is empty"),
     Case("--out is a file", [*TRAIN, "--out", "{d}/a_file"], "is a file, not a run directory", _file),
     Case("--out below a file", [*TRAIN, "--out", "{d}/a_file/run"], "which is a file", _file),

@@ -18,6 +18,7 @@ from targetprop.running.bench import count_flops, profile_steps  # noqa: E402
 from targetprop.running.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from targetprop.running.config import Config, ConfigError, load_config  # noqa: E402
 from targetprop.running.setup import validate_config  # noqa: E402
+from targetprop.running.tensorboard import tag  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingDiverged, TrainingInterrupted  # noqa: E402
 
 
@@ -387,3 +388,19 @@ def test_a_nan_angle_is_explained_as_a_dead_layer():
         guard.check_finite({"angle_3": float("nan")}, "epoch 2")
     with pytest.raises(TrainingDiverged, match=r"^val_loss is not finite \(inf\)"):
         guard.check_finite({"val_loss": float("inf")}, "epoch 2")
+
+
+def test_tensorboard_event_files_hold_the_rows_of_metrics_csv(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--arch", "mlp:32x3", "--epochs", "2", "--no-progress",
+                 "--log", "tensorboard", "--out", str(out)]) == 0
+    assert main(["train", "--resume", "--epochs", "3", "--no-progress", "--out", str(out)]) == 0  # adds a file
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    events = EventAccumulator(str(out))
+    events.Reload()
+    for key in ("val_acc", "train_loss", "angle_1", "feedback_loss"):
+        logged = [(e.step, e.value) for e in events.Scalars(tag(key))]
+        assert logged == [(int(r["epoch"]), pytest.approx(float(r[key]), rel=1e-6)) for r in rows], key

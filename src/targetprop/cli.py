@@ -19,7 +19,7 @@ from .running.data import DatasetNotAvailable
 _ARCHITECTURES = architecture_help().replace("%", "%%")  # argparse formats help strings
 
 # Flags that are shortcuts for settings; every other setting goes through --set.
-_TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels")
+_TRAIN_FLAGS = ("data", "rule", "arch", "epochs", "batch_size", "seed", "device", "labels", "log")
 
 
 def _launch(argv: list[str], nproc: int, out: str, stop_signals: list[int]) -> int:
@@ -356,6 +356,8 @@ def _add_train(sub) -> None:
                        help="keep labels for N training examples (balanced over classes); the "
                             "rest train unlabelled where the rule learns from unlabelled examples "
                             "(bengio2014, generative) and are left out otherwise")
+    train.add_argument("--log", choices=("none", "tensorboard"),
+                       help="tensorboard: also write the per-epoch scores as TensorBoard event files in --out")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--nproc", type=int, default=1,

@@ -113,6 +113,8 @@ class Config:
     flush_denormal: bool = setting(True, "CPU: subnormal floats count as zero (BPTT's vanishing gradients "
                                    "made an update at T = 400 8-15x slower without it)")
     progress: bool = setting(True, "progress bar on a terminal")
+    log: str = setting("none", "tensorboard: also write every per-epoch score as TensorBoard event files in "
+                       "the run directory (needs the tensorboard package)", ("none", "tensorboard"))
     stop_signals: str = setting("INT,TERM", "signals that stop the run at the next step with a checkpoint "
                                 "saved, exit code 128 + the signal's number (add USR1 for a scheduler's "
                                 "pre-emption warning); a second Ctrl-C stops at once")

@@ -22,6 +22,7 @@ from ..registry import build_network, make_rule, network_kind, require_kind, wra
 from . import optim
 from .config import GIVEN, Config, ConfigError
 from .data import DataInfo, DataSplits, check_data, keep_labels, load_dataset
+from .tensorboard import check_tensorboard
 
 __all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits",
            "keep_labelled", "network_options", "build_run_network", "build_parts", "signal_numbers"]
@@ -111,6 +112,8 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError(f"setting 'val_size' is a fraction in (0, 1) or a whole count of examples, "
                           f"got {config.val_size}")
     signal_numbers(config.stop_signals)
+    if config.log == "tensorboard":
+        check_tensorboard()
     if 0 < config.divergence_factor <= 1:
         raise ConfigError(f"setting 'divergence_factor' must be > 1 (a loss grown this many times), or 0 to "
                           f"stop on NaN or infinity only; got {config.divergence_factor}")

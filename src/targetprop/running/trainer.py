@@ -10,7 +10,8 @@ Files in the run directory:
 * ``summary.json``  rule, data, epochs, the last epoch's scores, seconds;
 * ``checkpoint.pt`` everything needed to continue exactly where the run stopped;
 * ``best.pt``       the same, as it was after the epoch of the best validation score;
-* ``run.lock``      held by the run while it lives (:mod:`.rundir`).
+* ``run.lock``      held by the run while it lives (:mod:`.rundir`);
+* ``events.out.tfevents.*`` with ``log=tensorboard``: the rows of ``metrics.csv`` for TensorBoard.
 """
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ from .data import DataSplits, RunData, run_data
 from .guard import DivergenceGuard, TrainingDiverged
 from .metrics import Totals, epoch_line, evaluate, summarize, validation_score, write_metrics
 from .rundir import HELD_BY_LAUNCHER, RunDirectoryError, RunLock, check_out_dir
+from .tensorboard import EpochLog
 from .setup import build_parts, keep_labelled, load_splits, resolve_device, signal_numbers, validate_config
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]  # TrainingDiverged: from .guard
 
 # Settings a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device", "stop_signals")
+RESUMABLE_CHANGES = ("epochs", "progress", "threads", "device", "stop_signals", "log")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -156,6 +158,7 @@ class Trainer:
         self.seconds = 0.0
         self.diverged: str | None = None
         self.best: dict | None = None  # the epoch and score of best.pt
+        self.epoch_log = EpochLog(self.out_dir) if config.log == "tensorboard" and self.is_main else None
         if state is not None:
             self._restore(state)
 
@@ -338,6 +341,8 @@ class Trainer:
             finally:
                 if self.group is not None:
                     self.group.leave()
+                if self.epoch_log is not None:
+                    self.epoch_log.close()
                 self._release()
         return self.summary()
 
@@ -428,6 +433,8 @@ class Trainer:
         self.save()
         if self.is_main:
             write_metrics(self.rows, self.out_dir, self.summary())
+            if self.epoch_log is not None:
+                self.epoch_log.write(row)
             tqdm.write(epoch_line(row, self.config.epochs))
 
     def summary(self) -> dict:
