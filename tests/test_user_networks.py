@@ -216,3 +216,13 @@ def test_settings_that_shape_built_networks_are_refused_for_a_model_of_ones_own(
     with pytest.raises(ValueError, match="'dropout' shape the networks targetprop builds"):
         fit(model, "digits", out=tmp_path / "r", dropout=0.2)
     assert not (tmp_path / "r").exists()
+
+
+def test_fit_takes_an_architecture_spec_and_the_run_reopens_from_its_directory(tmp_path):
+    summary = fit("mlp:16x2", "digits", rule="ldrl", epochs=1, out=tmp_path / "r")
+    assert summary["completed"] and summary["arch"] == "mlp:16x2"
+    run = load_run(tmp_path / "r")  # no model object needed: the spec rebuilds it
+    assert len(run.net.layers) == 2
+    with pytest.raises(ValueError, match="pass the model itself"):
+        loader = DataLoader(TensorDataset(torch.zeros(8, 64), torch.zeros(8, dtype=torch.long)), batch_size=4)
+        fit("mlp:16x2", (loader, loader), out=tmp_path / "s")

@@ -16,14 +16,18 @@ from .trainer import Trainer
 __all__ = ["fit"]
 
 
-def fit(model: nn.Module, data: str | tuple[DataLoader, ...] | list[DataLoader], rule: str = "dtp", *,
+def fit(model: nn.Module | str, data: str | tuple[DataLoader, ...] | list[DataLoader], rule: str = "dtp", *,
         epochs: int = 3, out: str | Path, resume: bool = False, **settings: Any) -> dict:
     """Train ``model`` with ``rule`` and return the run's summary (the
     contents of ``summary.json``: ``test_accuracy``, ``val_accuracy``, ...).
 
     ``model``: an ``nn.Sequential`` (wrapped into blocks, each with a
     proposed feedback map, :func:`targetprop.wrap`), or a network of target
-    propagation already. Training it trains the model's own modules.
+    propagation already; training it trains the model's own modules. Or an
+    architecture spec as ``--arch`` takes (``"mlp:256x5"``, ``"resnet20"``,
+    ``"rnn:128"``, a generative rule's stack ``"mlp:512-256"``): the
+    network is built for the rule and the data, and the run reopens from its
+    directory alone (``targetprop evaluate``, ``load_run``).
     ``data``: a dataset name or file as ``--data`` takes (``fashion-mnist``,
     ``path/to/file.npz``, ``imagefolder:DIR``, ...), or the user's own
     ``DataLoader``s (train, validation) or (train, validation, test) of
@@ -34,10 +38,15 @@ def fit(model: nn.Module, data: str | tuple[DataLoader, ...] | list[DataLoader],
     any run-level or rule setting (``forward_lr=3e-4``, ``target_step=0.5``;
     ``targetprop rules NAME`` lists them)."""
     values = {"rule": rule, "epochs": epochs, "progress": settings.pop("progress", False), **settings}
+    if isinstance(model, str):
+        values["arch"], model = model, None
     if isinstance(data, str):
         values["data"] = data
         config = Config().update(values)
         return Trainer(config, out, resume=resume, net=model).run()
+    if model is None:
+        raise ConfigError("an architecture spec is built for a dataset targetprop loads; with DataLoaders of your "
+                          "own, pass the model itself")
     loaders = tuple(data)
     if len(loaders) not in (2, 3) or not all(isinstance(loader, DataLoader) for loader in loaders):
         raise ConfigError("data is a dataset name or file, or (train, validation[, test]) DataLoaders")
