@@ -9,8 +9,9 @@ What a researcher imports to use a rule or to write one:
   architecture spec, for a rule), ``Chain`` (any layers under a read-out),
   ``TPNetwork``, ``Layer`` (any pair of modules f, g), ``TPLayer``,
   ``InverseAffine``, ``Residual`` (a skip connection ``wrap`` reads);
-* training: ``fit`` (one call: a model, data, a rule → a run directory and
-  its summary) and the loop itself, ``Learner``;
+* training: ``fit`` (one call: a model or an architecture spec, data, a
+  rule → a run directory and its summary), ``load_run`` (a trained run
+  reopened: its config, rule and network) and the loop itself, ``Learner``;
 * writing a rule: ``Rule``, ``ForwardRecord``, ``ForwardLoss``, ``setting``,
   and the pieces it composes, the propagation rules
   (``difference_propagate``, ...), the feedback objectives
@@ -35,11 +36,12 @@ from .core.updates import local_target_loss
 from .models import Residual
 from .registry import RULES, build_network, make_rule, rule_settings
 from .running.fit import fit
+from .running.runs import load_run
 
 __all__ = [
     "make_rule", "RULES", "rule_settings",
     "wrap", "build_network", "Chain", "TPNetwork", "Layer", "TPLayer", "InverseAffine", "Residual",
-    "fit", "Learner", "StepResult",
+    "fit", "load_run", "Learner", "StepResult",
     "Rule", "ForwardRecord", "ForwardLoss", "setting",
     "gradient_top_target", "tp_propagate", "difference_propagate", "propagate_targets", "hybrid_target",
     "noisy_reconstruction_loss", "difference_reconstruction_loss", "local_difference_reconstruction_loss",
