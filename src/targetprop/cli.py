@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .core.architectures import architecture_help
-from .running.checkpoint import CheckpointError
+from .running.checkpoint import CHECKPOINTS, CheckpointError
 from .running.config import ConfigError, load_config
 from .running.data import DatasetNotAvailable
 
@@ -56,9 +56,13 @@ def _launch(argv: list[str], nproc: int, out: str, stop_signals: list[int]) -> i
         return 128 + received[0]  # rank 0 said where it stopped
     if code not in (0, 2, 3, 4):  # explained by the workers: bad input, diverged, a peer lost
         how = f"was killed by signal {code - 128}" if code > 128 else f"failed with exit code {code}"
-        print(f"error: a worker process {how}; the last good checkpoint in {out} is intact: continue with "
-              f"targetprop train --resume --out {out}", file=sys.stderr)
+        print(f"error: a worker process {how}; {_kept(out)}", file=sys.stderr)
     return code
+
+
+def _kept(out: str) -> str:
+    """What a run that ended early leaves, and how to go on."""
+    return f"the last good checkpoint in {out} is intact: continue with targetprop train --resume --out {out}"
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -97,8 +101,7 @@ def _train(args: argparse.Namespace) -> int:
         summary = trainer.run()
     except KeyboardInterrupt:
         if main_process:
-            print(f"\nstopped at once by a second Ctrl-C; the last good checkpoint in {args.out} is intact "
-                  f"(continue with: targetprop train --resume --out {args.out})", file=sys.stderr)
+            print(f"\nstopped at once by a second Ctrl-C; {_kept(args.out)}", file=sys.stderr)
         return 128 + signal.SIGINT
     except TrainingInterrupted as stop:
         if main_process:
@@ -109,8 +112,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
         return 3
     except PeerLost as error:  # one line from each surviving process
-        print(f"error: process {os.environ.get('RANK', '?')}: {error}; the last good checkpoint in {args.out} "
-              f"is intact: continue with targetprop train --resume --out {args.out}", file=sys.stderr)
+        print(f"error: process {os.environ.get('RANK', '?')}: {error}; {_kept(args.out)}", file=sys.stderr)
         return 4
     if not main_process:
         return 0
@@ -212,7 +214,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _load_trained(args: argparse.Namespace):
     """The run as ``--checkpoint`` says; by default its best checkpoint where it has one, else its last."""
-    from .running.checkpoint import CHECKPOINTS
     from .running.runs import load_run
 
     checkpoint = args.checkpoint or ("best" if (Path(args.run) / CHECKPOINTS["best"]).is_file() else "last")
@@ -373,7 +374,7 @@ def _add_use(sub) -> None:
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("--data", help="default: the run's own test split; else a dataset's test split "
                                          "(as --data of train takes) or every example of a .npz file (x, y)")
-    evaluate.add_argument("--checkpoint", choices=("best", "last"),
+    evaluate.add_argument("--checkpoint", choices=sorted(CHECKPOINTS),
                           help="best: after the epoch of the best validation score; last: where the run "
                                "stopped (default: best where the run has one, else last)")
     evaluate.add_argument("--out", help="JSON file of the scores (default RUN/evaluation-CHECKPOINT.json)")
@@ -382,7 +383,7 @@ def _add_use(sub) -> None:
     predict = sub.add_parser("predict", help="a trained run's predicted classes and probabilities for a file")
     predict.add_argument("run", help="run directory")
     predict.add_argument("--data", required=True, help=".npz file with an array x of examples (as trained on)")
-    predict.add_argument("--checkpoint", choices=("best", "last"), help="as for evaluate")
+    predict.add_argument("--checkpoint", choices=sorted(CHECKPOINTS), help="as for evaluate")
     predict.add_argument("--out", default="predictions.npz",
                          help=".npz file: classes (N,) and probabilities (N, K); outputs for real targets")
     predict.set_defaults(func=_predict)

@@ -77,13 +77,13 @@ def predict_run(run: Run, data: str) -> dict[str, np.ndarray]:
     """``classes`` (the argmax) and ``probabilities`` (the softmax of the
     read-out) of ``run`` on every example of ``data``; ``outputs`` for a run
     with real targets."""
-    if not run.info.num_classes:
-        x, _ = run_examples(run, data, need_labels=False)
-        return {"outputs": _outputs(run, x).numpy()}
-    if not getattr(run.net, "labelled", True):
+    if run.info.num_classes and not getattr(run.net, "labelled", True):
         raise ConfigError(f"{run.config.rule} trained a generative stack without labels: it predicts no classes")
     x, _ = run_examples(run, data, need_labels=False)
-    probabilities = _outputs(run, x).double().softmax(-1)
+    outputs = _outputs(run, x)
+    if not run.info.num_classes:
+        return {"outputs": outputs.numpy()}
+    probabilities = outputs.double().softmax(-1)
     return {"classes": probabilities.argmax(-1).numpy(), "probabilities": probabilities.float().numpy()}
 
 

@@ -99,11 +99,19 @@ def _check_classes(y: np.ndarray, y_test: np.ndarray | None, where: str) -> int:
     num_classes = int(max(y.max(), -1 if y_test is None or not len(y_test) else y_test.max())) + 1
     missing = sorted(set(range(num_classes)) - set(present.tolist()))
     if missing:
-        shown = ", ".join(map(str, missing[:8])) + (", …" if len(missing) > 8 else "")
         raise ValueError(f"{where}: labels must be 0..K-1 with training examples of each; found "
-                         f"{', '.join(map(str, present[:8]))}{', …' if len(present) > 8 else ''}, none of "
-                         f"{shown}: renumber them first (y = numpy.unique(y, return_inverse=True)[1])")
+                         f"{_listed(present.tolist())}, none of {_listed(missing)}: renumber them first "
+                         "(y = numpy.unique(y, return_inverse=True)[1])")
     return num_classes
+
+
+def _listed(values: list, shown: int = 8) -> str:
+    return ", ".join(map(str, values[:shown])) + (", …" if len(values) > shown else "")
+
+
+def _pixel_scale(x: np.ndarray) -> float:
+    """What divides ``x`` into [0, 1]: 8-bit pixels by 255; other data are kept as stored."""
+    return 255.0 if x.dtype == np.uint8 else 1.0
 
 
 def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.ndarray | None,
@@ -113,7 +121,7 @@ def _raw(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.nda
         raise ValueError(f"{where}: holds no examples")
     x, image_shape = _features(x, f"{where} x")
     y = _labels(y, len(x), f"{where} y")
-    scale = 255.0 if x.dtype == np.uint8 else 1.0  # 8-bit pixels to [0, 1]; other data as stored
+    scale = _pixel_scale(x)
     if x_test is None:
         num_classes = _check_classes(y, None, f"{where} y")
         return fixed_split_raw(x, y, scale=scale, num_classes=num_classes, image_shape=image_shape,
@@ -165,7 +173,7 @@ def read_examples(path: str) -> tuple[np.ndarray, tuple[int, ...] | None, np.nda
                          f"found {', '.join(arrays) or 'none'}")
     x, image_shape = _features(arrays["x"], f"{path} x")
     y = _labels(arrays["y"], len(x), f"{path} y") if "y" in arrays else None
-    return x.astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0), image_shape, y
+    return x.astype(np.float64) / _pixel_scale(x), image_shape, y
 
 
 # ------------------------------------------------------------------ image folders
