@@ -1,6 +1,16 @@
-"""Fashion-MNIST test accuracy of each rule, best of a small documented search.
+"""Fashion-MNIST test accuracy of each rule, best of a documented search.
 
-For every rule, every setting in ``search_space.yaml`` is trained for the same
+A space file with ``shared`` ranges (:mod:`targetprop.running.space`) runs
+``targetprop sweep`` for every rule: the same number of trials and epochs on
+the same shared ranges (plus each rule's own), the median pruner, the best
+trial retrained on the whole training set with ``--seeds`` seeds; the table
+gives the mean test accuracy and its spread over the seeds:
+
+    python benchmarks/accuracy.py --space benchmarks/sweep_space.yaml --rules bp,dtp,drl,ldrl \
+        --trials 12 --epochs 20 --seeds 3 --jobs 2
+
+A space file with ``common`` settings and a list of settings per rule is a
+grid, the form the older tables were made with: for every rule, every setting in ``search_space.yaml`` is trained for the same
 number of epochs on the same network (MLP 5x256 tanh, batch 128), holding out
 a validation split. The setting with the highest final *validation* accuracy
 is chosen; it is then trained once more on the whole training set, and the
@@ -114,12 +124,56 @@ def train(entry: str, overrides: dict, common: dict, epochs: int, runs: Path, th
     return json.loads(summary.read_text())
 
 
+def sweep_rule(entry: str, args: argparse.Namespace) -> dict:
+    """``targetprop sweep`` of one rule, or of ``RULE/KEY=VALUE``: the rule
+    with that setting fixed (continued where an earlier call stopped);
+    returns its sweep.json."""
+    rule, _, fixed = entry.partition("/")
+    out = Path(args.runs) / f"sweep_{run_name(entry, {})}"
+    command = [sys.executable, "-m", "targetprop.cli", "sweep", "--rule", rule, "--data", args.data,
+               "--space", args.space, "--trials", str(args.trials), "--epochs", str(args.epochs),
+               "--seeds", str(args.seeds), "--jobs", str(args.jobs), "--out", str(out), "--device", args.device,
+               *(["--arch", args.arch] if args.arch else []),
+               *(item for setting in [*args.set, *([fixed] if fixed else [])] for item in ("--set", setting))]
+    subprocess.run(command, check=True, env=os.environ | {"OMP_NUM_THREADS": str(args.threads)})
+    return json.loads((out / "sweep.json").read_text())
+
+
+def sweep_table(rules: list[str], args: argparse.Namespace) -> None:
+    """Every rule swept alike; the table of their retrained best settings."""
+    results_dir = Path(args.results)
+    stem = args.name or f"{args.data.replace('-', '_')}_sweep_accuracy"
+    table_file = results_dir / f"{stem}.json"
+    table = json.loads(table_file.read_text()) if table_file.is_file() else {}
+    for rule in rules:
+        report = sweep_rule(rule, args)
+        best, trials = report["best"], report["trials"]
+        table[rule] = {"test_accuracy_mean": best["test_accuracy_mean"], "test_accuracy_std": best["test_accuracy_std"],
+                       "test_accuracies": [run["test_accuracy"] for run in best["runs"]],
+                       "val_accuracy": best["validation"], "settings": best["settings"], "arch": report["arch"],
+                       "epochs": report["epochs"], "trials": report["finished"],
+                       "pruned": sum(t["state"] == "PRUNED" for t in trials), "space": report["dimensions"],
+                       "sweep_seconds": round(sum(t.get("seconds", 0) for t in trials), 1),
+                       "retrain_seconds": round(sum(run["seconds"] for run in best["runs"]), 1)}
+    lines = ["| rule | test accuracy | seeds | validation (best trial) | trials (pruned) | best settings "
+             "| sweep + retrain minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for rule, entry in table.items():
+        settings = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in entry["settings"].items())
+        lines.append(f"| `{rule}` | {100 * entry['test_accuracy_mean']:.2f} ± {100 * entry['test_accuracy_std']:.2f} % "
+                     f"| {len(entry['test_accuracies'])} | {100 * entry['val_accuracy']:.2f} % | {entry['trials']} "
+                     f"({entry['pruned']}) | {settings} | "
+                     f"{entry['sweep_seconds'] / 60:.0f} + {entry['retrain_seconds'] / 60:.0f} |")
+    write_results(results_dir, stem, table, lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", default="bp,dtp,drl,ldrl")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--data", default="fashion-mnist")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel")
+    parser.add_argument("--jobs", type=int, default=2, help="runs (a sweep: trials) in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--space", default=str(HERE / "search_space.yaml"))
     parser.add_argument("--runs", default=str(HERE / "runs"))
@@ -127,6 +181,10 @@ def main() -> None:
     parser.add_argument("--name", help="results file stem (default: <data>_accuracy)")
     parser.add_argument("--device", default="auto", help="of every run: auto, cpu, cuda")
     parser.add_argument("--arch", help="the network of every run, in place of the space's common arch")
+    parser.add_argument("--trials", type=int, default=12, help="a sweep: finished trials per rule")
+    parser.add_argument("--seeds", type=int, default=3, help="a sweep: seeds of the retrained best setting")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a sweep: a setting of every trial (repeatable)")
     parser.add_argument("--no-retrain", action="store_true",
                         help="report the chosen search run's test accuracy (trained without the validation "
                              "split) instead of retraining it on the whole training set: half the time")
@@ -134,6 +192,9 @@ def main() -> None:
 
     space = yaml.safe_load(Path(args.space).read_text())
     rules = args.rules.split(",")
+    if "shared" in space:
+        sweep_table(rules, args)
+        return
     common, runs = space["common"] | ({"arch": args.arch} if args.arch else {}), Path(args.runs)
     jobs = [(rule, overrides) for rule in rules for overrides in space["rules"][rule]]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -5,7 +5,7 @@ Every bad input of ``tests/test_faults.py``'s ``CASES`` runs here as its own
 ``targetprop`` process, and its exit code and message are recorded as they
 came; the faults a process cannot cause on itself (signals, a killed worker,
 a kill during a checkpoint write, a full disk, a held run directory) are the
-tests of that file, run under pytest, with their outcome.
+tests of that file and the sweep's, run under pytest, with their outcome.
 
     python benchmarks/faults.py        # -> benchmarks/results/faults.{json,md}
 """
@@ -37,6 +37,7 @@ SCENARIOS = {
     "a_full_disk_keeps_the_last_good_checkpoint": "a full disk (ENOSPC) while saving",
     "a_second_run_on_the_same_directory_is_refused": "a second run on the same --out",
     "an_existing_run_is_not_overwritten": "a new run on a finished run's --out",
+    "a_stopped_sweep_loses_nothing": "a sweep stopped by Ctrl-C or killed (SIGKILL)",
 }
 
 
@@ -59,7 +60,8 @@ def run_scenarios(folder: Path) -> list[dict]:
     report = folder / "report.xml"
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/test_faults.py"),
-                    "-k", "not bad_input", f"--junitxml={report}"], cwd=ROOT, timeout=3600)
+                    str(ROOT / "tests/test_sweep.py"), "-k", "not bad_input and (test_faults or stopped_sweep)",
+                    f"--junitxml={report}"], cwd=ROOT, timeout=3600)
     rows = []
     for test in ElementTree.parse(report).getroot().iter("testcase"):
         name = test.get("name")
@@ -77,7 +79,7 @@ def write(cases: list[dict], scenarios: list[dict]) -> None:
     (out / "faults.json").write_text(json.dumps({"cases": cases, "scenarios": scenarios}, indent=2) + "\n")
     lines = ["# Faults and bad inputs", "", "`python benchmarks/faults.py`: each bad input as its own `targetprop` "
              "process (exit code 2 is a clear error before any work; nothing is written), then the fault tests "
-             "of `tests/test_faults.py`.", "",
+             "of `tests/test_faults.py` and the stopped sweeps of `tests/test_sweep.py`.", "",
              f"Bad inputs: {sum(c['as_expected'] for c in cases)} of {len(cases)} end as a one-line error, exit 2.",
              "", "| bad input | exit | message |", "|---|---|---|"]
     lines += [f"| {c['case']} | {c['exit_code']} | {_shortened(c['message'])} |" for c in cases]

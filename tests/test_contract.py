@@ -50,11 +50,12 @@ def test_exemptions_name_real_cases_and_give_reasons():
 # network it builds); "wrapped" is a user's plain nn.Sequential with batch norms and pooling, "wrapped-mlp" a
 # fully connected one with a norm after its activation, "resnet" residual blocks with batch norms
 MODELS = Path(__file__).parent / "user_models.py"
-NETWORKS = {"mlp": ("mlp:12x3", 8, ("chain", "conditional", "stack")), "cnn": ("cnn:4-6n-5", (2, 6, 6), ("chain",)),
+NETWORKS = {"mlp": ("mlp:12x3", 8, ("chain", "direct", "fixed", "dual", "conditional", "stack")),
+            "cnn": ("cnn:4-6n-5", (2, 6, 6), ("chain", "direct", "fixed")),
             "rnn": ("rnn:6", (5, 3), ("recurrent", "section5")), "gru": ("gru:6", (5, 3), ("recurrent",)),
-            "wrapped": (f"{MODELS}:norm_conv", (2, 6, 6), ("chain",)),
-            "wrapped-mlp": (f"{MODELS}:norm_mlp", (8,), ("chain", "conditional")),
-            "resnet": ("resnet8", (1, 6, 6), ("chain",))}
+            "wrapped": (f"{MODELS}:norm_conv", (2, 6, 6), ("chain", "direct", "fixed")),
+            "wrapped-mlp": (f"{MODELS}:norm_mlp", (8,), ("chain", "direct", "fixed", "conditional")),
+            "resnet": ("resnet8", (1, 6, 6), ("chain", "direct", "fixed"))}
 KINDS = pytest.mark.parametrize("kind", list(NETWORKS))
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from targetprop.cli import _without_nproc, main
+from targetprop.cli import _without, main
 
 pytest.importorskip("sklearn")  # digits
 pytestmark = [pytest.mark.slow,
@@ -53,5 +53,5 @@ def test_bad_settings_stop_before_processes_start(tmp_path, capsys):
 
 
 def test_nproc_is_taken_out_of_the_workers_command():
-    assert _without_nproc(["train", "--nproc", "2", "--out", "r"]) == ["train", "--out", "r"]
-    assert _without_nproc(["train", "--nproc=4", "--epochs", "3"]) == ["train", "--epochs", "3"]
+    assert _without(["train", "--nproc", "2", "--out", "r"], "--nproc") == ["train", "--out", "r"]
+    assert _without(["train", "--nproc=4", "--epochs", "3"], "--nproc") == ["train", "--epochs", "3"]

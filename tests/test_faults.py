@@ -50,6 +50,22 @@ def _not_npz(folder: Path) -> None:
 
 
 _X = np.random.default_rng(0).normal(size=(300, 4))
+SWEEP = ["sweep", "--rule", "dtp", "--data", "digits", "--arch", "mlp:32x3", "--epochs", "1", "--trials", "1",
+         "--space", "{d}/space.yaml", "--out", "{d}/sweep"]
+
+
+def _space(text: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / "space.yaml").write_text(text)
+
+
+def _study_of_bp(folder: Path) -> None:
+    """A study in {d}/study.db that searched bp."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(storage=f"sqlite:///{folder / 'study.db'}", study_name="s")
+    study.set_user_attr("searches", {"rule": "bp"})
+    (folder / "space.yaml").write_text("shared: {forward_lr: {low: 1e-4, high: 1e-2, log: true}}\n")
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,30 @@ CASES = [
          "unknown architecture 'mlp:abc'"),
     Case("bench: zero repeats", ["bench", "--data", "digits", "--repeats", "0"], "--repeats must be >= 1"),
     Case("evaluate: not a run", ["evaluate", "{d}"], "is not a run directory"),
+    Case("sweep: unknown setting in the space", SWEEP, "shared.colour is not a setting",
+         _space("shared: {colour: {choices: [red, blue]}}")),
+    Case("sweep: empty range", SWEEP, "forward_lr is an empty or inverted range",
+         _space("shared: {forward_lr: {low: 1e-3, high: 1e-3}}")),
+    Case("sweep: inverted range", SWEEP, "forward_lr is an empty or inverted range",
+         _space("shared: {forward_lr: {low: 1e-2, high: 1e-3, log: true}}")),
+    Case("sweep: range outside the setting's bounds", SWEEP, "'feedback_lr' must be > 0",
+         _space("shared: {feedback_lr: {low: 0, high: 1e-3}}")),
+    Case("sweep: missing space file", SWEEP, "space.yaml: no such file"),
+    Case("sweep: unreachable storage", [*SWEEP, "--storage", "sqlite:////nonexistent/dir/study.db"],
+         "cannot open the sweep's storage sqlite:////nonexistent/dir/study.db", _space("shared: {}")),
+    Case("sweep: storage of an unknown kind", [*SWEEP, "--storage", "nosuchdb://host/db"],
+         "cannot open the sweep's storage nosuchdb://host/db", _space("shared: {}")),
+    Case("sweep: a study of another rule", [*SWEEP, "--storage", "sqlite:///{d}/study.db", "--study", "s"],
+         "study 's' in sqlite:///", _study_of_bp),
+    Case("sweep: no validation split", [*SWEEP, "--set", "val_size=0"], "val_size must be > 0", _space("shared: {}")),
+    Case("sweep: zero trials", [*SWEEP, "--trials", "0"], "--trials must be >= 1", _space("shared: {}")),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_is_a_clear_error_before_any_work(case: Case, tmp_path, capsys):
+    if case.argv[0] == "sweep":
+        pytest.importorskip("optuna")
     if case.prepare is not None:
         case.prepare(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -98,3 +98,87 @@ def test_differences_through_gs_linear_part_are_those_of_g(name):
         values.append((loss, *torch.autograd.grad(loss, layer.g[0].weight)))
     for ours, theirs in zip(*values):
         torch.testing.assert_close(ours, theirs)
+
+
+def _drl_chain(path: str, reg: float = 0.4):
+    """A float64 tanh chain 5 → 4 → 4 → 3 (→ 2 classes) with linear g_l, its
+    drl rule and its record on a batch."""
+    from targetprop.registry import build_network, make_rule
+
+    torch.manual_seed(0)
+    rule = make_rule("drl", drl_path=path, feedback_reg=reg, shared_noise=False)
+    net = build_network("mlp:4-4-3", 5, 2, rule, activation="tanh").double()
+    record = rule.record(net, torch.randn(7, 5, dtype=torch.float64))
+    return rule, net, record
+
+
+def test_whole_path_drl_equals_its_written_out_equations():
+    """drl_path=whole for g_2 (into h_1) of a three-layer chain, ε and η
+    given: u_2 = f_2(h_1 + σε), u_3 = f_3(u_2), r_2 = h_2 + V_3(u_3 − h_3);
+    L = 1/(Bσ²) (‖V_2(r_2 − h_2) − σε‖² + λ‖V_2 V_3 ση‖²) with g_l = V_l u + c_l."""
+    sigma, reg = 0.2, 0.4
+    rule, net, record = _drl_chain("whole", reg)
+    h0, h1, h2, h3 = record.hs
+    (W2, b2), (W3, b3) = [(layer.f[0].weight, layer.f[0].bias) for layer in net.layers[1:]]
+    V2, V3 = net.layers[1].g[0].weight, net.layers[2].g[0].weight
+    eps, eta = torch.randn_like(h1), torch.randn_like(h3)
+    draws = iter([eps, eta])
+    paths = rule.feedback_paths(record)
+    got = fb.difference_reconstruction_loss(net.layers[1], h1, h2, sigma, reg, noise=lambda like: next(draws),
+                                            path=paths[1])
+    u3 = torch.tanh(torch.tanh((h1 + sigma * eps) @ W2.T + b2) @ W3.T + b3)
+    r2 = h2 + (u3 - h3) @ V3.T
+    expected = (((r2 - h2) @ V2.T - sigma * eps).pow(2).sum()
+                + reg * (sigma * eta @ V3.T @ V2.T).pow(2).sum()) / (7 * sigma ** 2)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    grads = torch.autograd.grad(got, list(net.parameters()), allow_unused=True)
+    moved = {name for (name, _), grad in zip(net.named_parameters(), grads) if grad is not None and grad.abs().sum() > 0}
+    assert moved == {"layers.1.g.0.weight"}  # g_2's matrix only (its bias cancels in every difference)
+
+
+def test_whole_path_drl_of_the_top_layer_and_the_layer_form_are_the_layer_wise_drl():
+    """Nothing lies above the top layer: there the whole path is the layer
+    form; and drl_path=layer gives the layer-wise loss of every layer."""
+    for path in ("whole", "layer"):
+        rule, net, record = _drl_chain(path)
+        paths = rule.feedback_paths(record)
+        assert (paths is None) == (path == "layer")
+        hs = record.hs
+        for l in ([2] if path == "whole" else [1, 2]):
+            values = []
+            for given in ([paths[l]] if paths else [None]) + [None]:
+                torch.manual_seed(3)
+                kwargs = {} if given is None else {"path": given}
+                values.append(fb.difference_reconstruction_loss(net.layers[l], hs[l], hs[l + 1], 0.2, 0.4, **kwargs))
+            torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
+        torch.manual_seed(4)
+        total = rule.feedback_loss(net, record)
+        torch.manual_seed(4)
+        draws = [fb.difference_reconstruction_loss(net.layers[l], hs[l], hs[l + 1], 0.1, 0.4,
+                                                   **({} if paths is None else {"path": paths[l]})) for l in (1, 2)]
+        torch.testing.assert_close(total, draws[0] + draws[1], rtol=1e-12, atol=0)
+
+
+def test_whole_path_drl_makes_the_feedback_path_the_damped_pseudo_inverse_of_the_forward_path():
+    """Linear chain h_1 → h_2 → h_3 (A = W_3 W_2), the path above fixed
+    (G = V_3): the expected gradient of g_2's loss is
+    2(V_2 G A − I)(G A)ᵀ + 2λ V_2 G Gᵀ, zero where V_2 G = Aᵀ(AAᵀ + λI)⁻¹."""
+    from targetprop.registry import build_network, make_rule
+
+    reg, sigma, n = 0.3, 0.05, 40000
+    torch.manual_seed(2)
+    rule = make_rule("drl", drl_path="whole", feedback_reg=reg, shared_noise=False)
+    net = build_network("mlp:4x3", 4, 2, rule, activation="linear").double()
+    record = rule.record(net, torch.randn(n, 4, dtype=torch.float64))
+    hs = record.hs
+    loss = fb.difference_reconstruction_loss(net.layers[1], hs[1], hs[2], sigma, reg, path=rule.feedback_paths(record)[1])
+    (grad,) = torch.autograd.grad(loss, net.layers[1].g[0].weight)
+    A = net.layers[2].f[0].weight @ net.layers[1].f[0].weight
+    G, V2 = net.layers[2].g[0].weight, net.layers[1].g[0].weight
+    eye = torch.eye(4, dtype=torch.float64)
+    expected = (2 * (V2 @ G @ A - eye) @ (G @ A).T + 2 * reg * V2 @ G @ G.T).detach()
+    torch.testing.assert_close(grad, expected, atol=0.05 * expected.abs().max().item(), rtol=0)
+    path_star = A.T @ torch.linalg.inv(A @ A.T + reg * eye)  # the minimiser, as V_2 G
+    V2_star = path_star @ torch.linalg.inv(G)
+    residual = (V2_star @ G @ A - eye) @ (G @ A).T + reg * V2_star @ G @ G.T
+    assert residual.abs().max() < 1e-10

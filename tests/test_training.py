@@ -404,3 +404,22 @@ def test_tensorboard_event_files_hold_the_rows_of_metrics_csv(tmp_path):
     for key in ("val_acc", "train_loss", "angle_1", "feedback_loss"):
         logged = [(e.step, e.value) for e in events.Scalars(tag(key))]
         assert logged == [(int(r["epoch"]), pytest.approx(float(r[key]), rel=1e-6)) for r in rows], key
+
+
+def test_tensorboard_shows_a_generative_stacks_samples_and_changes_nothing_of_the_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {}
+    for log in ("none", "tensorboard"):
+        out = tmp_path / log
+        assert main(["train", "--data", "digits", "--rule", "generative", "--arch", "mlp:32-16", "--epochs", "2",
+                     "--no-progress", "--log", log, "--set", "top_hidden=16", "--set", "top_width=8",
+                     "--out", str(out)]) == 0
+        runs[log] = load_checkpoint(out / "checkpoint.pt")["learner"]["net"]
+    assert_same_params(runs["none"], runs["tensorboard"])  # sampling draws apart from the run's random stream
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("images/samples")
+    assert [image.step for image in images] == [1, 2]
+    assert images[0].width > 8 and images[0].height > 8  # 16 digits of 8x8 in one grid

@@ -1,5 +1,6 @@
 """targetprop: target propagation for PyTorch (Bengio 2014; Lee et al. 2015;
-Meulemans et al. 2020; Ernoult et al. 2022).
+Meulemans et al. 2020; Ernoult et al. 2022; Shibuya et al. 2023; Kao &
+Hariharan 2024).
 
 What a researcher imports to use a rule or to write one:
 
@@ -15,14 +16,15 @@ What a researcher imports to use a rule or to write one:
 * writing a rule: ``Rule``, ``ForwardRecord``, ``ForwardLoss``, ``setting``,
   and the pieces it composes, the propagation rules
   (``difference_propagate``, ...), the feedback objectives
-  (``noisy_reconstruction_loss``, ...) and the local update
-  ``local_target_loss``.
+  (``noisy_reconstruction_loss``, ..., ``direct_difference_reconstruction_loss``,
+  CCL's ``class_alignment_loss``) and the local update ``local_target_loss``.
 
 Running from settings (``Config``, ``Trainer``) lives in
 :mod:`targetprop.running`; ready models (``resnet``) in
 :mod:`targetprop.models`.
 """
-from .core.feedback import (difference_reconstruction_loss, local_difference_reconstruction_loss,
+from .core.direct import direct_difference_reconstruction_loss
+from .core.feedback import (FeedbackPath, difference_reconstruction_loss, local_difference_reconstruction_loss,
                             noisy_reconstruction_loss)
 from .core.layers import InverseAffine, Layer, TPLayer
 from .core.learner import Learner, StepResult
@@ -35,6 +37,7 @@ from .core.targets import (difference_propagate, gradient_top_target, hybrid_tar
 from .core.updates import local_target_loss
 from .models import Residual
 from .registry import RULES, build_network, make_rule, rule_settings
+from .rules.ccl import class_alignment_loss
 from .running.fit import fit
 from .running.runs import load_run
 
@@ -45,6 +48,6 @@ __all__ = [
     "Rule", "ForwardRecord", "ForwardLoss", "setting",
     "gradient_top_target", "tp_propagate", "difference_propagate", "propagate_targets", "hybrid_target",
     "noisy_reconstruction_loss", "difference_reconstruction_loss", "local_difference_reconstruction_loss",
-    "local_target_loss",
+    "FeedbackPath", "direct_difference_reconstruction_loss", "class_alignment_loss", "local_target_loss",
 ]
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
-"""The ``targetprop`` command: ``train``, ``evaluate``, ``predict``,
-``rules``, ``plot``, ``bench``, ``sample`` and ``complete``."""
+"""The ``targetprop`` command: ``train``, ``sweep``, ``evaluate``,
+``predict``, ``rules``, ``plot``, ``bench``, ``sample`` and ``complete``."""
 from __future__ import annotations
 
 import argparse
@@ -65,14 +65,15 @@ def _kept(out: str) -> str:
     return f"the last good checkpoint in {out} is intact: continue with targetprop train --resume --out {out}"
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
+def _without(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag`` and its value."""
     out, skip = [], False
     for item in argv:
         if skip:
             skip = False
-        elif item == "--nproc":
+        elif item == flag:
             skip = True
-        elif not item.startswith("--nproc="):
+        elif not item.startswith(f"{flag}="):
             out.append(item)
     return out
 
@@ -95,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
         from .running.setup import signal_numbers, validate_config
 
         config = validate_config(config)  # bad settings stop here, before any process starts
-        return _launch(_without_nproc(args.argv), args.nproc, args.out, signal_numbers(config.stop_signals))
+        return _launch(_without(args.argv, "--nproc"), args.nproc, args.out, signal_numbers(config.stop_signals))
     trainer = Trainer(config, args.out, resume=args.resume)
     try:
         summary = trainer.run()
@@ -121,6 +122,63 @@ def _train(args: argparse.Namespace) -> int:
     figures = [f"{key.replace('_', ' ')} {summary[key]:.4f}" for key in shown if summary.get(key) is not None]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .running.setup import signal_numbers, validate_config
+    from .running.space import load_space
+    from .running.sweep import SweepPlan, default_name, open_study, retrain_best, run_trials, run_workers, \
+        write_report
+    from .running.trainer import TrainingInterrupted
+
+    for flag in ("trials", "jobs", "seeds"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    values = {key: getattr(args, key) for key in ("data", "rule", "arch", "epochs", "seed", "device")}
+    base = validate_config(load_config(args.config, args.set, **values))
+    if base.val_size == 0:
+        raise ConfigError("a sweep scores its trials on the validation split: val_size must be > 0")
+    space = load_space(args.space, base.rule, base)
+    study = args.study or default_name(base.rule, base.data, base.arch)
+    out = Path(args.out or Path("sweeps") / study)
+    if args.storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+    plan = SweepPlan(base, space, args.trials, args.storage or f"sqlite:///{out / 'study.db'}", study, out,
+                     prune=not args.no_prune)
+    if args.worker is not None:
+        run_trials(plan, args.worker)
+        return 0
+    print(f"sweep {study!r} of {base.rule} on {base.data}, {base.arch}, {base.epochs} epochs a trial, "
+          f"{args.trials} trials: {'; '.join(d.describe() for d in space.dimensions) or 'nothing drawn'}"
+          + (f" (not read by {base.rule}: {', '.join(space.unused)})" if space.unused else ""), flush=True)
+    again = f"run the same command to continue the sweep (study {study!r} in {plan.storage})"
+    try:
+        if args.jobs > 1:
+            open_study(plan)  # created, or checked against this search, before any worker starts
+            code = run_workers(_without(args.argv[1:], "--jobs"), args.jobs, signal_numbers(base.stop_signals))
+            if code:
+                print(f"error: the sweep's workers stopped (exit code {code}); {again}", file=sys.stderr)
+                return code
+        else:
+            run_trials(plan)
+    except TrainingInterrupted as stop:
+        print(f"\nthe sweep stopped; the trial in flight kept its checkpoint; {again}", file=sys.stderr)
+        return 128 + (stop.signal or signal.SIGINT)
+    except KeyboardInterrupt:
+        print(f"\nthe sweep stopped; {again}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    retrained = None if args.no_retrain else retrain_best(plan, args.seeds)
+    path = write_report(plan, retrained)
+    if retrained is not None:
+        drawn = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in retrained["settings"].items())
+        spread = f" ± {retrained['test_accuracy_std']:.4f}" if args.seeds > 1 else ""
+        accuracy = (f"test accuracy {retrained['test_accuracy_mean']:.4f}{spread}"
+                    if retrained["test_accuracy_mean"] is not None else "no test accuracy")
+        print(f"best: trial {retrained['trial']}, validation {retrained['validation']:.4f} ({drawn}); retrained on "
+              f"the whole training set ({args.seeds} seed{'s' * (args.seeds > 1)}): {accuracy}")
+    print(path)
     return 0
 
 
@@ -332,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_train(sub)
+    _add_sweep(sub)
     _add_use(sub)
     _add_inspection(sub)
     _add_generation(sub)
@@ -366,6 +425,37 @@ def _add_train(sub) -> None:
                             "the same as torchrun --nproc-per-node N -m targetprop.cli train ...")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+
+
+def _add_sweep(sub) -> None:
+    sweep = sub.add_parser("sweep", help="search a rule's settings (Optuna: seeded TPE, median pruner), then "
+                                         "retrain the best on the whole training set",
+                           epilog="the search space file: docs 'Sweeps'; a second call with the same --study "
+                                  "continues the sweep")
+    sweep.add_argument("--rule", required=True)
+    sweep.add_argument("--space", required=True,
+                       help="YAML search space: 'shared' ranges for every rule, 'rules: {NAME: ...}' a rule's own")
+    sweep.add_argument("--data", help="as for train (default fashion-mnist)")
+    sweep.add_argument("--arch", help="as for train (default mlp:256x5)")
+    sweep.add_argument("--epochs", type=int, help="epochs of every trial and of the retrained runs")
+    sweep.add_argument("--trials", type=int, default=12,
+                       help="finished trials (completed or pruned) the study holds in the end")
+    sweep.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); several "
+                                         "sweeps, processes or machines can share one")
+    sweep.add_argument("--study", help="study name (default RULE-DATA-ARCH)")
+    sweep.add_argument("--out", help="folder of the trials' runs, the retrained runs, sweep.json and the "
+                                     "plots (default sweeps/STUDY)")
+    sweep.add_argument("--jobs", type=int, default=1, help="processes running trials side by side")
+    sweep.add_argument("--seeds", type=int, default=1, help="retrain the best setting with this many seeds")
+    sweep.add_argument("--seed", type=int, help="seed of every trial's run and of the sampler")
+    sweep.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    sweep.add_argument("--config", help="YAML file of settings every trial starts from")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a setting every trial starts from (repeatable)")
+    sweep.add_argument("--no-prune", action="store_true", help="run every trial to the end")
+    sweep.add_argument("--no-retrain", action="store_true", help="stop after the trials")
+    sweep.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --jobs' processes
+    sweep.set_defaults(func=_sweep)
 
 
 def _add_use(sub) -> None:

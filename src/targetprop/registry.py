@@ -15,6 +15,8 @@ from torch import nn
 from .core import feedback as fb
 from .core import targets as tg
 from .core.architectures import ArchitectureSpec, build_architecture, parse_architecture
+from .core.direct import direct_feedback_chain
+from .core.fixed import fixed_feedback_chain
 from .core.rule import Rule
 from .core.wrap import wrap
 from .core.settings import Declared, build, declared
@@ -22,7 +24,9 @@ from .rules.backprop import BackProp
 from .rules.bengio2014 import Bengio2014
 from .rules.bengio2014.conditional import build_conditional, conditional_from_model
 from .rules.bengio2014.recurrent import build_section5
-from .rules.dtp import DampedTargetPropagation, TargetPropagation
+from .rules.ccl import CounterCurrent, build_dual
+from .rules.dtp import (DampedTargetPropagation, DirectTargetPropagation, FixedWeightTargetPropagation,
+                        TargetPropagation)
 from .rules.generative import GenerativeBackprop, GenerativeTP
 from .rules.generative.stacks import build_stack
 
@@ -52,10 +56,18 @@ RULES: dict[str, Recipe] = {
               "(Bengio 2014 §2.2.6; Lee et al. 2015)", tg.tp_propagate, fb.noisy_reconstruction_loss),
     "dtp": _tp("difference target propagation, denoising inverses (Lee et al. 2015)",
                tg.difference_propagate, fb.noisy_reconstruction_loss),
-    "drl": _tp("difference targets, difference reconstruction loss (Meulemans et al. 2020)",
+    "drl": _tp("difference targets, difference reconstruction loss layer by layer (Meulemans et al. 2020's "
+               "through the whole path above: drl_path=whole)",
                tg.difference_propagate, fb.difference_reconstruction_loss, DampedTargetPropagation),
     "ldrl": _tp("difference targets, local difference reconstruction loss (Ernoult et al. 2022)",
                 tg.difference_propagate, fb.local_difference_reconstruction_loss),
+    "fwdtp": _tp("difference targets through fixed random feedback maps, none trained (Shibuya et al. 2023, "
+                 "fixed-weight DTP)", tg.difference_propagate, fb.noisy_reconstruction_loss,
+                 FixedWeightTargetPropagation),
+    "ddtp": Recipe("direct difference targets h_l + Q_l(τ − a) by linear maps from the output, direct difference "
+                   "reconstruction loss (Meulemans et al. 2020, DDTP-linear)", DirectTargetPropagation),
+    "ccl": Recipe("counter-current learning: a mirrored feedback net fed the class one-hots, each layer aligned "
+                  "with its class prototypes (Kao & Hariharan 2024)", CounterCurrent),
     "bengio2014": Recipe("auto-encoder-mediated TP with a conditional top auto-encoder, "
                          "supervised and semi-supervised (Bengio 2014, Alg. 2, 4, 5); on rnn: nets, §5's "
                          "short and long loops through a backward net without inputs", Bengio2014),
@@ -103,6 +115,26 @@ def _wrapped(model: nn.Module, input_shape, num_outputs: int | None, feedback_ma
     return wrap(model, input_shape, num_outputs, feedback_map=feedback_map or "linear")
 
 
+def _direct(spec: ArchitectureSpec, input_shape, num_outputs: int, **options) -> nn.Module:
+    return direct_feedback_chain(build_architecture(spec, input_shape, num_outputs, **options), input_shape)
+
+
+def _direct_wrapped(model: nn.Module, input_shape, num_outputs: int | None) -> nn.Module:
+    return direct_feedback_chain(wrap(model, input_shape, num_outputs), input_shape)
+
+
+def _fixed(spec: ArchitectureSpec, input_shape, num_outputs: int, feedback_scale: float = 1.0,
+           feedback_map: str = "linear", **options) -> nn.Module:
+    net = build_architecture(spec, input_shape, num_outputs, feedback_map=feedback_map, **options)
+    return fixed_feedback_chain(net, input_shape, feedback_scale, feedback_map)
+
+
+def _fixed_wrapped(model: nn.Module, input_shape, num_outputs: int | None, feedback_scale: float = 1.0,
+                   feedback_map: str = "linear") -> nn.Module:
+    net = wrap(model, input_shape, num_outputs, feedback_map=feedback_map)
+    return fixed_feedback_chain(net, input_shape, feedback_scale, feedback_map)
+
+
 NETWORK_KINDS: dict[str, NetworkKind] = {
     "chain": NetworkKind("a chain of layers (f_l, g_l) under a read-out: mlp:, cnn:, invertible:, resnetN, "
                          "your own model", lambda spec: spec.family == "feed-forward", _of_the_architecture,
@@ -115,6 +147,15 @@ NETWORK_KINDS: dict[str, NetworkKind] = {
     "section5": NetworkKind("§5's Elman net and its backward net without inputs: rnn:",
                             lambda spec: spec.family == "recurrent" and spec.arguments["cell"] == "rnn",
                             build_section5),
+    "direct": NetworkKind("a chain whose hidden layers have direct linear feedback maps Q_l from the output "
+                          "(Meulemans et al. 2020): mlp:, cnn:, resnetN, your own model",
+                          lambda spec: spec.family == "feed-forward", _direct, _direct_wrapped),
+    "fixed": NetworkKind("a chain whose feedback maps are fixed random matrices, and one from the output to h_L "
+                         "(Shibuya et al. 2023): mlp:, cnn:, resnetN, your own model",
+                         lambda spec: spec.family == "feed-forward" and spec.name != "invertible", _fixed,
+                         _fixed_wrapped),
+    "dual": NetworkKind("a chain and its mirrored feedback net fed the class one-hots (Kao & Hariharan 2024): "
+                        "mlp:", lambda spec: spec.name == "mlp", build_dual),
     "stack": NetworkKind("a generative stack of denoising auto-encoders (§2, §4, §7): mlp:",
                          lambda spec: spec.name == "mlp", build_stack),
 }

@@ -13,6 +13,7 @@ float64 sees the same noise as one in float32.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
@@ -26,9 +27,8 @@ Tensor = torch.Tensor
 
 __all__ = [
     "noisy_reconstruction_loss", "difference_reconstruction_loss",
-    "local_difference_reconstruction_loss", "FEEDBACK_OBJECTIVES",
+    "local_difference_reconstruction_loss", "FeedbackPath", "FEEDBACK_OBJECTIVES",
 ]
-
 
 
 class FeedbackObjective(Protocol):
@@ -65,21 +65,51 @@ def noisy_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma:
     return local_target_loss([layer.feedback(up)], [noisy])
 
 
+@dataclass(frozen=True)
+class FeedbackPath:
+    """The chain around layer l, for the difference reconstruction loss
+    through the whole path: ``up`` carries a value of h_l to h_L through
+    f_{l+1}..f_L (their maps on the recorded batch), ``down`` carries a value
+    of h_L back to h_l down g_L..g_{l+1} with the difference corrections at
+    the recorded states, exactly as the targets come down; ``top`` is h_L."""
+    up: Callable[[Tensor], Tensor]
+    down: Callable[[Tensor], Tensor]
+    top: Tensor
+
+
 def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, sigma: float,
-                                   regularization: float = 0.0, noise: Noise = gaussian_like) -> Tensor:
-    """Difference reconstruction loss, layer-wise form (Meulemans et al. 2020, §4):
+                                   regularization: float = 0.0, noise: Noise = gaussian_like, *,
+                                   path: FeedbackPath | None = None) -> Tensor:
+    """Difference reconstruction loss (Meulemans et al. 2020, §4). Layer-wise
+    (``path`` None):
 
         L = 1/σ² ( ‖g(f(h_{l-1} + σε)) − g(h_l) − σε‖² + λ ‖g(h_l + ση) − g(h_l)‖² )
 
     ε, η ~ N(0, I). It reconstructs the *difference* that DTP propagates, so
     for small σ it drives J_g J_f → I, and the λ term damps J_g; its minimiser
     is the damped pseudo-inverse J_g = J_fᵀ(J_f J_fᵀ + λI)⁻¹, which makes the
-    propagated targets Gauss-Newton targets.
+    propagated targets Gauss-Newton targets. Through the whole ``path``, as
+    the paper defines it, the noisy h_{l-1} + σε goes up every layer above
+    to h_L and back down the feedback path to h_l before g_l:
+
+        L = 1/σ² ( ‖g(D(U(f(h_{l-1} + σε)))) − g(h_l) − σε‖² + λ ‖g(D(h_L + ση)) − g(h_l)‖² )
+
+    (U = ``path.up``, D = ``path.down``; η at the top damps the whole path),
+    so g_l learns to make the path from h_L down to h_{l-1} the damped
+    pseudo-inverse of the forward path from h_{l-1} up to h_L.
     """
     eps = noise(h_below)
     with torch.no_grad():
         up = layer.fixed_forward(torch.add(h_below, eps, alpha=sigma))
-    steps = [up - h] + ([sigma * noise(h)] if regularization > 0 else [])
+        if path is not None:
+            up = path.down(path.up(up))
+    if regularization <= 0:
+        steps = [up - h]
+    elif path is None:
+        steps = [up - h, sigma * noise(h)]
+    else:
+        with torch.no_grad():
+            steps = [up - h, path.down(torch.add(path.top, noise(path.top), alpha=sigma)) - h]
     out = _feedback_differences(layer, h, steps)
     loss = F.mse_loss(out[0], sigma * eps, reduction="sum")  # one fused kernel
     if regularization > 0:

@@ -61,12 +61,16 @@ class Learner:
     steps stay eager. ``compile="feedback"`` compiles only the piece that
     fuses best, the rule's feedback objective (noise, g on the forward maps'
     noisy outputs, the loss), and leaves the rest eager.
+
+    ``clip_norms`` (forward, feedback): > 0 scales each optimizer's gradient
+    down to that global norm before its step (``clip_grad_norm_``; one norm
+    over all of its layers, so not a layer-local operation).
     """
 
     def __init__(self, net: Network, rule: Rule, forward_optimizer: torch.optim.Optimizer,
                  feedback_optimizer: torch.optim.Optimizer | None = None,
                  feedback_iterations: int = 1, *, precision: torch.dtype | None = None,
-                 compile: bool | str = False):
+                 compile: bool | str = False, clip_norms: tuple[float, float] = (0.0, 0.0)):
         rule.check_network(net)
         if rule.uses_feedback and feedback_optimizer is None and feedback_iterations > 0:
             raise ValueError(f"rule {rule.name!r} trains feedback maps: give a feedback optimizer")
@@ -75,6 +79,7 @@ class Learner:
         self.feedback_iterations = feedback_iterations if rule.uses_feedback else 0
         self.synchronize: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.precision = precision
+        self.clip_norms = {id(forward_optimizer): clip_norms[0], id(feedback_optimizer): clip_norms[1]}
         mode = {False: "none", True: "rule"}.get(compile, compile)
         if mode not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_MODES))} (or a bool), "
@@ -128,6 +133,9 @@ class Learner:
         if self.synchronize is not None:
             self.synchronize([p for o in optimizers for group in o.param_groups for p in group["params"]])
         for optimizer in optimizers:
+            norm = self.clip_norms.get(id(optimizer), 0.0)
+            if norm > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], norm)
             optimizer.step()
 
     def forward_step(self, x: Tensor, y: Tensor) -> StepResult:

@@ -94,16 +94,17 @@ class Chain(nn.Module):
         recurrent net's are its time steps, :mod:`.recurrent`)."""
         return self.layers
 
-    def local_pass(self, x: torch.Tensor) -> ForwardRecord:
+    def local_pass(self, x: torch.Tensor, top_gradient: bool = True) -> ForwardRecord:
         """Each layer on its detached input, so its graph stays local; the
-        top h_L a leaf of its own (hs stays graph-free), the logits from it."""
+        top h_L a leaf of its own (hs stays graph-free), the logits from it;
+        ``top_gradient``: the leaf requires grad, so that ∂ℓ/∂h_L can be read."""
         below = self.as_input(x).detach()
         hs, outputs = [below], []
         for layer in self.layers:
             outputs.append(layer(below))
             below = outputs[-1].detach()
             hs.append(below)
-        top = hs[-1].detach().requires_grad_()
+        top = hs[-1].detach().requires_grad_(top_gradient)
         return ForwardRecord(hs, outputs, top, self.read_out(top), self.layers)
 
     def read(self, hs: Sequence[torch.Tensor]) -> torch.Tensor:

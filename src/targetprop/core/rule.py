@@ -113,6 +113,12 @@ class Rule:
         (:func:`diagnostics.layer_diagnostics`), and the rule's own."""
         return layer_diagnostics(net, self, x, y)
 
+    def epoch_images(self, net: Network, x: Tensor) -> dict[str, Tensor]:
+        """Inputs the rule makes at an epoch's end for a person to look at
+        (rows of input features, logged as image grids by ``log=tensorboard``):
+        none by default; ``x`` is the probe batch."""
+        return {}
+
     def record_diagnostics(self, net: Network, record, y: Tensor) -> dict[str, float]:
         """Rule-specific figures from the probe batch's record (none by default)."""
         return {}

@@ -6,7 +6,7 @@ propagation rule and the feedback objective.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
 
@@ -15,6 +15,7 @@ import torch
 from ..core import feedback as fb
 from ..core import targets as tg
 from ..core.delta import activation_derivative, check_delta_rule, delta_rule_loss
+from ..core.direct import direct_difference_reconstruction_loss
 from ..core.layers import InverseAffine, is_unbounded
 from ..core.noise import SharedNoise, gaussian_like
 from ..core.objectives import labelled_rows, output_loss
@@ -25,7 +26,7 @@ from ..core.updates import local_target_loss
 
 Tensor = torch.Tensor
 
-__all__ = ["TargetPropagation", "DampedTargetPropagation"]
+__all__ = ["TargetPropagation", "DampedTargetPropagation", "DirectTargetPropagation", "FixedWeightTargetPropagation"]
 
 
 @dataclass(kw_only=True)
@@ -112,7 +113,8 @@ class TargetPropagation(Rule):
                                      "activation whose derivative its output gives: use target_gating=auto "
                                      "(or name the block's activation: Layer(f, g, activation=...))") from None
 
-    def top_target(self, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+    def top_target(self, net, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+        """ĥ_L and the output loss (a batch mean)."""
         per_example = output_loss(record.logits, y, reduction="sum")
         (grad,) = torch.autograd.grad(per_example, record.top, retain_graph=True)
         return (tg.gradient_top_target(record.top.detach(), grad, self.target_step),
@@ -122,12 +124,21 @@ class TargetPropagation(Rule):
         """ĥ_l for every layer; a recurrent read-out on every state gives every
         s_t a top target ŝ_t = s_t − η ∂ℓ_t/∂s_t of its own, added to the
         difference that comes down to it."""
-        top, output_loss = self.top_target(record, y)
+        top, output_loss = self.top_target(net, record, y)
         if record.states is not None and self.propagate is tg.difference_propagate:
             step = record.layers[-1]  # every step's g is the cell's affine map
             gates = (activation_derivative(step.activation, record.states) if self._gates(step) else None)
             targets = tg.linear_difference_through_time(step.feedback_weight, record.states, top, gates)
             return list(targets), output_loss
+        feedbacks, rules = self._propagation(record)
+        if top.dim() > record.hs[-1].dim():  # every state's, (T, N, W)
+            own_steps = [None, *(top - record.states)]
+            return tg.propagate_targets(feedbacks, record.hs, top[-1], rules, own_steps=own_steps), output_loss
+        return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
+
+    def _propagation(self, record: ForwardRecord) -> tuple[list, list]:
+        """The feedback map and the propagation rule of every layer (index 0
+        unused), as :func:`targets.propagate_targets` takes them."""
         feedbacks, rules = [None], [None]
         for layer in record.layers:
             exact = isinstance(layer.g, InverseAffine)
@@ -146,10 +157,7 @@ class TargetPropagation(Rule):
                 gate = layer.g is not None and not exact and self._gates(layer)
                 rules.append(tg.gated(propagate, partial(activation_derivative, layer.activation))
                              if gate else propagate)
-        if top.dim() > record.hs[-1].dim():  # every state's, (T, N, W)
-            own_steps = [None, *(top - record.states)]
-            return tg.propagate_targets(feedbacks, record.hs, top[-1], rules, own_steps=own_steps), output_loss
-        return tg.propagate_targets(feedbacks, record.hs, top, rules), output_loss
+        return feedbacks, rules
 
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
@@ -169,8 +177,9 @@ class TargetPropagation(Rule):
     def feedback_loss(self, net, record, targets=None):
         hs = record.hs
         noise = SharedNoise() if self.shared_noise else gaussian_like
+        paths = self.feedback_paths(record)
         losses = []
-        for layer, h_below, h, count in stacked_steps(record.layers, hs, record.states):
+        for l, (layer, h_below, h, count) in enumerate(stacked_steps(record.layers, hs, record.states)):
             if layer.g is None or not layer.feedback_parameters():  # none, or exact (nothing to learn)
                 continue
             if layer.drops_input:  # the objectives invert the deterministic f, without the mask
@@ -178,9 +187,15 @@ class TargetPropagation(Rule):
                     h = layer.fixed_forward(h_below)
             # a batch mean over `count` stacked steps, times count: the sum of their losses
             shared = noise.stacked(count) if count > 1 and self.shared_noise else noise
-            loss = self.feedback_objective(layer, h_below, h, self.feedback_noise, self.feedback_reg, shared)
+            path = {} if paths is None else {"path": paths[l]}
+            loss = self.feedback_objective(layer, h_below, h, self.feedback_noise, self.feedback_reg, shared, **path)
             losses.append(loss if count == 1 else count * loss)
         return torch.stack(losses).sum() if losses else None
+
+    def feedback_paths(self, record: ForwardRecord) -> list[fb.FeedbackPath] | None:
+        """The path above each layer that its feedback objective reaches
+        through (:class:`DampedTargetPropagation`); none: layer by layer."""
+        return None
 
 
 @dataclass(kw_only=True)
@@ -189,3 +204,124 @@ class DampedTargetPropagation(TargetPropagation):
     term (Meulemans et al. 2020) is a setting of its own."""
 
     feedback_reg: float = setting(0.0, "λ of DRL's damping term ‖g(h_l + ση) − g(h_l)‖²/σ²")
+    drl_path: str = setting("layer", "layer: the DRL through f_l and g_l alone; whole: the noisy h_{l-1} goes "
+                            "up every layer above to h_L and back down the feedback path before g_l, as "
+                            "Meulemans et al. (2020) define it (on chains; a recurrent net's steps keep the "
+                            "layer form)",
+                            ("layer", "whole"))
+
+    def feedback_paths(self, record: ForwardRecord) -> list[fb.FeedbackPath] | None:
+        """For ``drl_path=whole`` on a chain, the path above layer l
+        (:class:`core.feedback.FeedbackPath`): up through the fixed maps of
+        layers l+1..L, down the propagation of the targets (the same maps,
+        corrections and gating), from h_L. Its cost grows as L²."""
+        if self.drl_path == "layer" or record.states is not None:
+            return None
+        feedbacks, rules = self._propagation(record)
+        hs, layers = record.hs, record.layers
+
+        def up(h: Tensor, above) -> Tensor:
+            for layer in above:
+                h = layer.fixed_forward(h)
+            return h
+
+        def down(top: Tensor, first: int) -> Tensor:
+            return tg.propagate_targets(feedbacks, hs, top, rules, first=first)[0]
+
+        return [fb.FeedbackPath(partial(up, above=layers[l + 1:]), partial(down, first=l + 1), hs[-1])
+                for l in range(len(layers))]
+
+
+@dataclass(kw_only=True)
+class DirectTargetPropagation(Rule):
+    """Direct difference target propagation with linear direct feedback,
+    DDTP-linear (Meulemans et al. 2020, §5):
+
+    1. output target: τ = a − η ∂ℓ/∂a, a the logits, ℓ the per-example loss;
+    2. targets:       ĥ_l = h_l + Q_l(τ − a) for every hidden layer, Q_l a
+                      linear map from the output (:mod:`core.direct`): the
+                      difference form, one product a layer, no chain of g's;
+    3. feedback:      the direct difference reconstruction loss trains every
+                      Q_l toward the damped pseudo-inverse of ∂a/∂h_l, so the
+                      targets approach Gauss–Newton targets;
+    4. local update:  DTP's, Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖², and the output loss
+                      for the read-out.
+    """
+
+    name: str
+    target_step: float = setting(0.1, "η of the output target τ = a − η ∂ℓ/∂a (a the logits)")
+    feedback_noise: float = setting(0.1, "σ of the noise in the direct difference reconstruction loss")
+    feedback_reg: float = setting(0.0, "λ of its damping term ‖Q_l ση‖²/σ²")
+    network_kinds = ("direct",)
+    uses_feedback = True
+    handles_regression = True
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.feedback_noise <= 0:
+            raise ValueError("setting 'feedback_noise' must be > 0")
+
+    def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        per_example = output_loss(record.logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(per_example, record.logits, retain_graph=True)
+        with torch.no_grad():
+            step = grad * -self.target_step  # τ − a
+            targets = [h + q(step) for q, h in zip(net.direct, record.hs[1:])]
+        return targets, per_example / labelled_rows(y).clamp_min(1)
+
+    def forward_loss(self, net, record, y):
+        targets, output_loss = self.targets(net, record, y)
+        local = local_target_loss(record.outputs, targets)
+        for layer, h_below in zip(record.layers, record.hs):
+            penalty = layer.penalty(h_below)
+            if penalty is not None:
+                local = local + penalty
+        return ForwardLoss(output_loss + local, output_loss.detach(), targets)
+
+    def feedback_loss(self, net, record, targets=None):
+        return torch.stack([direct_difference_reconstruction_loss(q, h, partial(net.above, l), self.feedback_noise,
+                                                                  self.feedback_reg)
+                            for l, (q, h) in enumerate(zip(net.direct, record.hs[1:]), start=1)]).sum()
+
+
+@dataclass(kw_only=True)
+class FixedWeightTargetPropagation(TargetPropagation):
+    """Fixed-weight difference target propagation (Shibuya et al. 2023):
+    DTP whose feedback maps are drawn at random once and never trained
+    (:mod:`core.fixed`), the top target brought to h_L from the output by a
+    fixed map B_out too:
+
+    1. top target:  ĥ_L = h_L + g_out(a − η ∂ℓ/∂a) − g_out(a), a the logits,
+                    g_out(u) = B_out u (or act(B_out u));
+    2. propagation: ĥ_{l-1} = h_{l-1} + g_l(ĥ_l) − g_l(h_l), g_l fixed;
+    3. feedback:    none (nothing to train);
+    4. local update: as DTP's.
+
+    The maps Shibuya et al. report are act(B h) with a tiny B under batch
+    standardisation of every activation; without it, a variance-keeping B
+    (``feedback_scale``) carries the target steps down undiminished."""
+
+    feedback_scale: float = setting(1.0, "s of every fixed feedback weight, U(±s·√(3/fan_in)), drawn once",
+                                    above=0)
+    # read by the family's feedback objectives, which this rule has none of
+    feedback_noise: float = field(default=0.1, init=False)
+    shared_noise: bool = field(default=True, init=False)
+    inverse_damping: float = field(default=0.3, init=False)
+    network_kinds = ("fixed",)
+    uses_feedback = False
+    contract_exemptions = {"feedback": "its feedback maps are fixed random matrices: there is nothing to train"}
+
+    def network_options(self, kind: str) -> dict:
+        return {"feedback_map": self.feedback_map, "feedback_scale": self.feedback_scale}
+
+    def top_target(self, net, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+        per_example = output_loss(record.logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(per_example, record.logits, retain_graph=True)
+        g_out = net.output_feedback
+        with torch.no_grad():
+            a = record.logits.detach()
+            top = tg.difference_propagate(g_out, record.top.detach(), a, torch.add(a, grad, alpha=-self.target_step))
+        return top, per_example / labelled_rows(y).clamp_min(1)
+
+    def feedback_loss(self, net, record, targets=None):
+        return None

@@ -92,11 +92,15 @@ class Config:
     forward_optimizer_args: dict = setting({}, "its other arguments, e.g. {weight_decay: 1e-4}")
     forward_scheduler: str = setting("none", "torch.optim.lr_scheduler of the forward weights (class name)")
     forward_scheduler_args: dict = setting({}, "its arguments")
+    forward_clip_norm: float = setting(0.0, "> 0: the forward weights' gradient scaled down to this global "
+                                       "norm before each step (across layers: not layer-local)", at_least=0)
     feedback_optimizer: str = setting("adam", "torch.optim optimizer of the feedback weights")
     feedback_lr: float = setting(1e-3, "its learning rate", above=0)
     feedback_optimizer_args: dict = setting({}, "its other arguments")
     feedback_scheduler: str = setting("none", "lr_scheduler of the feedback weights")
     feedback_scheduler_args: dict = setting({}, "its arguments")
+    feedback_clip_norm: float = setting(0.0, "> 0: the feedback weights' gradient scaled down to this global "
+                                        "norm before each step", at_least=0)
     # machinery
     seed: int = setting(0, "random seed", at_least=0)
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")

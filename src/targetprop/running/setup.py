@@ -32,7 +32,7 @@ PRECISIONS = {"float32": None, "bf16": torch.bfloat16}  # the autocast dtype of 
 # Run-level settings that only a rule with feedback maps reads, and those that
 # only a rule with a feedback loss of its own (feedback steps apart) reads.
 FEEDBACK_SETTINGS = ("feedback_optimizer", "feedback_lr", "feedback_optimizer_args",
-                     "feedback_scheduler", "feedback_scheduler_args")
+                     "feedback_scheduler", "feedback_scheduler_args", "feedback_clip_norm")
 FEEDBACK_STEP_SETTINGS = ("feedback_schedule", "feedback_iterations", "feedback_pretrain_epochs")
 
 
@@ -263,7 +263,8 @@ def build_parts(config: Config, rule: Rule, info: DataInfo, targets_per_step: bo
     try:
         learner = Learner(net, rule, forward_opt, feedback_opt,
                           config.feedback_iterations if interleaved and feedback_opt else 0,
-                          precision=PRECISIONS[config.precision], compile=config.compile)
+                          precision=PRECISIONS[config.precision], compile=config.compile,
+                          clip_norms=(config.forward_clip_norm, config.feedback_clip_norm))
     except ValueError as error:  # compile on a net it cannot trace
         raise ConfigError(str(error)) from None
     schedulers = {

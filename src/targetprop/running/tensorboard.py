@@ -2,7 +2,9 @@
 beside ``metrics.csv``: every number of an epoch's row (losses, accuracies,
 per-layer angles to back-prop, reconstruction errors, target steps) as a
 scalar at the epoch's step, under a tag grouped by its first word
-(``val_acc`` → ``val/acc``, ``angle_3`` → ``angle/3``)."""
+(``val_acc`` → ``val/acc``, ``angle_3`` → ``angle/3``); and the images a
+rule makes at an epoch's end (a generative stack's samples) as a grid under
+``images/NAME``."""
 from __future__ import annotations
 
 import math
@@ -40,6 +42,17 @@ class EpochLog:
             if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(tag(key), value, global_step=row["epoch"])
         self.writer.flush()
+
+    def write_images(self, images: dict, epoch: int, info) -> None:
+        """Each (n, features) batch of ``images`` as one grid, in [0, 1] as
+        the data's ``info`` maps inputs back; nothing for data that are not
+        2-d images."""
+        shape = info.image_shape
+        if shape is None or len(shape) != 2:
+            return
+        for name, x in images.items():
+            grid = info.to_unit_range(x.detach().float().cpu()).clamp(0, 1).reshape(len(x), 1, *shape)
+            self.writer.add_images(f"images/{name}", grid, global_step=epoch)
 
     def close(self) -> None:
         self.writer.close()

@@ -90,6 +90,8 @@ class Trainer:
     """Owns one run directory, held (``run.lock``) from construction until
     :meth:`run` returns. ``callback(trainer)`` is called after every
     step; setting ``trainer.stop_requested`` stops the run like Ctrl-C.
+    ``on_epoch(trainer, row)`` is called after every epoch's scores are
+    written and its checkpoint saved (an exception it raises ends the run).
     ``net``: the network to train (an ``nn.Sequential`` is wrapped into
     blocks) instead of one built from ``config.arch``; ``splits``: the data,
     instead of loading ``config.data``; ``data``: a user's own loaders
@@ -97,7 +99,8 @@ class Trainer:
 
     def __init__(self, config: Config, out_dir: str | Path, *, resume: bool = False,
                  callback: Callable[["Trainer"], None] | None = None, splits: DataSplits | None = None,
-                 net: nn.Module | None = None, data: RunData | None = None):
+                 net: nn.Module | None = None, data: RunData | None = None,
+                 on_epoch: Callable[["Trainer", dict], None] | None = None):
         if net is not None and not config.arch.startswith(GIVEN):
             config = config.update({"arch": f"{GIVEN}{type(net).__name__}"})
         if data is not None:
@@ -105,7 +108,7 @@ class Trainer:
         config = validate_config(config)
         self.out_dir = check_out_dir(out_dir)
         self.checkpoint_path = self.out_dir / CHECKPOINTS["last"]
-        self.config, self.callback = config, callback
+        self.config, self.callback, self.on_epoch = config, callback, on_epoch
         self.stop_requested, self.stop_signal = False, None
         self._join_processes()
         self._lock = self._hold_run_dir()
@@ -414,6 +417,9 @@ class Trainer:
             row |= {f"{split}_{k}": v for k, v in
                     evaluate(self.rule, self.net, self.loaders[split], self.device).items()}
         row |= self.rule.diagnostics(self.net, *self.probe)
+        if self.epoch_log is not None:
+            with torch.no_grad():
+                self.epoch_log.write_images(self.rule.epoch_images(self.net, self.probe[0]), self.epoch, self.data.info)
         self.net.train()
         self.guard.check_finite({k: v for k, v in row.items() if k != "feedback_loss"},
                                 f"the end of epoch {self.epoch} (evaluation and diagnostics)")
@@ -436,6 +442,8 @@ class Trainer:
             if self.epoch_log is not None:
                 self.epoch_log.write(row)
             tqdm.write(epoch_line(row, self.config.epochs))
+        if self.on_epoch is not None:
+            self.on_epoch(self, row)
 
     def summary(self) -> dict:
         return {"rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,

@@ -44,6 +44,7 @@ from ...core.rule import ForwardLoss, Rule, Scores
 from ...core.settings import check, setting
 from ...core.targets import PROPAGATION_RULES, hybrid_target, propagate_targets
 from ...core.updates import gaussian_nll, half_squared_error, local_target_loss
+from .inference import generate
 from .stacks import MODALITIES, GenerativeStack
 from .tops import TOP_CRITERIA, TOPS
 
@@ -162,6 +163,13 @@ class GenerativeRule(Rule):
             scale = sum(hs[l - 1].pow(2).sum() for hs in chains)
             out[f"recon_{l}"] = (error / scale.clamp_min(1e-12)).item()
         return out | net.top.diagnostics()
+
+    def epoch_images(self, net: GenerativeStack, x: Tensor) -> dict[str, Tensor]:
+        """16 samples (Algorithm 3, 20 steps of the top's chain from noise),
+        drawn apart from the training's random stream so that logging them
+        changes no run."""
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            return {"samples": generate(net, x, 16, steps=20, generator=torch.Generator().manual_seed(0))[-1]}
 
 
 @dataclass(kw_only=True)
