@@ -188,3 +188,15 @@ def test_a_stopped_sweep_loses_nothing_its_trial_resumes_from_the_checkpoint(tmp
     assert done >= 4
     assert epochs == [str(e) for e in range(1, 151)]  # one run, resumed: no epoch lost or twice
     assert report["trials"][1]["epochs"] == 150
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "benchmarks").glob("sweep_space*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_committed_search_spaces_load_for_every_rule(path):
+    """Each benchmark's space file is valid for back-prop and every rule it names."""
+    import yaml
+
+    rules = ["bp", *(yaml.safe_load(path.read_text()).get("rules") or {})]
+    for rule in rules:
+        space = load_space(path, rule, Config(data="digits", rule=rule))
+        assert space.dimensions, rule
