@@ -4,7 +4,7 @@
 # on the conv net cnn:32-64-128, on a user's own nn.Sequential with batch norms
 # (examples/conv_net.py) and on resnet20 too; bp, dtp and ldrl on rnn:128 (the images
 # read row by row); bp and dtp on the copy problem (a target at every step);
-# bp and dtp once more under precision=bf16. Then the step
+# bp and dtp once more under precision=bf16; a small sweep in two processes. Then the step
 # times of `targetprop bench` on the GPU: MLP (eager, compiled whole and the
 # feedback objective alone, side by side), conv net (eager, compiled and
 # bf16 side by side), resnet20 (eager and bf16) and rnn:100 on the adding problem at T = 100. Writes
@@ -25,10 +25,10 @@ train() {  # train NAME ARGS...: two epochs on the device, logged to runs/NAME.l
         > "$out/runs/$name.log" 2>&1
     echo "$name: exit $? | $(tail -n 1 "$out/runs/$name.log")"
 }
-for rule in bp tp dtp drl ldrl bengio2014 generative generative-bp; do
+for rule in bp tp dtp drl ldrl ddtp fwdtp ccl bengio2014 generative generative-bp; do
     train "$rule" --data "$data" --rule "$rule"
 done
-for rule in bp tp dtp drl ldrl; do
+for rule in bp tp dtp drl ldrl ddtp fwdtp; do
     train "cnn-$rule" --data "$data" --rule "$rule" --arch cnn:32-64-128
     train "own-conv-$rule" --data "$data" --rule "$rule" --arch examples/conv_net.py:conv_net
     train "resnet20-$rule" --data "$data" --rule "$rule" --arch resnet20
@@ -44,6 +44,9 @@ for rule in bp dtp; do
         train "bf16-$rule-${arch%%:*}" --data "$data" --rule "$rule" --arch "$arch" --set precision=bf16
     done
 done
+python3 -m targetprop.cli sweep --rule dtp --data "$data" --space benchmarks/sweep_space.yaml --trials 4 --epochs 2 \
+    --jobs 2 --device "$device" --out "$out/runs/sweep-dtp" > "$out/runs/sweep-dtp.log" 2>&1
+echo "sweep-dtp (4 trials, 2 processes on one GPU): exit $? | $(tail -n 2 "$out/runs/sweep-dtp.log" | head -n 1)"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,tp,dtp,drl,ldrl \
     --repeats "$repeats" --json "$out/step_time_cnn_cuda.json" | tee "$out/step_time_cnn_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --arch cnn:32-64-128 --rules bp,dtp,ldrl \
@@ -54,7 +57,8 @@ python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,dtp
     --variants eager,compile,compile-feedback --repeats "$repeats" --json "$out/step_time_variants_cuda.json" | tee "$out/step_time_variants_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data adding --seq-len 100 --arch rnn:100 --rules bp,dtp,ldrl \
     --repeats "$repeats" --json "$out/step_time_rnn_T100_cuda.json" | tee "$out/step_time_rnn_T100_cuda.txt"
-python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,bengio2014 --repeats "$repeats" \
+python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,ddtp,fwdtp,ccl,bengio2014 \
+    --repeats "$repeats" --flops \
     --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"
 python3 - "$out" <<'PY'
 import json, sys
