@@ -2,7 +2,6 @@
 float64, and its cost against the paper's count; gradient clipping."""
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Layer
-from .networks import Chain
+from .networks import Chain, layer_shapes
 from .noise import Noise, gaussian_like
 from .updates import squared_norm
 
@@ -58,17 +58,7 @@ def direct_feedback_chain(chain: Chain, input_shape: int | Sequence[int]) -> Dir
     """``chain``'s layers and read-out with a direct map Q_l per hidden layer
     (Xavier-normal, as Meulemans et al. initialise them) and no g_l; the
     shapes of h_l are those of examples of ``input_shape``."""
-    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    was_training = chain.training
-    chain.eval()  # shapes only: no batch norm statistics move
-    with torch.no_grad():
-        h = chain.as_input(torch.zeros(2, *shape))
-        shapes = []
-        for layer in chain.layers:
-            h = layer(h)
-            shapes.append(tuple(h.shape[1:]))
-        width = chain.read_out(h).shape[1]
-    chain.train(was_training)
+    shapes, width = layer_shapes(chain, input_shape)
     direct = []
     for shape in shapes:
         linear = nn.Linear(width, math.prod(shape), bias=False)

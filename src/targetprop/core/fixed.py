@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .layers import Layer
-from .networks import Chain
+from .networks import Chain, layer_shapes
 
 __all__ = ["FixedFeedbackChain", "fixed_feedback_chain", "freeze"]
 
@@ -46,13 +46,13 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def _draw(module: nn.Module, scale: float, generator: torch.Generator | None = None) -> None:
+def _draw(module: nn.Module, scale: float) -> None:
     """Every weight of ``module`` U(±scale·√(3 / fan_in)) (variance scale²/fan_in), every bias 0."""
     for name, parameter in module.named_parameters():
         if parameter.dim() > 1:
             fan_in, _ = nn.init._calculate_fan_in_and_fan_out(parameter)
             bound = scale * math.sqrt(3.0 / fan_in)
-            parameter.copy_(torch.rand(parameter.shape, generator=generator) * (2 * bound) - bound)
+            parameter.copy_(torch.rand(parameter.shape) * (2 * bound) - bound)
         else:
             parameter.zero_()
 
@@ -63,15 +63,8 @@ def fixed_feedback_chain(chain: Chain, input_shape: int | Sequence[int], scale: 
     biases 0, Shibuya et al.'s g_l having none) and frozen, and a fixed map
     from the logits to h_L: linear, or followed by the top layer's activation
     with ``feedback_map=activation`` (as each g_l then is)."""
-    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    was_training = chain.training
-    chain.eval()  # the top layer's shape only: no batch norm statistics move
-    with torch.no_grad():
-        h = chain.as_input(torch.zeros(2, *shape))
-        for layer in chain.layers:
-            h = layer(h)
-        top, width = tuple(h.shape[1:]), chain.read_out(h).shape[1]
-    chain.train(was_training)
+    shapes, width = layer_shapes(chain, input_shape)
+    top = shapes[-1]
     for layer in chain.layers:
         if layer.g is not None and list(layer.g.parameters()):
             _draw(layer.g, scale)

@@ -19,7 +19,7 @@ from .discrete import DISCRETE_UNITS, Transmit
 from .layers import Layer, TPLayer
 from .records import ForwardRecord
 
-__all__ = ["Network", "ChainNetwork", "Chain", "TPNetwork", "flat_features", "he_init"]
+__all__ = ["Network", "ChainNetwork", "Chain", "TPNetwork", "flat_features", "he_init", "layer_shapes"]
 
 
 @runtime_checkable
@@ -165,6 +165,24 @@ class TPNetwork(Chain):
             output = nn.Sequential(Transmit(kind), output)
         super().__init__(layers, nn.Sequential(nn.Dropout(dropout), output) if dropout > 0 else output,
                          input_shape=(in_features,))
+
+
+def layer_shapes(chain: Chain, input_shape: int | Sequence[int]) -> tuple[list[tuple[int, ...]], int]:
+    """The shape of one example's h_1..h_L in ``chain`` on examples of
+    ``input_shape``, and the width of its logits (evaluated in eval mode on
+    two zero examples: no batch norm statistics move)."""
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    was_training = chain.training
+    chain.eval()
+    try:
+        with torch.no_grad():
+            h, shapes = chain.as_input(torch.zeros(2, *shape)), []
+            for layer in chain.layers:
+                h = layer(h)
+                shapes.append(tuple(h.shape[1:]))
+            return shapes, chain.read_out(h).shape[1]
+    finally:
+        chain.train(was_training)
 
 
 def flat_features(inputs: int | tuple[int, ...]) -> int:

@@ -168,11 +168,7 @@ class TargetPropagation(Rule):
             local = local_target_loss([record.stacked_outputs], [torch.cat(targets)])
         else:
             local = local_target_loss(record.outputs, targets)
-        for layer, h_below in zip(record.layers, record.hs):
-            penalty = layer.penalty(h_below)
-            if penalty is not None:  # the layer's own term: its gradient stays local
-                local = local + penalty
-        return ForwardLoss(output_loss + local, output_loss.detach(), targets)
+        return ForwardLoss(output_loss + _with_penalties(local, record), output_loss.detach(), targets)
 
     def feedback_loss(self, net, record, targets=None):
         hs = record.hs
@@ -262,20 +258,15 @@ class DirectTargetPropagation(Rule):
             raise ValueError("setting 'feedback_noise' must be > 0")
 
     def targets(self, net, record: ForwardRecord, y: Tensor) -> tuple[list[Tensor], Tensor]:
-        per_example = output_loss(record.logits, y, reduction="sum")
-        (grad,) = torch.autograd.grad(per_example, record.logits, retain_graph=True)
+        grad, output_loss = _output_gradient(record, y)
         with torch.no_grad():
             step = grad * -self.target_step  # τ − a
             targets = [h + q(step) for q, h in zip(net.direct, record.hs[1:])]
-        return targets, per_example / labelled_rows(y).clamp_min(1)
+        return targets, output_loss
 
     def forward_loss(self, net, record, y):
         targets, output_loss = self.targets(net, record, y)
-        local = local_target_loss(record.outputs, targets)
-        for layer, h_below in zip(record.layers, record.hs):
-            penalty = layer.penalty(h_below)
-            if penalty is not None:
-                local = local + penalty
+        local = _with_penalties(local_target_loss(record.outputs, targets), record)
         return ForwardLoss(output_loss + local, output_loss.detach(), targets)
 
     def feedback_loss(self, net, record, targets=None):
@@ -315,13 +306,28 @@ class FixedWeightTargetPropagation(TargetPropagation):
         return {"feedback_map": self.feedback_map, "feedback_scale": self.feedback_scale}
 
     def top_target(self, net, record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
-        per_example = output_loss(record.logits, y, reduction="sum")
-        (grad,) = torch.autograd.grad(per_example, record.logits, retain_graph=True)
-        g_out = net.output_feedback
+        grad, output_loss = _output_gradient(record, y)
         with torch.no_grad():
             a = record.logits.detach()
-            top = tg.difference_propagate(g_out, record.top.detach(), a, torch.add(a, grad, alpha=-self.target_step))
-        return top, per_example / labelled_rows(y).clamp_min(1)
+            top = tg.difference_propagate(net.output_feedback, record.top.detach(), a,
+                                          torch.add(a, grad, alpha=-self.target_step))
+        return top, output_loss
 
     def feedback_loss(self, net, record, targets=None):
         return None
+
+
+def _output_gradient(record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:
+    """∂ℓ/∂a of the per-example output loss ℓ at the logits a, and its batch mean."""
+    per_example = output_loss(record.logits, y, reduction="sum")
+    (grad,) = torch.autograd.grad(per_example, record.logits, retain_graph=True)
+    return grad, per_example / labelled_rows(y).clamp_min(1)
+
+
+def _with_penalties(local: Tensor, record: ForwardRecord) -> Tensor:
+    """``local`` plus each layer's own term (:meth:`layers.Layer.penalty`): its gradient stays local."""
+    for layer, h_below in zip(record.layers, record.hs):
+        penalty = layer.penalty(h_below)
+        if penalty is not None:
+            local = local + penalty
+    return local
