@@ -103,13 +103,10 @@ def difference_reconstruction_loss(layer: TPLayer, h_below: Tensor, h: Tensor, s
         up = layer.fixed_forward(torch.add(h_below, eps, alpha=sigma))
         if path is not None:
             up = path.down(path.up(up))
-    if regularization <= 0:
         steps = [up - h]
-    elif path is None:
-        steps = [up - h, sigma * noise(h)]
-    else:
-        with torch.no_grad():
-            steps = [up - h, path.down(torch.add(path.top, noise(path.top), alpha=sigma)) - h]
+        if regularization > 0:
+            steps.append(sigma * noise(h) if path is None
+                         else path.down(torch.add(path.top, noise(path.top), alpha=sigma)) - h)
     out = _feedback_differences(layer, h, steps)
     loss = F.mse_loss(out[0], sigma * eps, reduction="sum")  # one fused kernel
     if regularization > 0:

@@ -33,14 +33,12 @@ from .config import Config, ConfigError
 from .metrics import validation_score
 from .setup import validate_config
 from .space import SearchSpace
-from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from .trainer import RESUMABLE_CHANGES, Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = ["SweepPlan", "open_study", "run_trials", "run_workers", "retrain_best", "write_report", "default_name"]
 
 _HEARTBEAT_S = 10  # a trial whose process was killed is noticed after 3 missed beats
 _FINISHED = ("COMPLETE", "PRUNED")
-# settings that change how a trial runs, not what it computes: a study continues under other values
-_MACHINERY = ("threads", "device", "progress", "log", "stop_signals", "compile", "data_root")
 
 
 @dataclass(frozen=True)
@@ -59,11 +57,12 @@ class SweepPlan:
     def identity(self) -> dict:
         """What a study is a search of, a second call must agree: the rule,
         data, network, epochs, space, and every other setting the trials
-        start from that is not its default (machinery such as threads aside)."""
+        start from that is not its default, except those a resumed run may
+        change (a continued trial resumes under the new ones)."""
         b = self.base
         defaults = validate_config(Config(rule=b.rule, data=b.data, arch=b.arch, epochs=b.epochs)).to_dict()
         given = {key: value for key, value in b.to_dict().items()
-                 if key not in _MACHINERY and defaults.get(key) != value}
+                 if key not in RESUMABLE_CHANGES and defaults.get(key) != value}
         return {"rule": b.rule, "data": b.data, "arch": b.arch, "epochs": b.epochs, **self.space.describe(),
                 "settings": given}
 

@@ -32,10 +32,16 @@ def tag(key: str) -> str:
 class EpochLog:
     """One event file per session of the run (a resumed run adds one; TensorBoard reads them together)."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, info):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(out_dir))
+        self.info = info  # the data's DataInfo: image shape and scale of the images a rule draws
+
+    @property
+    def shows_images(self) -> bool:
+        """Whether the data are 2-d images, so that drawn inputs can be shown."""
+        return self.info.image_shape is not None and len(self.info.image_shape) == 2
 
     def write(self, row: dict) -> None:
         for key, value in row.items():
@@ -43,15 +49,12 @@ class EpochLog:
                 self.writer.add_scalar(tag(key), value, global_step=row["epoch"])
         self.writer.flush()
 
-    def write_images(self, images: dict, epoch: int, info) -> None:
+    def write_images(self, images: dict, epoch: int) -> None:
         """Each (n, features) batch of ``images`` as one grid, in [0, 1] as
-        the data's ``info`` maps inputs back; nothing for data that are not
-        2-d images."""
-        shape = info.image_shape
-        if shape is None or len(shape) != 2:
-            return
+        the data map inputs back (for data that :attr:`shows_images`)."""
+        shape = self.info.image_shape
         for name, x in images.items():
-            grid = info.to_unit_range(x.detach().float().cpu()).clamp(0, 1).reshape(len(x), 1, *shape)
+            grid = self.info.to_unit_range(x.detach().float().cpu()).clamp(0, 1).reshape(len(x), 1, *shape)
             self.writer.add_images(f"images/{name}", grid, global_step=epoch)
 
     def close(self) -> None:

@@ -161,7 +161,8 @@ class Trainer:
         self.seconds = 0.0
         self.diverged: str | None = None
         self.best: dict | None = None  # the epoch and score of best.pt
-        self.epoch_log = EpochLog(self.out_dir) if config.log == "tensorboard" and self.is_main else None
+        self.epoch_log = (EpochLog(self.out_dir, self.data.info) if config.log == "tensorboard" and self.is_main
+                          else None)
         if state is not None:
             self._restore(state)
 
@@ -417,9 +418,9 @@ class Trainer:
             row |= {f"{split}_{k}": v for k, v in
                     evaluate(self.rule, self.net, self.loaders[split], self.device).items()}
         row |= self.rule.diagnostics(self.net, *self.probe)
-        if self.epoch_log is not None:
+        if self.epoch_log is not None and self.epoch_log.shows_images:
             with torch.no_grad():
-                self.epoch_log.write_images(self.rule.epoch_images(self.net, self.probe[0]), self.epoch, self.data.info)
+                self.epoch_log.write_images(self.rule.epoch_images(self.net, self.probe[0]), self.epoch)
         self.net.train()
         self.guard.check_finite({k: v for k, v in row.items() if k != "feedback_loss"},
                                 f"the end of epoch {self.epoch} (evaluation and diagnostics)")
