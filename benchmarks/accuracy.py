@@ -48,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from targetprop.registry import rule_settings
+from targetprop.registry import RULES, rule_settings
 from targetprop.running.config import run_settings
 
 HERE = Path(__file__).resolve().parent
@@ -77,8 +77,10 @@ def settings_for(rule: str, extra: dict) -> dict:
     """The ``extra`` settings that ``rule`` declares, and the run-level ones
     (an ablation of a rule's setting reaches only the rules it concerns; bp
     never takes a feedback setting; ``normalization=layer`` changes every net)."""
-    declared = rule_settings(rule.split("/")[0])
-    return {key: value for key, value in extra.items() if key in declared or key in run_settings()}
+    name = rule.split("/")[0]
+    declared, feedback = rule_settings(name), RULES[name].cls.uses_feedback
+    return {key: value for key, value in extra.items()
+            if key in declared or (key in run_settings() and (feedback or not key.startswith("feedback_")))}
 
 
 def write_results(results: Path, stem: str, table: dict, lines: list[str]) -> None:

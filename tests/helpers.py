@@ -9,6 +9,7 @@ import torch
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from targetprop.core.recurrent import ElmanCell, GRUCell  # noqa: E402
+from targetprop.core.tree import TreeCell  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.config import Config  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingInterrupted  # noqa: E402
@@ -66,9 +67,11 @@ def gradient_into_layer_inputs(net, rule, x, y) -> float:
                 h.register_hook(lambda grad: arrived.append(grad.abs().sum().item()))
         return watch
 
-    # the module that reads h_{l-1}: f_l, or a recurrent cell's W (s_{t-1} -> s_t), or its GRU (x_t, s_{t-1})
+    # the module that reads h_{l-1}: f_l, or a recurrent cell's W (s_{t-1} -> s_t), or its GRU (x_t, s_{t-1}),
+    # or a tree cell's [W_L; W_R] (children -> parent)
     entries = [(layer.recurrent, 0) if isinstance(layer, ElmanCell) else (layer.gru, 1)
-               if isinstance(layer, GRUCell) else (layer.f, 0) for layer in net.layers]
+               if isinstance(layer, GRUCell) else (layer.children_weight, 0) if isinstance(layer, TreeCell)
+               else (layer.f, 0) for layer in net.layers]
     handles = [entry.register_forward_pre_hook(watching(position)) for entry, position in entries]
     try:
         record = rule.record(net, x)

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,8 @@ from targetprop.core.architectures import parse_architecture  # noqa: E402
 from targetprop.registry import network_kind  # noqa: E402
 from targetprop.core.networks import ChainNetwork, Network, flat_features  # noqa: E402
 from targetprop.core.rule import ForwardRecord, Record  # noqa: E402
+from targetprop.core.tree import FEATURES  # noqa: E402
+from targetprop.running.trees import LISTOPS_TOKENS, encode_trees, listops  # noqa: E402
 from targetprop.running.checkpoint import load_checkpoint  # noqa: E402
 from targetprop.running.optim import make_optimizer  # noqa: E402
 from targetprop.running.trainer import Trainer, TrainingDiverged  # noqa: E402
@@ -46,6 +49,8 @@ def test_exemptions_name_real_cases_and_give_reasons():
             assert case in CASES and len(reason) > 10, (name, case)
 
 
+TREE_SHAPE = (15, FEATURES + len(LISTOPS_TOKENS))  # list-operations trees of depth 3: at most 15 nodes
+
 # The layer kinds every case below runs on: (arch, input features or image or sequence shape, the kinds of
 # network it builds); "wrapped" is a user's plain nn.Sequential with batch norms and pooling, "wrapped-mlp" a
 # fully connected one with a norm after its activation, "resnet" residual blocks with batch norms
@@ -53,6 +58,7 @@ MODELS = Path(__file__).parent / "user_models.py"
 NETWORKS = {"mlp": ("mlp:12x3", 8, ("chain", "direct", "fixed", "dual", "conditional", "stack")),
             "cnn": ("cnn:4-6n-5", (2, 6, 6), ("chain", "direct", "fixed")),
             "rnn": ("rnn:6", (5, 3), ("recurrent", "section5")), "gru": ("gru:6", (5, 3), ("recurrent",)),
+            "tree": ("tree:6", TREE_SHAPE, ("tree",)),
             "wrapped": (f"{MODELS}:norm_conv", (2, 6, 6), ("chain", "direct", "fixed")),
             "wrapped-mlp": (f"{MODELS}:norm_mlp", (8,), ("chain", "direct", "fixed", "conditional")),
             "resnet": ("resnet8", (1, 6, 6), ("chain", "direct", "fixed"))}
@@ -74,7 +80,11 @@ def build(rule: str, kind: str = "mlp"):
 def small_problem(rule: str, seed: int = 0, dtype=torch.float32, kind: str = "mlp"):
     torch.manual_seed(seed)
     net = build(rule, kind).to(dtype)
-    x = torch.randn(32, flat_features(NETWORKS[kind][1]), dtype=dtype)
+    if kind == "tree":  # an encoding of trees, not any vector, is a tree net's input
+        trees, _ = listops(32, 3, np.random.default_rng(seed))
+        x = torch.from_numpy(encode_trees(trees, LISTOPS_TOKENS, TREE_SHAPE[0])).flatten(1).to(dtype)
+    else:
+        x = torch.randn(32, flat_features(NETWORKS[kind][1]), dtype=dtype)
     y = torch.randint(0, 3, (32,))
     return net, x, y
 
@@ -95,7 +105,7 @@ def test_one_step_moves_the_forward_and_feedback_weights(rule_name, kind):
     net, x, y = small_problem(rule_name, kind=kind)
     learner = make_learner(net, rule_name)
     assert isinstance(net, Network) and isinstance(learner.rule.record(net, x), Record)
-    if net.kind in ("chain", "recurrent"):
+    if net.kind in ("chain", "recurrent", "tree"):
         assert isinstance(net, ChainNetwork)
     forward = [p.detach().clone() for p in net.forward_parameters()]
     feedback = [p.detach().clone() for p in net.feedback_parameters()]
@@ -143,7 +153,7 @@ def test_targets_lower_each_local_loss(rule_name, kind):
     sum(before).backward()
     optimizer.step()
     before, after = [b.item() for b in before], [a.item() for a in local_losses()]
-    if kind in ("rnn", "gru"):
+    if kind in ("rnn", "gru", "tree"):
         before, after = [sum(before)], [sum(after)]
     assert all(a < b for a, b in zip(after, before)), (before, after)
 

@@ -325,3 +325,67 @@ def test_local_pass_is_the_loop_of_steps_on_detached_inputs(kind):
     want = torch.autograd.grad((torch.stack(loop) * weights).sum(), params)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_the_input_reading_inverse_of_manchev_and_spratling():
+    """feedback_map=activation: g(s_t) = tanh(V s_t + U x_t + c), U the forward
+    input weights; DTP's targets are then ŝ_{t−1} = s_{t−1} + g(ŝ_t) − g(s_t)
+    written out step by step (no gating), and g's objective trains V and c
+    only, never U."""
+    rule = make_rule("dtp", feedback_map="activation")
+    torch.manual_seed(0)
+    net = build_network(f"rnn:{WIDTH}", (T, F), 4, rule).double()
+    x, y = _batch()
+    record = rule.record(net, x)
+    targets = rule.forward_loss(net, record, y).targets
+    cell, steps = net.cell, x.view(N, T, F).transpose(0, 1)
+    U, V, c = cell.input.weight, cell.back.weight, cell.back.bias
+
+    def g(s, x_t):
+        return torch.tanh(s @ V.T + x_t @ U.T + c)
+
+    with torch.no_grad():
+        expected = [targets[-1]]
+        for t in range(T - 1, 0, -1):  # the target of s_t (index t − 1) from that of s_{t+1}
+            expected.append(record.hs[t] + g(expected[-1], steps[t]) - g(record.hs[t + 1], steps[t]))
+    for a, b in zip(targets, expected[::-1]):
+        torch.testing.assert_close(a, b)
+    assert cell.back_input is None and set(map(id, net.feedback_parameters())) == {id(V), id(c)}
+    rule.feedback_loss(net, record).backward()
+    assert U.grad is None and V.grad is not None
+
+
+def test_local_losses_averaged_over_units_are_the_mean_squared_error():
+    """loss_average=units: the local loss is Σ_t mean over units and
+    examples of (f(s_{t−1}, x_t) − ŝ_t)², as Manchev and Spratling take it;
+    σ = 0 is DTP's noisy reconstruction without noise (no other objective takes it)."""
+    rule = make_rule("dtp", loss_average="units", feedback_noise=0.0)
+    torch.manual_seed(0)
+    net = build_network(f"rnn:{WIDTH}", (T, F), 4, rule).double()
+    x, y = _batch()
+    record = rule.record(net, x)
+    result = rule.forward_loss(net, record, y)
+    cell_weights = net.cell.forward_parameters()
+    ours = torch.autograd.grad(result.loss, cell_weights, retain_graph=True)
+    mse = sum(((out - t) ** 2).mean() for out, t in zip(record.outputs, result.targets))
+    for a, b in zip(ours, torch.autograd.grad(mse, cell_weights)):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="must be > 0"):
+        make_rule("drl", feedback_noise=0.0)
+    with pytest.raises(ValueError, match="feedback_map=linear"):
+        build_network(f"gru:{WIDTH}", (T, F), 4, make_rule("dtp", feedback_map="activation"))
+
+
+def test_orthogonal_start_of_manchev_and_spratling(tmp_path):
+    """init=orthogonal: W, U, V and the read-out (semi-)orthogonal, V not Wᵀ; refused for a chain."""
+    torch.manual_seed(0)
+    config = quick_config(data="adding", arch=f"rnn:{WIDTH}", seq_len=T, init="orthogonal")
+    net = Trainer(config, tmp_path / "rnn").net
+    cell = net.cell
+    for weight in (cell.recurrent.weight, cell.input.weight, cell.back.weight, net.output.weight):
+        small = min(weight.shape)
+        gram = weight @ weight.T if weight.shape[0] == small else weight.T @ weight
+        torch.testing.assert_close(gram, torch.eye(small), atol=1e-5, rtol=0)
+    assert not torch.allclose(cell.back.weight, cell.recurrent.weight.T)
+    with pytest.raises(ConfigError, match="init=orthogonal"):
+        Trainer(quick_config(init="orthogonal"), tmp_path / "mlp")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -423,3 +424,23 @@ def test_tensorboard_shows_a_generative_stacks_samples_and_changes_nothing_of_th
     images = events.Images("images/samples")
     assert [image.step for image in images] == [1, 2]
     assert images[0].width > 8 and images[0].height > 8  # 16 digits of 8x8 in one grid
+
+
+@pytest.mark.parametrize("settings, reason", [({"stop_when": "val_acc>=0.5"}, "val_acc reached"),
+                                              ({"stop_patience": 1, "forward_lr": 1e-12, "feedback_lr": 1e-12}, "no better validation")])
+def test_early_stopping_completes_the_run_and_resume_agrees(tmp_path, settings, reason):
+    """A run stops before its last epoch once its validation metric reaches
+    ``stop_when`` (or has not improved for ``stop_patience`` epochs), counts
+    as complete, and a resume (with more epochs) does not train on."""
+    config = quick_config(epochs=8, **settings)
+    summary = Trainer(config, tmp_path / "run").run()
+    assert summary["completed"] and reason in summary["stopped_early"] and summary["epochs"] < 8
+    again = Trainer(dataclasses.replace(config, epochs=10), tmp_path / "run", resume=True).run()
+    assert again["epochs"] == summary["epochs"] and again["stopped_early"] == summary["stopped_early"]
+
+
+@pytest.mark.parametrize("settings, message", [({"stop_when": "acc>1"}, "VAL_METRIC>=VALUE"),
+                                               ({"stop_when": "val_acc>=1", "val_size": 0}, "val_size > 0")])
+def test_bad_early_stopping_is_a_config_error(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(quick_config(**settings))

@@ -122,6 +122,8 @@ def _train(args: argparse.Namespace) -> int:
     figures = [f"{key.replace('_', ' ')} {summary[key]:.4f}" for key in shown if summary.get(key) is not None]
     print(f"{', '.join(figures)} ({summary['rule']} on {summary['data']}, "
           f"{summary['epochs']} epochs, {summary['seconds']:.1f}s) -> {args.out}")
+    if summary.get("stopped_early"):
+        print(f"stopped early: {summary['stopped_early']}")
     return 0
 
 
@@ -237,7 +239,7 @@ def _bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown variant {variant!r}; choose from: {', '.join(VARIANTS)}")
     device = resolve_device(args.device)
     torch.set_flush_denormal(True)  # as a training run does by default (Config.flush_denormal)
-    splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len)
+    splits = load_dataset(args.data, val_size=0, seq_len=args.seq_len, tree_depth=args.tree_depth)
     x, y = (t[:args.batch_size].to(device) for t in splits.train.tensors)
     shared = dict(arch=args.arch, num_classes=splits.num_outputs, feedback_iterations=args.feedback_iterations,
                   input_shape=splits.input_shape, variants=tuple(variants))
@@ -497,6 +499,8 @@ def _add_inspection(sub) -> None:
     bench.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     bench.add_argument("--seq-len", dest="seq_len", type=int, default=60,
                        help="length of a generated sequence task (adding, temporal-order, ...)")
+    bench.add_argument("--tree-depth", dest="tree_depth", type=int, default=5,
+                       help="depth of the generated trees of listops")
     bench.add_argument("--repeats", type=int, default=60)
     bench.add_argument("--feedback-iterations", dest="feedback_iterations", type=int, default=1)
     bench.add_argument("--device", default="auto")

@@ -141,6 +141,8 @@ NETWORK_KINDS: dict[str, NetworkKind] = {
                          _wrapped),
     "recurrent": NetworkKind("a recurrent cell unrolled in time: rnn:, gru:", lambda spec: spec.family == "recurrent",
                              _of_the_architecture),
+    "tree": NetworkKind("a binary recursive net over trees, level by level: tree:",
+                        lambda spec: spec.family == "recursive", _of_the_architecture),
     "conditional": NetworkKind("layer-wise auto-encoders under a conditional top auto-encoder (Bengio 2014 §3.1): "
                                "mlp:, or a fully connected model of your own",
                                lambda spec: spec.name in ("mlp", "file"), build_conditional, conditional_from_model),
@@ -193,7 +195,7 @@ def build_network(arch: str | ArchitectureSpec, input_shape: int | Sequence[int]
     (activation, dropout, layer_hidden, feedback_map)."""
     spec = parse_architecture(arch) if isinstance(arch, str) else arch
     if rule is None:
-        kind, wanted = ("chain" if spec.family == "feed-forward" else "recurrent"), {}
+        kind, wanted = {"feed-forward": "chain", "recursive": "tree"}.get(spec.family, "recurrent"), {}
     else:
         rule = make_rule(rule) if isinstance(rule, str) else rule
         kind = require_kind(rule, spec)

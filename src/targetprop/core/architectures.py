@@ -8,7 +8,8 @@ spec, the shape and the options, which rebuild it.
 
 Forms: ``mlp:`` (fully connected), ``invertible:`` and ``invertible-svd:``
 (exact inverses, §6), ``cnn:`` and its presets, ``resnetN`` (He et al.
-2016's CIFAR ResNets, wrapped), ``rnn:`` and ``gru:`` (recurrent, §5), and
+2016's CIFAR ResNets, wrapped), ``rnn:`` and ``gru:`` (recurrent, §5),
+``tree:`` (recursive, §5), and
 ``PATH.py:FUNCTION``, a function of the user's own file that returns an
 ``nn.Module`` (wrapped, :mod:`.wrap`).
 """
@@ -31,6 +32,7 @@ from .invertible import InvertibleLayer
 from .layers import ACTIVATIONS, TPLayer
 from .networks import Chain, TPNetwork, flat_features
 from .recurrent import RecurrentNetwork, sequence_shape_of
+from .tree import TreeNetwork, tree_shape_of
 from .wrap import wrap
 
 __all__ = ["ARCHITECTURES", "CONV_PRESETS", "NETWORK_OPTIONS", "Architecture", "ArchitectureSpec", "UserCodeError",
@@ -54,7 +56,7 @@ class Architecture:
     """One form of spec. ``parse(spec)`` returns the builder's arguments, or
     None where the spec is not of this form (and raises where it is, but
     malformed); ``build(input_shape, num_outputs, **arguments, **options)``
-    returns the network. ``family``: feed-forward or recurrent.
+    returns the network. ``family``: feed-forward, recurrent or recursive.
     ``he_init``: ``init=auto`` starts it from He et al.'s weights when its
     units are unbounded (the forms whose own code sets no initialisation)."""
     name: str
@@ -147,6 +149,15 @@ def _parse_recurrent(spec: str) -> dict | None:
     return {"cell": match.group(1), "width": int(match.group(2))}
 
 
+def _parse_tree(spec: str) -> dict | None:
+    match = re.match(r"^tree:(.*)$", spec)
+    if match is None:
+        return None
+    if not match.group(1).isdigit() or int(match.group(1)) < 1:
+        raise ValueError(f"unknown tree architecture {spec!r}; the form is tree:WIDTH (e.g. tree:64)")
+    return {"width": int(match.group(1))}
+
+
 def _parse_file(spec: str) -> dict | None:
     match = re.match(r"^(.+\.py):([A-Za-z_]\w*)$", spec)
     if match is None:
@@ -211,10 +222,14 @@ def _build_resnet(input_shape, num_outputs, depth, feedback_map=None):
 
 
 def _build_recurrent(input_shape, num_outputs, cell, width, activation="tanh", feedback_map=None):
+    return RecurrentNetwork(sequence_shape_of(input_shape), width, num_outputs, activation, cell=cell,
+                            feedback_map=feedback_map or "linear")
+
+
+def _build_tree(input_shape, num_outputs, width, activation="tanh", feedback_map=None):
     if feedback_map == "activation":
-        raise ValueError("a recurrent net's backward step g(s_t) = V s_t + P x_t + c is linear: use "
-                         "feedback_map=linear")
-    return RecurrentNetwork(sequence_shape_of(input_shape), width, num_outputs, activation, cell=cell)
+        raise ValueError("a tree net's inverse g(h_n) = V h_n + P x_n + c is linear: use feedback_map=linear")
+    return TreeNetwork(tree_shape_of(input_shape), width, num_outputs, activation)
 
 
 def user_model(path: str, function: str, input_shape, num_outputs: int) -> nn.Module:
@@ -289,6 +304,9 @@ ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
                  "feed-forward", _parse_resnet, _build_resnet, ("feedback_map",)),
     Architecture("recurrent", ("rnn:WIDTH", "gru:WIDTH"), "an Elman or GRU cell unrolled in time (§5)",
                  "recurrent", _parse_recurrent, _build_recurrent, ("activation", "feedback_map")),
+    Architecture("tree", ("tree:WIDTH",), "a binary recursive net composing each node from its children "
+                 "and its own input, level by level (§5)",
+                 "recursive", _parse_tree, _build_tree, ("activation", "feedback_map")),
     Architecture("file", ("PATH.py:FUNCTION",), "your own model: FUNCTION(input_shape, num_classes) returns an "
                  "nn.Module, wrapped into blocks (targetprop.wrap)",
                  "feed-forward", _parse_file, _build_file, ("feedback_map",)),

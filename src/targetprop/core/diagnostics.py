@@ -13,7 +13,9 @@ matrix (``angle_recurrent``, ``angle_input``) and its ``recon`` and
 ``target`` the means over its steps. Per time step, ``angle_lag_k`` is the
 angle between the target step ŝ_t − s_t and BPTT's −∂ℓ/∂s_t at t = T − k:
 how well the direction a rule carries back survives k steps (left out
-where either has vanished to zero, as BPTT's gradient does at long lags).
+where either has vanished to zero, as BPTT's gradient does at long lags);
+a tree net's, ``angle_depth_k``, the same for the nodes k levels below the
+root against back-propagation through structure's.
 """
 from __future__ import annotations
 
@@ -76,11 +78,12 @@ def layer_diagnostics(net, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
                 out |= {f"{kind}_{l}": value for l, value in values.items()}
         if shared and result.targets is not None:
             descent = state_gradients(net, x, y)[-len(result.targets):]  # the stored steps' (streaming: the last)
-            for lag in (k for k in LAGS if k < len(result.targets)):
+            name = getattr(net, "lag_name", "lag")
+            for lag in (k for k in getattr(net, "lags", LAGS) if k < len(result.targets)):
                 t = len(result.targets) - 1 - lag
                 angle = angle_degrees(result.targets[t] - record.hs[t + 1], -descent[t])
                 if not math.isnan(angle):  # left out where either has vanished to zero (float32)
-                    out[f"angle_lag_{lag}"] = angle
+                    out[f"angle_{name}_{lag}"] = angle
         out |= rule.record_diagnostics(net, record, y)
     return out
 

@@ -42,11 +42,11 @@ def _feedback_differences(layer: TPLayer, h: Tensor, steps: list[Tensor]) -> lis
     on every h + d and on h, stacked."""
     linear = getattr(layer, "feedback_linear", None)
     if linear is not None:
-        return [linear(steps[0])] if len(steps) == 1 else list(linear(torch.cat(steps)).split(h.shape[0]))
+        return [linear(steps[0])] if len(steps) == 1 else list(linear(torch.cat(steps)).chunk(len(steps)))
     if not getattr(layer, "feedback_stacks", True):  # g normalises over its batch: one call per batch
         clean = layer.feedback(h)
         return [layer.feedback(h + d) - clean for d in steps]
-    *moved, clean = layer.feedback(torch.cat([h + d for d in steps] + [h])).split(h.shape[0])
+    *moved, clean = layer.feedback(torch.cat([h + d for d in steps] + [h])).chunk(len(steps) + 1)
     return [m - clean for m in moved]
 
 

@@ -7,7 +7,10 @@ The forward transition and its learned backward map are
     g:  s̃_{t−1} = V s_t + P x_t + c,
 
 g being the one step of §5's backward recurrent net (a net "without inputs"
-when ``feedback_input`` is off, P = 0); the read-out sees the last state,
+when ``feedback_input`` is off, P = 0), or, with ``feedback_map``
+``activation``, the inverse of Manchev and Spratling (2020) that reads the
+step's input through the forward input weights U (not trained by g's
+objective), g: s̃_{t−1} = act(V s_t + U x_t + c); the read-out sees the last state,
 logits = R s_T + d, or (``every_state``, for targets at every step) every
 state, logits_t = R s_t + d. ``RecurrentNetwork.unrolled(x)`` returns the T steps
 of a batch as :class:`TimeStep` layers, so every chain rule sees a chain of
@@ -44,13 +47,18 @@ def sequence_shape_of(inputs: int | tuple[int, ...]) -> tuple[int, int]:
 
 class RecurrentCell(nn.Module):
     """A transition f shared by every step, and its learned backward map
-    g(s_t) = V s_t + P x_t + c. Subclasses give f: ``step``,
-    ``forward_parameters`` and ``weight_groups``."""
+    g(s_t) = V s_t + P x_t + c (``affine_feedback``), or act(V s_t + U x_t + c)
+    with U the forward input weights (``feedback_map="activation"``).
+    Subclasses give f: ``step``, ``forward_parameters`` and ``weight_groups``."""
 
-    def __init__(self, features: int, width: int, feedback_input: bool = True):
+    def __init__(self, features: int, width: int, feedback_input: bool = True, feedback_map: str = "linear"):
         super().__init__()
+        if feedback_map not in ("linear", "activation"):
+            raise ValueError(f"unknown feedback_map {feedback_map!r}; choose linear or activation")
+        self.affine_feedback = feedback_map == "linear"
         self.back = nn.Linear(width, width)                    # V, c
-        self.back_input = nn.Linear(features, width, bias=False) if feedback_input else None  # P
+        self.back_input = (nn.Linear(features, width, bias=False)  # P
+                           if feedback_input and self.affine_feedback else None)
         nn.init.zeros_(self.back.bias)
 
     def drive(self, x: Tensor) -> Tensor:
@@ -73,9 +81,15 @@ class RecurrentCell(nn.Module):
         return self.advance(below, drives)
 
     def reconstruct(self, s: Tensor, x_t: Tensor) -> Tensor:
-        """s̃_{t−1} = V s_t + P x_t + c."""
+        """s̃_{t−1} = V s_t + P x_t + c, or act(V s_t + U x_t + c)."""
         out = self.back(s)
+        if not self.affine_feedback:
+            return self.act(out + F.linear(x_t, self.input_weight().detach()))  # U is f's, trained by f
         return out if self.back_input is None else out + self.back_input(x_t)
+
+    def input_weight(self) -> Tensor:
+        """U, the forward map's weights on x_t (an inverse that reads the input shares them)."""
+        raise NotImplementedError
 
     def forward_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
@@ -97,8 +111,9 @@ class ElmanCell(RecurrentCell):
     start (its powers neither grow nor vanish, Saxe et al. 2014) and V is
     its transpose there."""
 
-    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
-        super().__init__(features, width, feedback_input)
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True,
+                 feedback_map: str = "linear"):
+        super().__init__(features, width, feedback_input, feedback_map)
         self.recurrent = nn.Linear(width, width, bias=False)   # W
         self.input = nn.Linear(features, width)                # U, b
         self.act = make_activation(activation)
@@ -110,6 +125,9 @@ class ElmanCell(RecurrentCell):
         """U x + b."""
         return self.input(x)
 
+    def input_weight(self) -> Tensor:
+        return self.input.weight
+
     def advance(self, s: Tensor | None, drive_t: Tensor) -> Tensor:
         return self.act(drive_t if s is None else drive_t + self.recurrent(s))
 
@@ -117,6 +135,15 @@ class ElmanCell(RecurrentCell):
         """The states themselves, with act(W s_{t−1} + drive_t)'s gradient
         written out (``_KnownSteps``): the forward product is not run again."""
         return _KnownSteps.apply(states, below, drives, self.recurrent.weight, self.act)
+
+    def orthogonal_init(self) -> None:
+        """W, U and V each a random (semi-)orthogonal matrix, V drawn apart
+        from W, the biases zero: Manchev and Spratling's (2020) start."""
+        with torch.no_grad():
+            for weight in (self.recurrent.weight, self.input.weight, self.back.weight):
+                nn.init.orthogonal_(weight)
+            for bias in (self.input.bias, self.back.bias):
+                bias.zero_()
 
     def forward_parameters(self) -> list[nn.Parameter]:
         return [*self.recurrent.parameters(), *self.input.parameters()]
@@ -150,9 +177,13 @@ class GRUCell(RecurrentCell):
     (W_n s + b_n)), s_t = (1 − z) ⊙ n + z ⊙ s_{t−1}. Its units have no one
     activation, so no rule gates its target steps."""
 
-    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True,
+                 feedback_map: str = "linear"):
         if activation != "tanh":
             raise ValueError(f"gru: units are the GRU's own (tanh and sigmoid gates), not {activation!r}")
+        if feedback_map != "linear":
+            raise ValueError("gru: its inverse is g(s_t) = V s_t + P x_t + c (the GRU has no one input map "
+                             "U to share): use feedback_map=linear")
         super().__init__(features, width, feedback_input)
         self.gru = nn.GRUCell(features, width)
         self.act = nn.Identity()
@@ -186,6 +217,8 @@ class TimeStep:
         self.cell, self.x_t, self.first = cell, x_t, first
         self.drive_t = cell.drive(x_t) if drive_t is None else drive_t
         self.g = None if first else self.feedback
+        if not cell.affine_feedback:  # act(V s + U x + c): differences go through g itself
+            self.feedback_linear = None
 
     def f(self, h_below: Tensor) -> Tensor:
         return self.cell.advance(None if self.first else h_below, self.drive_t)
@@ -258,12 +291,12 @@ class RecurrentNetwork(nn.Module):
 
     def __init__(self, sequence_shape: tuple[int, int], width: int, num_outputs: int,
                  activation: str = "tanh", feedback_input: bool = True, cell: str = "rnn",
-                 every_state: bool = False):
+                 every_state: bool = False, feedback_map: str = "linear"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"{cell}: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.sequence_shape = sequence_shape
-        self.cell = CELLS[cell](sequence_shape[1], width, activation, feedback_input)
+        self.cell = CELLS[cell](sequence_shape[1], width, activation, feedback_input, feedback_map)
         self.output = nn.Linear(width, num_outputs)
         self.every_state = every_state
 
@@ -325,6 +358,13 @@ class RecurrentNetwork(nn.Module):
             s = self.cell.advance(s, drive_t)
             states.append(s)
         return self.read_out(self.read(states))
+
+    def orthogonal_init(self) -> None:
+        """The Elman cell's :meth:`ElmanCell.orthogonal_init` and a (semi-)orthogonal read-out."""
+        self.cell.orthogonal_init()
+        with torch.no_grad():
+            nn.init.orthogonal_(self.output.weight)
+            self.output.bias.zero_()
 
     @property
     def layers(self) -> list[RecurrentCell]:

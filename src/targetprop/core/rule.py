@@ -51,7 +51,7 @@ class Rule:
     """Base class of all rules; subclasses override the three methods."""
 
     name = "rule"
-    network_kinds: ClassVar[tuple[str, ...]] = ("chain", "recurrent")  # the kinds of network it trains
+    network_kinds: ClassVar[tuple[str, ...]] = ("chain", "recurrent", "tree")  # the kinds of network it trains
     uses_feedback: ClassVar[bool] = False       # has feedback maps g_l (and a feedback optimizer)
     separate_feedback: ClassVar[bool] = True    # with uses_feedback: trains them by its own feedback_loss,
                                                 # so feedback steps can be scheduled apart

@@ -43,9 +43,9 @@ class _LocalTargetLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, num_layers: int, *outputs_then_targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, num_layers: int, examples: int, *outputs_then_targets: torch.Tensor) -> torch.Tensor:
         outputs, targets = outputs_then_targets[:num_layers], outputs_then_targets[num_layers:]
-        scale = 1.0 / outputs[0].shape[0]
+        scale = 1.0 / examples
         differences = [torch.sub(out, target) for out, target in zip(outputs, targets)]
         ctx.scale = scale
         ctx.save_for_backward(*differences)
@@ -57,12 +57,15 @@ class _LocalTargetLoss(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         differences = ctx.saved_tensors
         scale = grad * ctx.scale
-        return (None, *[d * scale for d in differences], *[None] * len(differences))
+        return (None, None, *[d * scale for d in differences], *[None] * len(differences))
 
 
-def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                      examples: int | None = None) -> torch.Tensor:
     """Σ_l ½‖f_l(h_{l-1}) − ĥ_l‖², averaged over the batch (Bengio 2014 §2.2.6,
-    "ĥ_l is a target for h_l"; Lee et al. 2015, Eq. 10).
+    "ĥ_l is a target for h_l"; Lee et al. 2015, Eq. 10): divided by
+    ``examples``, the batch's count (default: the first output's rows;
+    a recurrent net's steps stacked, or a tree's levels, have more or fewer).
 
     Each output must carry a graph whose input was detached, so the gradient of
     term l reaches only layer l's parameters: minimising the sum with any
@@ -70,4 +73,4 @@ def local_target_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.T
     constants: no gradient reaches them.
     """
     constants = [t.detach() if t.requires_grad else t for t in targets]
-    return _LocalTargetLoss.apply(len(outputs), *outputs, *constants)
+    return _LocalTargetLoss.apply(len(outputs), examples or len(outputs[0]), *outputs, *constants)

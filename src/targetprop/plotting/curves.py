@@ -38,11 +38,11 @@ def _finish(fig, axes, path: Path) -> None:
 
 
 def _panel_order(name: str) -> tuple:
-    """Layers by number, then a recurrent net's weight matrices, then its lags by size."""
+    """Layers by number, then a recurrent (tree) net's weight matrices, then its lags (depths) by size."""
     if name.isdigit():
         return (0, int(name), name)
-    if name.startswith("lag_"):
-        return (2, int(name.removeprefix("lag_")), name)
+    if name.startswith(("lag_", "depth_")):
+        return (2, int(name.rpartition("_")[2]), name)
     return (1, 0, name)
 
 
@@ -52,6 +52,9 @@ def _panel_title(name: str) -> str:
     if name.startswith("lag_"):
         lag = name.removeprefix("lag_")
         return f"target step {lag} step{'s' * (lag != '1')} back"
+    if name.startswith("depth_"):
+        depth = name.removeprefix("depth_")
+        return f"target step {depth} level{'s' * (depth != '1')} below the root"
     return f"{name} weights"
 
 
@@ -59,7 +62,8 @@ def plot_runs(runs: list[str | Path], out_dir: str | Path) -> list[Path]:
     """Write ``curves.png`` (train loss, validation and test accuracy per epoch,
     or reconstruction error for generative stacks) and, where the runs
     report angles, ``angles.png`` (one panel per hidden layer, or, for a
-    recurrent net, per weight matrix and per lag back in time) for all runs
+    recurrent net, per weight matrix and per lag back in time; for a tree
+    net, per depth below the root) for all runs
     together."""
     import matplotlib
     matplotlib.use("Agg")

@@ -51,13 +51,14 @@ class TargetPropagation(Rule):
     feedback_noise: float = setting(0.1, "σ of the noise in the feedback objective")
     shared_noise: bool = setting(True, "layers of equal width share a step's noise sample")
     feedback_map: str = setting("linear", "the form of every g_l: linear (V h_l + c) or activation "
-                                "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3)",
-                                ("linear", "activation"))
+                                "(act(V h_l + c), act the layer's own, Lee et al. 2015 §2.3; a recurrent "
+                                "step's act(V s_t + U x_t + c), reading x_t through f's U, Manchev and "
+                                "Spratling 2020)", ("linear", "activation"))
     target_gating: str = setting("auto", "multiply a layer's target step by its act′ before it goes "
                                  "down (ĥ_l ← h_l + act′ ⊙ (ĥ_l − h_l)), as back-prop gates errors: "
                                  "unbounded (only layers of relu, leaky-relu or elu units), auto (those, and "
-                                 "a recurrent net's steps where g learns an inverse: not for ldrl, whose g "
-                                 "learns the transpose, act′ included), all or none",
+                                 "a recurrent net's steps where an affine g learns an inverse: not for ldrl, "
+                                 "whose g learns the transpose, act′ included), all or none",
                                  ("auto", "unbounded", "all", "none"))
     inverse_damping: float = setting(0.3, "λ for layers with exact inverses (§6): their targets are "
                                      "h + W⁻¹ act′/(act′² + λ) (ĥ − h), each unit's inverse slope damped; "
@@ -66,14 +67,19 @@ class TargetPropagation(Rule):
                                 "of ½‖f_l(h_{l-1}) − ĥ_l‖²), delta (the same step written out as "
                                 "the delta rule, §8) or delta-average (§8's moving-average form, "
                                 "(ĥ_l − h_l) h_{l-1}ᵀ without act′)", ("autograd", "delta", "delta-average"))
+    loss_average: str = setting("examples", "the local and feedback losses: ½‖·‖² summed over a layer's units "
+                                "and averaged over examples, or units: the mean squared error over units and "
+                                "examples as Manchev and Spratling (2020) take it (2/width times as large)",
+                                ("examples", "units"))
     uses_feedback = True
     handles_regression = True
     feedback_reg: ClassVar[float] = 0.0  # DRL's damping λ (:class:`DampedTargetPropagation`)
 
     def __post_init__(self) -> None:
         check(self)
-        if self.feedback_noise <= 0:
-            raise ValueError("setting 'feedback_noise' must be > 0")
+        noisy = self.feedback_objective is fb.noisy_reconstruction_loss  # the only one that does not divide by σ
+        if self.feedback_noise < 0 or (self.feedback_noise == 0 and not noisy):
+            raise ValueError(f"setting 'feedback_noise' must be {'>= 0' if noisy else '> 0'}")
         if self.inverse_damping < 0:
             raise ValueError("setting 'inverse_damping' must be >= 0")
 
@@ -93,15 +99,16 @@ class TargetPropagation(Rule):
         if self.target_gating in ("all", "none"):
             return self.target_gating == "all"
         inverse_of_a_step = (self.target_gating == "auto" and getattr(layer, "time_step", False)
+                             and getattr(layer, "feedback_linear", None) is not None
                              and self.feedback_objective is not fb.local_difference_reconstruction_loss)
         return is_unbounded(layer.activation) or inverse_of_a_step
 
     def check_network(self, net) -> None:
         super().check_network(net)
         if self.local_update != "autograd":
-            if net.kind == "recurrent":
+            if net.kind in ("recurrent", "tree"):
                 raise ValueError(f"local_update={self.local_update} writes out a chain layer's step; a "
-                                 "recurrent net's steps share their weights: use local_update=autograd")
+                                 f"{net.kind} net's steps share their weights: use local_update=autograd")
             check_delta_rule(net.layers)
         if self.target_gating == "all" and net.kind == "chain":
             for l, layer in enumerate(net.layers[1:], start=2):  # layer 1's target goes nowhere
@@ -125,8 +132,9 @@ class TargetPropagation(Rule):
         s_t a top target ŝ_t = s_t − η ∂ℓ_t/∂s_t of its own, added to the
         difference that comes down to it."""
         top, output_loss = self.top_target(net, record, y)
-        if record.states is not None and self.propagate is tg.difference_propagate:
-            step = record.layers[-1]  # every step's g is the cell's affine map
+        step = record.layers[-1]
+        if (record.states is not None and self.propagate is tg.difference_propagate
+                and step.feedback_linear is not None):  # every step's g is the cell's affine map
             gates = (activation_derivative(step.activation, record.states) if self._gates(step) else None)
             targets = tg.linear_difference_through_time(step.feedback_weight, record.states, top, gates)
             return list(targets), output_loss
@@ -164,10 +172,13 @@ class TargetPropagation(Rule):
         if self.local_update != "autograd":
             local = delta_rule_loss(record.layers, record.hs[:-1], targets,
                                     derivative=self.local_update == "delta")
-        elif record.stacked_outputs is not None:  # one loss over the stacked steps
-            local = local_target_loss([record.stacked_outputs], [torch.cat(targets)])
         else:
-            local = local_target_loss(record.outputs, targets)
+            outputs = [record.stacked_outputs] if record.stacked_outputs is not None else record.outputs
+            targets_in = [torch.cat(targets)] if record.stacked_outputs is not None else targets
+            if self.loss_average == "units":
+                outputs, targets_in = _unit_scaled(outputs), _unit_scaled(targets_in)
+            # a batch mean, whatever the layers' rows (a recurrent net's stacked steps, a tree's levels)
+            local = local_target_loss(outputs, targets_in, examples=len(record.x))
         return ForwardLoss(output_loss + _with_penalties(local, record), output_loss.detach(), targets)
 
     def feedback_loss(self, net, record, targets=None):
@@ -185,7 +196,8 @@ class TargetPropagation(Rule):
             shared = noise.stacked(count) if count > 1 and self.shared_noise else noise
             path = {} if paths is None else {"path": paths[l]}
             loss = self.feedback_objective(layer, h_below, h, self.feedback_noise, self.feedback_reg, shared, **path)
-            losses.append(loss if count == 1 else count * loss)
+            scale = count * (2 / h_below[0].numel() if self.loss_average == "units" else 1)
+            losses.append(loss if scale == 1 else scale * loss)
         return torch.stack(losses).sum() if losses else None
 
     def feedback_paths(self, record: ForwardRecord) -> list[fb.FeedbackPath] | None:
@@ -315,6 +327,11 @@ class FixedWeightTargetPropagation(TargetPropagation):
 
     def feedback_loss(self, net, record, targets=None):
         return None
+
+
+def _unit_scaled(tensors: list[Tensor]) -> list[Tensor]:
+    """Each tensor times √(2/units): ½‖·‖² of their differences becomes the mean over units."""
+    return [t * (2 / t[0].numel()) ** 0.5 for t in tensors]
 
 
 def _output_gradient(record: ForwardRecord, y: Tensor) -> tuple[Tensor, Tensor]:

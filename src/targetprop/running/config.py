@@ -43,13 +43,16 @@ class Config:
     # data
     data: str = setting("fashion-mnist", "dataset: fashion-mnist, mnist-5k, digits or mnist1d; sequences: "
                         "fashion-mnist-rows, mnist-5k-pixels, adding, temporal-order, temporal-order-3, "
-                        "permutation, copy; or your own: "
-                        "path/to/file.npz (arrays x, y, optional x_test, y_test), imagefolder:DIR "
+                        "permutation, copy; trees: listops; or your own: "
+                        "path/to/file.npz (arrays x, y, optional x_test, y_test), path/to/file.trees "
+                        "(bracketed trees, LABEL (TOKEN CHILD CHILD) a line), imagefolder:DIR "
                         "(a sub-folder per class) or cifar10 (python batches in data_root)")
     data_root: str | None = setting(None, "folder of the dataset's files: fashion-mnist's IDX files "
                                     "(default /usr/share/datasets/fashion-mnist) or CIFAR-10's batches")
     seq_len: int = setting(60, "length T of a generated sequence task (adding, temporal-order, "
                            "temporal-order-3, permutation, copy)", at_least=1)
+    tree_depth: int = setting(5, "depth of the generated trees of listops (the root's distance to its "
+                              "deepest leaf)", at_least=1)
     augment: str = setting("none", "training images only: crop (random crop after 4-pixel zero padding), "
                            "flip (horizontal, half the images) or crop-flip", ("none", "crop", "flip", "crop-flip"))
     val_size: float = setting(0.1, "validation split: a fraction in (0, 1) of the training set, a whole "
@@ -69,8 +72,9 @@ class Config:
                               "bernoulli(sigmoid) sample to the layer above")
     init: str = setting("auto", "forward weights at the start: he (N(0, 2/fan_in), He et al. 2015), "
                         "torch (as built: PyTorch's default, or what a preset or your own model's code sets) "
-                        "or auto (he for mlp: and cnn: nets of relu, leaky-relu or elu units, else torch)",
-                        ("auto", "he", "torch"))
+                        "or auto (he for mlp: and cnn: nets of relu, leaky-relu or elu units, else torch); "
+                        "orthogonal: an rnn: net's W, U, V and read-out each a random orthogonal matrix "
+                        "(Manchev and Spratling 2020)", ("auto", "he", "torch", "orthogonal"))
     dropout: float = setting(0.0, "dropout on every hidden layer's output, training mode only")
     layer_hidden: int = setting(0, "> 0: every f_l and g_l is an MLP with a hidden layer this wide (§6)",
                                 at_least=0)
@@ -111,6 +115,11 @@ class Config:
     compile: bool = setting(False, "torch.compile the rule's part of the training step (forward pass, "
                             "targets, losses and their backward pass); the first steps pay the compile time")
     probe_size: int = setting(512, "examples in the fixed diagnostics batch", at_least=1)
+    stop_when: str | None = setting(None, "stop early, the run complete, once a validation metric reaches a "
+                                    "value: METRIC>=VALUE or METRIC<=VALUE (val_acc>=1: every validation "
+                                    "example right; val_solved>=1 on adding)")
+    stop_patience: int = setting(0, "stop early once the validation score has not improved for this many "
+                                 "epochs (0: never)", at_least=0)
     divergence_factor: float = setting(1e3, "stop when a training loss grows to this many times its "
                                        "starting scale, > 1 (0: stop on NaN or infinity only)", at_least=0)
     threads: int = setting(0, "CPU threads for torch (0: torch's default)", at_least=0)

@@ -56,16 +56,20 @@ class DataInfo:
     std: torch.Tensor | None = None
     class_names: tuple[str, ...] | None = None
     sequence_shape: tuple[int, int] | None = None  # (T, features per step) of sequences, flattened in x
+    tree_shape: tuple[int, int] | None = None  # (nodes, 3 + features) of encoded trees, flattened in x
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """One example's natural shape, as a network reads it: (C, H, W) for
         images ((1, H, W) for grey ones), (T, features) for sequences,
+        (nodes, 3 + features) for trees (:mod:`targetprop.core.tree`),
         (features,) otherwise."""
         if self.image_shape is not None:
             return (1, *self.image_shape) if len(self.image_shape) == 2 else tuple(self.image_shape)
         if self.sequence_shape is not None:
             return tuple(self.sequence_shape)
+        if self.tree_shape is not None:
+            return tuple(self.tree_shape)
         return (self.num_features,)
 
     @property
@@ -89,7 +93,7 @@ class DataInfo:
     @classmethod
     def from_state(cls, state: dict) -> "DataInfo":
         values = dict(state)
-        for key in ("image_shape", "sequence_shape", "class_names"):
+        for key in ("image_shape", "sequence_shape", "tree_shape", "class_names"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -189,6 +193,7 @@ def load_dataset(
     root: str | os.PathLike | None = None,
     limit: int | None = None,
     seq_len: int = 60,
+    tree_depth: int = 5,
 ) -> DataSplits:
     """Load dataset ``name`` (one of ``DATASETS`` or a user's, see
     :func:`check_data`) as standardised train/val/test splits.
@@ -199,29 +204,28 @@ def load_dataset(
     With ``standardize``, per-feature mean/std of the returned training split
     (std floored at ``STD_FLOOR``) are applied to all splits. ``root`` is the
     folder of fashion-mnist's or CIFAR-10's files; ``seq_len`` the length of
-    a generated sequence task.
+    a generated sequence task, ``tree_depth`` the depth of generated trees
+    (never standardised: their rows encode the structure).
     Raises ``DatasetNotAvailable`` if the data's package/files are missing.
     """
     check_data(name, root)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
 
-    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, seq_len)
+    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, seq_len, tree_depth)
     val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
     _check_split_sizes(name, len(train_idx), len(val_idx), len(raw.y_test), val_size)
 
     # Work in float64 only when asked for it, to keep fashion-mnist memory modest.
     work = np.float64 if dtype == torch.float64 else np.float32
-    xs = {
-        "train": raw.x_train[train_idx].astype(work),
-        "val": raw.x_train[val_idx].astype(work),
-        "test": raw.x_test.astype(work),
-    }
+    xs = {"train": raw.x_train[train_idx].astype(work), "val": raw.x_train[val_idx].astype(work),
+          "test": raw.x_test.astype(work)}
     ys = {"train": raw.y_train[train_idx], "val": raw.y_train[val_idx], "test": raw.y_test}
     if raw.scale != 1.0:
         for x in xs.values():
             x /= work(raw.scale)
-    mean, std = _standardize(xs, work, raw.sequence_shape) if standardize else (None, None)
+    mean, std = (_standardize(xs, work, raw.sequence_shape) if standardize and raw.tree_shape is None
+                 else (None, None))
 
     y_dtype = torch.int64 if raw.num_classes else dtype  # class labels, or real targets
     datasets = {split: TensorDataset(torch.from_numpy(np.ascontiguousarray(xs[split])).to(dtype),
@@ -232,11 +236,9 @@ def load_dataset(
         **datasets,
         num_features=int(raw.x_train.shape[1]),
         num_classes=raw.num_classes,
-        image_shape=raw.image_shape,
         mean=None if mean is None else torch.from_numpy(mean).to(dtype),
         std=None if std is None else torch.from_numpy(std).to(dtype),
-        class_names=raw.class_names,
-        sequence_shape=raw.sequence_shape,
+        **{key: getattr(raw, key) for key in ("image_shape", "class_names", "sequence_shape", "tree_shape")},
     )
 
 

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ import torch
 from ..core.rule import Scores
 from .checkpoint import write_text
 
-__all__ = ["LONG_NAMES", "Totals", "evaluate", "epoch_line", "write_metrics", "validation_score", "summarize"]
+__all__ = ["LONG_NAMES", "Totals", "evaluate", "epoch_line", "write_metrics", "validation_score", "summarize",
+           "parse_stop_when", "early_stop"]
 
 # Short names of the score columns in the per-epoch line and the summary.
 LONG_NAMES = {"acc": "accuracy", "recon": "reconstruction", "solved": "solved", "loss": "loss"}
@@ -99,6 +101,41 @@ def validation_score(row: dict) -> float | None:
     for key, sign in (("val_acc", 1.0), ("val_loss", -1.0), ("val_recon", -1.0)):
         if key in row and math.isfinite(row[key]):
             return sign * row[key]
+    return None
+
+
+_STOP_WHEN = re.compile(r"^\s*(\w+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_stop_when(text: str) -> tuple[str, str, float]:
+    """``METRIC>=VALUE`` (or ``<=``) as (metric, comparison, value); ValueError otherwise."""
+    match = _STOP_WHEN.match(text)
+    if match is None or not match.group(1).startswith("val_"):
+        raise ValueError(f"setting 'stop_when': write VAL_METRIC>=VALUE or VAL_METRIC<=VALUE of a validation "
+                         f"metric (val_acc>=1, val_solved>=1, val_loss<=0.01), got {text!r}")
+    try:
+        return match.group(1), match.group(2), float(match.group(3))
+    except ValueError:
+        raise ValueError(f"setting 'stop_when': {match.group(3)!r} is not a number") from None
+
+
+def early_stop(rows: list[dict], stop_when: str | None, patience: int) -> str | None:
+    """Why a run stops before its last epoch, read off its rows (so a resumed
+    run decides alike): a validation metric reached ``stop_when``, or no
+    better validation score for ``patience`` epochs; None to go on."""
+    trained = [r for r in rows if r["epoch"] > 0]
+    if not trained:
+        return None
+    if stop_when is not None:
+        metric, comparison, value = parse_stop_when(stop_when)
+        reached = trained[-1].get(metric)
+        if reached is not None and (reached >= value if comparison == ">=" else reached <= value):
+            return f"{metric} reached {reached:g} at epoch {trained[-1]['epoch']} ({stop_when})"
+    scores = [validation_score(r) for r in trained]
+    if patience and all(s is not None for s in scores) and len(scores) > patience:
+        best = max(range(len(scores)), key=lambda i: scores[i])
+        if len(scores) - 1 - best >= patience:
+            return f"no better validation score for {patience} epochs (best at epoch {trained[best]['epoch']})"
     return None
 
 

@@ -22,6 +22,7 @@ from ..registry import build_network, make_rule, network_kind, require_kind, wra
 from . import optim
 from .config import GIVEN, Config, ConfigError
 from .data import DataInfo, DataSplits, check_data, keep_labels, load_dataset
+from .metrics import parse_stop_when
 from .tensorboard import check_tensorboard
 
 __all__ = ["DTYPES", "PRECISIONS", "RunParts", "read_every_state", "validate_config", "resolve_device", "load_splits",
@@ -83,7 +84,7 @@ def _check_architecture(config: Config, rule: Rule, spec: ArchitectureSpec) -> N
     require_kind(rule, spec)
     if spec.name == "file":
         return  # the user's code runs once, on the data's shape
-    roomy = (8, 4) if spec.family == "recurrent" else (3, 256, 256)
+    roomy = {"recurrent": (8, 4), "recursive": (8, 7)}.get(spec.family, (3, 256, 256))
     with torch.device("meta"):
         build_network(spec, roomy, 2, rule, **network_options(config))
 
@@ -112,6 +113,13 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError(f"setting 'val_size' is a fraction in (0, 1) or a whole count of examples, "
                           f"got {config.val_size}")
     signal_numbers(config.stop_signals)
+    if config.stop_when is not None:
+        try:
+            parse_stop_when(config.stop_when)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if (config.stop_when or config.stop_patience) and not config.val_size:
+        raise ConfigError("settings 'stop_when' and 'stop_patience' read the validation split: set val_size > 0")
     if config.log == "tensorboard":
         check_tensorboard()
     if 0 < config.divergence_factor <= 1:
@@ -119,9 +127,13 @@ def _check_ranges(config: Config) -> None:
                           f"stop on NaN or infinity only; got {config.divergence_factor}")
     if config.precision != "float32" and config.dtype != "float32":
         raise ConfigError(f"precision={config.precision} autocasts float32 work: it needs dtype=float32")
-    if config.init == "he" and not config.arch.startswith(GIVEN) and parse_architecture(config.arch).family == "recurrent":
-        raise ConfigError("init=he is for chains of layers; a recurrent net starts from an orthogonal W "
-                          "(use init=auto)")
+    if config.init == "he" and not config.arch.startswith(GIVEN) and parse_architecture(config.arch).family in (
+            "recurrent", "recursive"):
+        raise ConfigError("init=he is for chains of layers; a recurrent or tree net starts from orthogonal "
+                          "weights (use init=auto)")
+    if (config.init == "orthogonal" and not config.arch.startswith(GIVEN)
+            and parse_architecture(config.arch).arguments.get("cell") != "rnn"):
+        raise ConfigError("init=orthogonal starts a recurrent net (rnn:); use init=auto or he")
     if not 0 <= config.dropout < 1:
         raise ConfigError("setting 'dropout' must lie in [0, 1)")
     if not 0 <= config.labelled_per_batch < config.batch_size:
@@ -167,7 +179,7 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
     try:
         splits = load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
                               limit=config.limit, standardize=standardize, root=config.data_root,
-                              seq_len=config.seq_len)
+                              seq_len=config.seq_len, tree_depth=config.tree_depth)
     except ValueError as error:  # the data's own shapes, dtypes or labels
         raise ConfigError(str(error)) from None
     if splits.num_classes == 0 and not rule.learns_real_targets(_kind(config, rule)):
@@ -229,6 +241,11 @@ def build_run_network(config: Config, rule: Rule, info: DataInfo, targets_per_st
     try:
         if net is None:
             spec = parse_architecture(config.arch)
+            if (info.tree_shape is not None) != (spec.family == "recursive"):
+                raise ValueError(f"{config.data} holds trees: it needs a tree net (--arch tree:WIDTH)"
+                                 if info.tree_shape is not None else
+                                 f"{spec.text} is a tree net: it reads tree data (--data listops, or a file "
+                                 "of bracketed trees, NAME.trees)")
             net = build_network(spec, info.input_shape, info.num_outputs, rule, **network_options(config))
             auto_he = spec.entry.he_init and config.activation in UNBOUNDED
         else:
@@ -244,6 +261,10 @@ def build_run_network(config: Config, rule: Rule, info: DataInfo, targets_per_st
         raise ConfigError(str(error)) from None
     if config.init == "he" or (config.init == "auto" and auto_he):
         he_init(net)
+    elif config.init == "orthogonal":
+        if not hasattr(net, "orthogonal_init"):
+            raise ConfigError("init=orthogonal starts a recurrent net (rnn:); use init=auto or he")
+        net.orthogonal_init()
     return net.to(dtype=DTYPES[config.dtype])
 
 

@@ -10,6 +10,8 @@ locally installed packages (never the network), as unscaled arrays.
   generated long-term-dependency problems ``adding``, ``temporal-order``,
   ``temporal-order-3``, ``permutation`` and ``copy`` (a target per step) of
   length ``seq_len``.
+* trees (:mod:`.trees`): ``listops``, generated nested list operations of
+  depth ``tree_depth``.
 
 A missing package or file is a :class:`DatasetNotAvailable` error that says
 how to install it. A user's own data (a .npz file, an image folder,
@@ -29,14 +31,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import sequences
+from . import sequences, trees
 
 __all__ = ["DATASETS", "DEFAULT_FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "DatasetNotAvailable",
            "Raw", "read_idx", "readonly", "fixed_split_raw", "load_raw"]
 
 IMAGE_SEQUENCES = {"fashion-mnist-rows": "fashion-mnist", "mnist-5k-pixels": "mnist-5k"}
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist-5k", "digits", "mnist1d", *IMAGE_SEQUENCES,
-                             *sequences.TASKS)
+                             *sequences.TASKS, "listops")
 GENERATED_SIZES = (10_000, 2_000)  # training and test sequences of a generated task
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -85,6 +87,7 @@ class Raw(NamedTuple):
     image_shape: tuple[int, ...] | None  # (H, W) or (C, H, W); None for flat features
     class_names: tuple[str, ...] | None = None  # None: the labels themselves
     sequence_shape: tuple[int, int] | None = None  # (T, features per step): x holds sequences, flattened
+    tree_shape: tuple[int, int] | None = None  # (nodes, 3 + features): x holds encoded trees, flattened
 
 
 # --------------------------------------------------------------------------- IDX
@@ -283,6 +286,20 @@ def _generate(name: str, seq_len: int) -> Raw:
     return raw
 
 
+@functools.lru_cache(maxsize=4)
+def _generate_trees(depth: int) -> Raw:
+    """The generated list-operations trees of ``depth``, the same for every
+    run, encoded as rows of nodes (:func:`.trees.encode_trees`)."""
+    rng = np.random.default_rng(zlib.crc32(f"listops:{depth}".encode()))
+    (train, y_train), (test, y_test) = (trees.listops(n, depth, rng) for n in GENERATED_SIZES)
+    rows = max(trees.node_count(t) for t in train + test)
+    x_train, x_test = (trees.encode_trees(t, trees.LISTOPS_TOKENS, rows) for t in (train, test))
+    raw = Raw(x_train.reshape(len(x_train), -1), y_train, x_test.reshape(len(x_test), -1), y_test,
+              scale=1.0, num_classes=10, image_shape=None, tree_shape=x_train.shape[1:])
+    readonly(raw.x_train, raw.y_train, raw.x_test, raw.y_test)
+    return raw
+
+
 def _image_sequence(raw: Raw, by_pixel: bool) -> Raw:
     """An image set read as sequences: a row per step, or a pixel per step."""
     height, width = raw.image_shape[-2:]
@@ -290,7 +307,9 @@ def _image_sequence(raw: Raw, by_pixel: bool) -> Raw:
     return raw._replace(image_shape=None, sequence_shape=steps)
 
 
-def load_raw(name: str, root: str | os.PathLike | None, seq_len: int = 60) -> Raw:
+def load_raw(name: str, root: str | os.PathLike | None, seq_len: int = 60, tree_depth: int = 5) -> Raw:
+    if name == "listops":
+        return _generate_trees(tree_depth)
     if name in sequences.TASKS:
         return _generate(name, seq_len)
     if name in IMAGE_SEQUENCES:

@@ -40,7 +40,7 @@ from .checkpoint import (CHECKPOINTS, CheckpointError, copy_checkpoint, load_che
 from .config import GIVEN, Config, ConfigError
 from .data import DataSplits, RunData, run_data
 from .guard import DivergenceGuard, TrainingDiverged
-from .metrics import Totals, epoch_line, evaluate, summarize, validation_score, write_metrics
+from .metrics import Totals, early_stop, epoch_line, evaluate, summarize, validation_score, write_metrics
 from .rundir import HELD_BY_LAUNCHER, RunDirectoryError, RunLock, check_out_dir
 from .tensorboard import EpochLog
 from .setup import build_parts, keep_labelled, load_splits, resolve_device, signal_numbers, validate_config
@@ -330,7 +330,7 @@ class Trainer:
                 tqdm.write(self.data_note)
         with _stop_on_signals(self):
             try:
-                while self.epoch <= self.config.epochs:
+                while self.epoch <= self.config.epochs and self.stopped_early is None:
                     started = time.perf_counter()
                     passes = self._passes()
                     while self.pass_index < len(passes):
@@ -450,7 +450,13 @@ class Trainer:
         return {"rule": self.config.rule, "data": self.config.data, "arch": self.config.arch,
                 "epochs_planned": self.config.epochs, **summarize(self.rows),
                 "seconds": self.seconds, "device": str(self.device),
-                "completed": self.epoch > self.config.epochs, "diverged": self.diverged}
+                "completed": self.epoch > self.config.epochs or self.stopped_early is not None,
+                "stopped_early": self.stopped_early, "diverged": self.diverged}
+
+    @property
+    def stopped_early(self) -> str | None:
+        """Why the run stopped before its last epoch (``stop_when``, ``stop_patience``), or None."""
+        return early_stop(self.rows, self.config.stop_when, self.config.stop_patience)
 
 
 def train(config: Config, out_dir: str | Path, *, resume: bool = False,

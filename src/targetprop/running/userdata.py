@@ -5,6 +5,8 @@
   ``y_test``;
 * ``imagefolder:DIR``: one sub-folder of images per class (the sorted folder
   names are the classes), or ``DIR/train`` and ``DIR/test`` laid out so;
+* ``path/to/file.trees``: bracketed trees with labels, one per line, for
+  a tree net (:mod:`.trees`);
 * ``cifar10``: the CIFAR-10 python batches (``data_batch_1`` … ``_5``,
   ``test_batch``) in the folder the ``data_root`` setting names.
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .sources import DatasetNotAvailable, Raw, fixed_split_raw, readonly
+from .trees import encode_trees, read_tree_file, tree_tokens
 
 __all__ = ["CIFAR10_CLASSES", "IMAGE_SUFFIXES", "is_user_data", "check_user_data", "load_user_data",
            "read_examples"]
@@ -36,7 +39,7 @@ _IMAGEFOLDER = "imagefolder:"
 
 def is_user_data(spec: str) -> bool:
     """Whether ``spec`` names a user's dataset rather than a built-in one."""
-    return spec == "cifar10" or spec.startswith(_IMAGEFOLDER) or spec.endswith(".npz")
+    return spec == "cifar10" or spec.startswith(_IMAGEFOLDER) or spec.endswith((".npz", ".trees"))
 
 
 def check_user_data(spec: str, root: str | os.PathLike | None) -> None:
@@ -56,7 +59,20 @@ def load_user_data(spec: str, root: str | os.PathLike | None) -> Raw:
         return _load_cifar10(str(_cifar10_folder(root).resolve()))
     if spec.startswith(_IMAGEFOLDER):
         return _load_image_folder(str(Path(spec[len(_IMAGEFOLDER):]).expanduser().resolve()))
+    if spec.endswith(".trees"):
+        return _load_trees(str(Path(spec).expanduser().resolve()))
     return _load_npz(str(Path(spec).expanduser().resolve()))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_trees(path: str) -> Raw:
+    """A file of bracketed trees, encoded over the tokens that occur in it (sorted)."""
+    trees, labels, classes = read_tree_file(path)
+    tokens = sorted({token for tree in trees for token in tree_tokens(tree)})
+    x = encode_trees(trees, tuple(tokens))
+    y = np.array([classes.index(label) for label in labels], np.int64)
+    return fixed_split_raw(x.reshape(len(x), -1), y, scale=1.0, num_classes=len(classes), image_shape=None,
+                           class_names=classes, tree_shape=x.shape[1:])
 
 
 # ------------------------------------------------------------------ checks
