@@ -20,10 +20,12 @@ feedback 0.001, constant), the top target's step 0.1 on the batch's mean
 loss (``target_step`` 0.005 on the per-example one), the inverse that reads
 x_t through f's U (``feedback_map=activation``, no gating), losses averaged
 over units, no feedback noise (``dtp``, ``tp``), orthogonal weights at the
-start, and a run stops once every validation sequence is right (their
-"error below 0.0001 %") or after 30 000 updates without a better
-validation score. Their training data are fresh sequences every batch, of
-lengths drawn per batch; ours are the fixed 9 000 of the task, of length T.
+start, the problems in the form of their generators (Pascanu et al. 2013,
+``sequence_form=pascanu2013``), and a run stops once every validation
+sequence is right (their "error below 0.0001 %") or after 30 000 updates
+without a better validation score. Their training data are fresh sequences
+every batch, of lengths drawn per batch, and the validation set 10 000 more;
+ours are the fixed 9 000 and 1 000 of the task, of length T.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ PROTOCOLS = {
         "forward_optimizer": "sgd", "forward_optimizer_args": _NESTEROV, "forward_lr": 0.01,
         "feedback_optimizer": "sgd", "feedback_optimizer_args": _NESTEROV, "feedback_lr": 0.001,
         "target_step": 0.1 / 20, "feedback_map": "activation", "loss_average": "units", "init": "orthogonal",
+        "sequence_form": "pascanu2013",
         "stop_patience": math.ceil(30_000 / (GENERATED_SIZES[0] * (1 - VAL_FRACTION) / 20))},
         {"dtp": {"feedback_noise": 0.0}, "tp": {"feedback_noise": 0.0}}),
 }

@@ -49,6 +49,11 @@ def _not_npz(folder: Path) -> None:
     (folder / "data.npz").write_text("hello\n")
 
 
+def _trees(text: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / "data.trees").write_text(text)
+
+
+TREES = ["train", "--data", "{d}/data.trees", "--arch", "tree:8", "--epochs", "1"]
 _X = np.random.default_rng(0).normal(size=(300, 4))
 SWEEP = ["sweep", "--rule", "dtp", "--data", "digits", "--arch", "mlp:32x3", "--epochs", "1", "--trials", "1",
          "--space", "{d}/space.yaml", "--out", "{d}/sweep"]
@@ -142,6 +147,22 @@ CASES = [
          "study 's' in sqlite:///", _study_of_bp),
     Case("sweep: no validation split", [*SWEEP, "--set", "val_size=0"], "val_size must be > 0", _space("shared: {}")),
     Case("sweep: zero trials", [*SWEEP, "--trials", "0"], "--trials must be >= 1", _space("shared: {}")),
+    Case("trees: unbalanced brackets", TREES, "line 2: unbalanced brackets", _trees("1 (MAX 3 4)\n2 (MIN 3 (MAX 1 2)\n")),
+    Case("trees: label outside the classes", TREES, "line 2: label '7' is none of the classes 0 1",
+         _trees("# classes: 0 1\n7 (MIN 1 2)\n")),
+    Case("trees: empty tree", TREES, "line 1: empty tree", _trees("1 ()\n")),
+    Case("trees: more than two children", TREES, "line 1: node 'SUM' has 3 children; the tree cell is binary",
+         _trees("1 (SUM 3 4 5)\n")),
+    Case("trees: a tree net on images", [*TRAIN, "--arch", "tree:8"], "is a tree net: it reads tree data"),
+    Case("trees: trees for a chain", ["train", "--data", "listops", "--arch", "mlp:8"], "needs a tree net"),
+    Case("early stopping: malformed", [*TRAIN, "--set", "stop_when=acc>1"], "VAL_METRIC>=VALUE"),
+    Case("early stopping: no validation split", [*TRAIN, "--set", "stop_patience=3", "--set", "val_size=0"],
+         "set val_size > 0"),
+    Case("published form of images", [*TRAIN, "--set", "sequence_form=pascanu2013"],
+         "sequence_form=pascanu2013 is a form of a generated sequence task"),
+    Case("published form of copy", ["train", "--data", "copy", "--arch", "rnn:8", "--set", "sequence_form=pascanu2013"],
+         "copy has only its own"),
+    Case("orthogonal start of a chain", [*TRAIN, "--set", "init=orthogonal"], "init=orthogonal starts a recurrent"),
 ]
 
 

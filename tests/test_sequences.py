@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from targetprop.running.sequences import COPY_SYMBOLS, TASKS, adding, copy, permutation, temporal_order
+from targetprop.running.sequences import (COPY_SYMBOLS, TASKS, adding, adding_pascanu, copy, permutation,
+                                         permutation_pascanu, temporal_order, temporal_order_pascanu)
 
 
 @pytest.mark.parametrize("seq_len", [2, 11, 60])
@@ -143,3 +144,32 @@ def test_a_task_with_a_target_per_step_loads_them_and_refuses_labels_n():
     assert not load_dataset("permutation", seq_len=15).targets_per_step
     with pytest.raises(ValueError, match="every step"):
         keep_labels(y, 100, 8)
+
+
+@pytest.mark.parametrize("seq_len", [10, 37, 200])
+def test_published_adding_is_the_mean_of_a_value_in_the_first_tenth_and_one_before_the_half(seq_len):
+    x, y = adding_pascanu(500, seq_len, np.random.default_rng(seq_len))
+    for values, markers, target in zip(x[..., 0], x[..., 1], y):
+        first, second = np.flatnonzero(markers)
+        assert first < int(0.1 * seq_len) <= second < int(0.5 * seq_len)
+        assert np.isclose(target, (values[first] + values[second]) / 2)
+
+
+@pytest.mark.parametrize("relevant, starts", [(2, (0.1, 0.5)), (3, (0.1, 0.3, 0.6))])
+@pytest.mark.parametrize("seq_len", [10, 50, 120])
+def test_published_temporal_order_reads_x_and_y_in_their_windows(relevant, starts, seq_len):
+    x, y = temporal_order_pascanu(400, seq_len, np.random.default_rng(1), relevant=relevant)
+    assert x.shape[-1] == 6 and (x.sum(-1) == 1).all()
+    symbols = x.argmax(-1)
+    for row, label in zip(symbols, y):
+        positions = np.flatnonzero(row < 2)  # X = 0, Y = 1; the distractors are 2..5
+        assert len(positions) == relevant
+        for k, (position, start) in enumerate(zip(positions, starts)):
+            assert int(start * seq_len) <= position < int(start * seq_len) + max(1, int(0.1 * seq_len))
+        assert label == sum(int(row[p]) << k for k, p in enumerate(positions))
+
+
+def test_published_permutation_is_the_first_of_two_symbols_among_a_hundred():
+    x, y = permutation_pascanu(300, 20, np.random.default_rng(2))
+    symbols = x.argmax(-1)
+    assert x.shape[-1] == 100 and (symbols[:, 0] == y).all() and (symbols[:, 1:] >= 2).all()

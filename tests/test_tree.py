@@ -192,20 +192,15 @@ def test_a_file_of_trees_round_trips(tmp_path):
     ("1 (MAX 3 4)\n0\n", 2, "empty tree"),
     ("1 (SUM 3 4 5)\n", 1, "node 'SUM' has 3 children; the tree cell is binary"),
 ])
-def test_bad_tree_files_name_the_line(tmp_path, capsys, text, line, message):
-    path = _write(tmp_path, text)
+def test_bad_tree_files_name_the_line(tmp_path, text, line, message):
+    """(From the command line, with the arch and data mismatches: tests/test_faults.py.)"""
     with pytest.raises(ValueError, match=f"line {line}: .*{message}"):
-        load_dataset(path)
-    assert main(["train", "--data", path, "--arch", "tree:8", "--out", str(tmp_path / "run")]) == 2
-    assert f"line {line}" in capsys.readouterr().err and not (tmp_path / "run").exists()
+        load_dataset(_write(tmp_path, text))
 
 
-@pytest.mark.parametrize("data, arch, message", [("listops", "mlp:8", "needs a tree net"),
-                                                 ("digits", "tree:8", "reads tree data"),
-                                                 ("listops", "tree:x", "the form is tree:WIDTH")])
-def test_trees_and_tree_nets_go_together(tmp_path, capsys, data, arch, message):
-    assert main(["train", "--data", data, "--arch", arch, "--out", str(tmp_path / "run")]) == 2
-    assert message in capsys.readouterr().err
+def test_a_malformed_tree_spec_is_named():
+    with pytest.raises(ValueError, match="the form is tree:WIDTH"):
+        build_network("tree:x", (4, 7), 2)
 
 
 def test_a_tree_net_learns_list_operations_from_the_command_line(tmp_path):

@@ -51,6 +51,10 @@ class Config:
                                     "(default /usr/share/datasets/fashion-mnist) or CIFAR-10's batches")
     seq_len: int = setting(60, "length T of a generated sequence task (adding, temporal-order, "
                            "temporal-order-3, permutation, copy)", at_least=1)
+    sequence_form: str = setting("default", "the form of a generated sequence task: default (as Data describes) "
+                                 "or pascanu2013, the generators of Pascanu et al. (2013) that Manchev and "
+                                 "Spratling (2020) train on (adding, temporal-order, temporal-order-3, "
+                                 "permutation)", ("default", "pascanu2013"))
     tree_depth: int = setting(5, "depth of the generated trees of listops (the root's distance to its "
                               "deepest leaf)", at_least=1)
     augment: str = setting("none", "training images only: crop (random crop after 4-pixel zero padding), "

@@ -192,8 +192,7 @@ def load_dataset(
     dtype: torch.dtype = torch.float32,
     root: str | os.PathLike | None = None,
     limit: int | None = None,
-    seq_len: int = 60,
-    tree_depth: int = 5,
+    **generated,
 ) -> DataSplits:
     """Load dataset ``name`` (one of ``DATASETS`` or a user's, see
     :func:`check_data`) as standardised train/val/test splits.
@@ -203,16 +202,17 @@ def load_dataset(
     the first ``limit`` of the shuffled training examples (val/test untouched).
     With ``standardize``, per-feature mean/std of the returned training split
     (std floored at ``STD_FLOOR``) are applied to all splits. ``root`` is the
-    folder of fashion-mnist's or CIFAR-10's files; ``seq_len`` the length of
-    a generated sequence task, ``tree_depth`` the depth of generated trees
-    (never standardised: their rows encode the structure).
+    folder of fashion-mnist's or CIFAR-10's files; ``generated`` the settings
+    of a generated task (``seq_len``, ``sequence_form``, ``tree_depth``:
+    :func:`.sources.load_raw`). Trees are never standardised (their rows
+    encode the structure).
     Raises ``DatasetNotAvailable`` if the data's package/files are missing.
     """
     check_data(name, root)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
 
-    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, seq_len, tree_depth)
+    raw = load_user_data(name, root) if is_user_data(name) else load_raw(name, root, **generated)
     val_idx, train_idx = _split_indices(len(raw.y_train), val_size, seed, limit)
     _check_split_sizes(name, len(train_idx), len(val_idx), len(raw.y_test), val_size)
 

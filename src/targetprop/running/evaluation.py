@@ -37,7 +37,7 @@ def run_examples(run: Run, data: str | None, *, need_labels: bool) -> tuple[torc
         else:
             split = load_dataset(data, val_size=0, standardize=False, dtype=torch.float64,
                                  root=run.config.data_root, seq_len=run.config.seq_len,
-                                 tree_depth=run.config.tree_depth).test
+                                 tree_depth=run.config.tree_depth, sequence_form=run.config.sequence_form).test
             (x, y), image_shape = (t.numpy() for t in split.tensors), None
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -16,6 +16,16 @@ generated offline from a seed: every example is a sequence x of shape
   other T − 1 are drawn from the remaining symbols of the alphabet; the
   class is the first symbol.
 
+``PUBLISHED_TASKS`` holds the first four in the form of Pascanu et al.
+(2013), on which Manchev and Spratling (2020) measure target propagation
+through time (``sequence_form=pascanu2013``): adding's target the mean of
+the two values, the first marked in the first tenth, the second in
+[0.1 T, 0.5 T); temporal order over X, Y and four distractors, without
+start and end symbols, in windows at 0.1 T and 0.5 T (0.1, 0.3, 0.6 T with
+three); permutation over 100 symbols. (Their lengths vary from batch to
+batch, and adding's by up to a tenth within one; here every sequence has
+length T.)
+
 and one with a target at every step, read by a read-out on every state:
 
 * ``copy`` (the copying-memory problem, Hochreiter and Schmidhuber 1997, in
@@ -29,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TASKS", "PERMUTATION_SYMBOLS", "COPY_SYMBOLS", "adding", "temporal_order", "permutation", "copy"]
+__all__ = ["TASKS", "PUBLISHED_TASKS", "PERMUTATION_SYMBOLS", "COPY_SYMBOLS", "adding", "temporal_order", "permutation", "copy"]
 
 PERMUTATION_SYMBOLS = 16  # alphabet of the permutation problem (Martens and Sutskever used 100)
 _ORDER_SYMBOLS = 8        # a, b, c, d, B, E, X, Y
@@ -108,6 +118,55 @@ def copy(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return _one_hot(symbols, _COPY_ALPHABET), y
 
 
+# The forms of Pascanu et al. (2013), whose generators Manchev and Spratling (2020) train on.
+
+def _window(n: int, seq_len: int, start: float, rng: np.random.Generator) -> np.ndarray:
+    """Positions drawn in [start·T, start·T + 0.1·T), whole steps."""
+    return int(start * seq_len) + rng.integers(0, max(1, int(0.1 * seq_len)), n)
+
+
+def adding_pascanu(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 2) (value, marker), y (n,) float32: the mean of the two marked
+    values, the first marked in the first tenth of the sequence, the second
+    in [0.1 T, 0.5 T)."""
+    _check_length(seq_len, 10)
+    values = rng.uniform(0.0, 1.0, (n, seq_len)).astype(np.float32)
+    tenth = int(0.1 * seq_len)
+    first, second = rng.integers(0, tenth, n), tenth + rng.integers(0, int(0.4 * seq_len), n)
+    markers = np.zeros((n, seq_len), np.float32)
+    rows = np.arange(n)
+    markers[rows, first] = markers[rows, second] = 1.0
+    y = (values[rows, first] + values[rows, second]) / 2
+    return np.stack([values, markers], axis=-1), y.astype(np.float32)
+
+
+def temporal_order_pascanu(n: int, seq_len: int, rng: np.random.Generator,
+                           relevant: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 6) one-hot (X, Y, then the distractors a–d), y (n,) int64 in
+    [0, 2**relevant): Σ_k v_k 2^k, v_k = 1 where the k-th relevant symbol is
+    Y, each drawn in a window of 0.1 T starting at 0.1 T, 0.5 T (two), or
+    0.1 T, 0.3 T, 0.6 T (three); no start or end symbols."""
+    if relevant not in (2, 3):
+        raise ValueError(f"temporal order takes 2 or 3 relevant symbols, got {relevant!r}")
+    _check_length(seq_len, 10)
+    symbols = rng.integers(2, 6, (n, seq_len))
+    bits = rng.integers(0, 2, (n, relevant))
+    rows = np.arange(n)
+    for k, start in enumerate((0.1, 0.5) if relevant == 2 else (0.1, 0.3, 0.6)):
+        symbols[rows, _window(n, seq_len, start, rng)] = bits[:, k]
+    return _one_hot(symbols, 6), (bits * 2 ** np.arange(relevant)).sum(axis=1).astype(np.int64)
+
+
+def permutation_pascanu(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, T, 100) one-hot, y (n,) int64 in {0, 1}: the first symbol, 0 or
+    1, the others drawn from 2..99."""
+    _check_length(seq_len, 2)
+    symbols = rng.integers(2, 100, (n, seq_len))
+    y = rng.integers(0, 2, n)
+    symbols[:, 0] = y
+    return _one_hot(symbols, 100), y.astype(np.int64)
+
+
 # name -> (generator, number of classes; 0 for a regression target)
 TASKS = {
     "adding": (adding, 0),
@@ -115,4 +174,12 @@ TASKS = {
     "temporal-order-3": (lambda n, seq_len, rng: temporal_order(n, seq_len, rng, relevant=3), 8),
     "permutation": (permutation, 2),
     "copy": (copy, 8),
+}
+
+# ``sequence_form=pascanu2013``: name -> the same, in the published form
+PUBLISHED_TASKS = {
+    "adding": (adding_pascanu, 0),
+    "temporal-order": (temporal_order_pascanu, 4),
+    "temporal-order-3": (lambda n, seq_len, rng: temporal_order_pascanu(n, seq_len, rng, relevant=3), 8),
+    "permutation": (permutation_pascanu, 2),
 }

@@ -179,7 +179,8 @@ def load_splits(config: Config, rule: Rule) -> DataSplits:
     try:
         splits = load_dataset(config.data, val_size=val_size, seed=config.seed, dtype=DTYPES[config.dtype],
                               limit=config.limit, standardize=standardize, root=config.data_root,
-                              seq_len=config.seq_len, tree_depth=config.tree_depth)
+                              seq_len=config.seq_len, tree_depth=config.tree_depth,
+                              sequence_form=config.sequence_form)
     except ValueError as error:  # the data's own shapes, dtypes or labels
         raise ConfigError(str(error)) from None
     if splits.num_classes == 0 and not rule.learns_real_targets(_kind(config, rule)):

@@ -274,11 +274,17 @@ def _load_mnist1d() -> Raw:
 
 
 @functools.lru_cache(maxsize=4)
-def _generate(name: str, seq_len: int) -> Raw:
+def _generate(name: str, seq_len: int, form: str = "default") -> Raw:
     """A generated task's training and test sequences, the same for every run
-    (the generator's seed is fixed by the task and its length)."""
-    generate, num_classes = sequences.TASKS[name]
-    rng = np.random.default_rng(zlib.crc32(f"{name}:{seq_len}".encode()))
+    (the generator's seed is fixed by the task, its length and its form)."""
+    if form == "default":
+        generate, num_classes = sequences.TASKS[name]
+    elif name in sequences.PUBLISHED_TASKS:
+        generate, num_classes = sequences.PUBLISHED_TASKS[name]
+    else:
+        raise ValueError(f"sequence_form={form} is the published form of "
+                         f"{', '.join(sequences.PUBLISHED_TASKS)}; {name} has only its own")
+    rng = np.random.default_rng(zlib.crc32(f"{name}:{seq_len}{'' if form == 'default' else ':' + form}".encode()))
     (x_train, y_train), (x_test, y_test) = (generate(n, seq_len, rng) for n in GENERATED_SIZES)
     raw = Raw(x_train.reshape(len(x_train), -1), y_train, x_test.reshape(len(x_test), -1), y_test,
               scale=1.0, num_classes=num_classes, image_shape=None, sequence_shape=x_train.shape[1:])
@@ -307,11 +313,14 @@ def _image_sequence(raw: Raw, by_pixel: bool) -> Raw:
     return raw._replace(image_shape=None, sequence_shape=steps)
 
 
-def load_raw(name: str, root: str | os.PathLike | None, seq_len: int = 60, tree_depth: int = 5) -> Raw:
+def load_raw(name: str, root: str | os.PathLike | None, seq_len: int = 60, tree_depth: int = 5,
+             sequence_form: str = "default") -> Raw:
+    if name in sequences.TASKS:
+        return _generate(name, seq_len, sequence_form)
+    if sequence_form != "default":
+        raise ValueError(f"sequence_form={sequence_form} is a form of a generated sequence task, not of {name}")
     if name == "listops":
         return _generate_trees(tree_depth)
-    if name in sequences.TASKS:
-        return _generate(name, seq_len)
     if name in IMAGE_SEQUENCES:
         return _image_sequence(load_raw(IMAGE_SEQUENCES[name], root), by_pixel=name.endswith("pixels"))
     if name == "fashion-mnist":
