@@ -58,7 +58,7 @@ MODELS = Path(__file__).parent / "user_models.py"
 NETWORKS = {"mlp": ("mlp:12x3", 8, ("chain", "direct", "fixed", "dual", "conditional", "stack")),
             "cnn": ("cnn:4-6n-5", (2, 6, 6), ("chain", "direct", "fixed")),
             "rnn": ("rnn:6", (5, 3), ("recurrent", "section5")), "gru": ("gru:6", (5, 3), ("recurrent",)),
-            "tree": ("tree:6", TREE_SHAPE, ("tree",)),
+            "tree": ("tree:6", TREE_SHAPE, ("tree", "section5-tree")),
             "wrapped": (f"{MODELS}:norm_conv", (2, 6, 6), ("chain", "direct", "fixed")),
             "wrapped-mlp": (f"{MODELS}:norm_mlp", (8,), ("chain", "direct", "fixed", "conditional")),
             "resnet": ("resnet8", (1, 6, 6), ("chain", "direct", "fixed"))}

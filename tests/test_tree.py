@@ -218,3 +218,36 @@ def test_a_tree_net_learns_list_operations_from_the_command_line(tmp_path):
     assert "angle_depth_1" in header and "angle_children" in header
     assert main(["plot", str(out)]) == 0 and (out / "angles.png").is_file()
     assert _panel_title("depth_2") == "target step 2 levels below the root"
+
+
+def test_bengio2014_on_a_path_tree_is_section5_on_the_recurrent_net():
+    """§5's recursive form on a path is §5's recurrent form: the same loss,
+    targets, short- and long-loop feedback loss and gradients (float64; no
+    corruption, so that no noise is drawn; the right-child maps zero)."""
+    torch.manual_seed(3)
+    rule = make_rule("bengio2014", corruption_sigma="0")
+    rnn = build_network(f"rnn:{WIDTH}", (T, F_IN), CLASSES, rule).double()
+    tree = build_network(f"tree:{WIDTH}", (T, FEATURES + F_IN), CLASSES, rule).double()
+    assert (rnn.kind, tree.kind) == ("section5", "section5-tree")
+    with torch.no_grad():
+        for p in tree.parameters():
+            p.zero_()
+        tree.cell.children_weight.weight[:WIDTH] = rnn.cell.recurrent.weight
+        tree.cell.input.load_state_dict(rnn.cell.input.state_dict())
+        tree.cell.back.weight[:WIDTH] = rnn.cell.back.weight
+        tree.cell.back.bias[:WIDTH] = rnn.cell.back.bias
+        tree.back_code.load_state_dict(rnn.back_code.state_dict())
+        tree.output.load_state_dict(rnn.output.state_dict())
+    x, y = torch.randn(N, T, F_IN, dtype=torch.float64), torch.randint(0, CLASSES, (N,))
+    results = {}
+    for name, net, inputs in (("rnn", rnn, x.flatten(1)), ("tree", tree, _path_encoding(x))):
+        record = rule.record(net, inputs)
+        result = rule.forward_loss(net, record, y)
+        feedback = rule.feedback_loss(net, record, result.targets)
+        weights = [net.cell.input.weight, net.back_code.weight]
+        results[name] = (result.loss, result.targets, feedback, torch.autograd.grad(result.loss + feedback, weights))
+    (loss, targets, feedback, grads), (t_loss, t_targets, t_feedback, t_grads) = results["rnn"], results["tree"]
+    torch.testing.assert_close(t_loss, loss)
+    torch.testing.assert_close(t_feedback, feedback)
+    for a, b in [*zip(t_targets, targets), *zip(t_grads, grads)]:
+        torch.testing.assert_close(a, b)

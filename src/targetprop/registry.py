@@ -24,6 +24,7 @@ from .rules.backprop import BackProp
 from .rules.bengio2014 import Bengio2014
 from .rules.bengio2014.conditional import build_conditional, conditional_from_model
 from .rules.bengio2014.recurrent import build_section5
+from .rules.bengio2014.trees import build_section5_tree
 from .rules.ccl import CounterCurrent, build_dual
 from .rules.dtp import (DampedTargetPropagation, DirectTargetPropagation, FixedWeightTargetPropagation,
                         TargetPropagation)
@@ -149,6 +150,8 @@ NETWORK_KINDS: dict[str, NetworkKind] = {
     "section5": NetworkKind("§5's Elman net and its backward net without inputs: rnn:",
                             lambda spec: spec.family == "recurrent" and spec.arguments["cell"] == "rnn",
                             build_section5),
+    "section5-tree": NetworkKind("§5's recursive net and its backward net without inputs: tree:",
+                                 lambda spec: spec.family == "recursive", build_section5_tree),
     "direct": NetworkKind("a chain whose hidden layers have direct linear feedback maps Q_l from the output "
                           "(Meulemans et al. 2020): mlp:, cnn:, resnetN, your own model",
                           lambda spec: spec.family == "feed-forward", _direct, _direct_wrapped),

@@ -52,13 +52,14 @@ class TreeCell(nn.Module):
     nodes. W_L and W_R start orthogonal, each scaled by 1/√2 (two children
     add their variance), and V_L, V_R as their transposes."""
 
-    def __init__(self, features: int, width: int, activation: str = "tanh"):
+    def __init__(self, features: int, width: int, activation: str = "tanh", feedback_input: bool = True):
         super().__init__()
         self.width = width
         self.children_weight = nn.Linear(width, 2 * width, bias=False)  # [W_L; W_R]
         self.input = nn.Linear(features, width)                          # U, b
         self.back = nn.Linear(width, 2 * width)                          # [V_L; V_R], [c_L; c_R]
-        self.back_input = nn.Linear(features, 2 * width, bias=False)     # [P_L; P_R]
+        self.back_input = (nn.Linear(features, 2 * width, bias=False)    # [P_L; P_R]
+                           if feedback_input else None)
         self.act = make_activation(activation)
         with torch.no_grad():
             for side in self.children_weight.weight.split(width):
@@ -71,7 +72,7 @@ class TreeCell(nn.Module):
         return [self.children_weight.weight, *self.input.parameters()]
 
     def feedback_parameters(self) -> list[nn.Parameter]:
-        return [*self.back.parameters(), self.back_input.weight]
+        return [*self.back.parameters(), *([] if self.back_input is None else [self.back_input.weight])]
 
     def weight_groups(self) -> dict[str, list[nn.Parameter]]:
         """The children's and the input weights: what the angles compare with BPTS's, each on its own."""
@@ -125,9 +126,18 @@ class TreeLevel:
 
     def feedback(self, h: Tensor) -> Tensor:
         """g(h): each child's V_side h_n + P_side x_n + c_side from its parent n."""
+        if self.cell.back_input is None:
+            return self._to_children(self.cell.back(h))
         copies = len(h) // len(self.features)
         features = self.features if copies == 1 else self.features.repeat(copies, 1)
         return self._to_children(self.cell.back(h) + self.cell.back_input(features))
+
+    def children_of(self, h_below: Tensor) -> Tensor:
+        """[h_left; h_right] of every node from the level below's states, (N, 2W): 0 for a missing child."""
+        if self.first:
+            return h_below.new_zeros(len(self.features), 2 * self.cell.width)
+        padded = F.pad(h_below, (0, 0, 1, 0))
+        return torch.cat([padded[self.left + 1], padded[self.right + 1]], dim=1)
 
     def feedback_linear(self, d: Tensor) -> Tensor:
         """V d: g's linear part, which carries target differences (g(ĥ) − g(h) = V(ĥ − h))."""
@@ -161,12 +171,13 @@ class TreeNetwork(nn.Module):
     lag_name = "depth"          # what a step back from the read-out is called, in the diagnostics
     lags = tuple(range(1, 16))  # the depths whose angles the diagnostics report
 
-    def __init__(self, tree_shape: tuple[int, int], width: int, num_outputs: int, activation: str = "tanh"):
+    def __init__(self, tree_shape: tuple[int, int], width: int, num_outputs: int, activation: str = "tanh",
+                 feedback_input: bool = True):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"tree: units take the activations {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.tree_shape = tree_shape
-        self.cell = TreeCell(tree_shape[1] - FEATURES, width, activation)
+        self.cell = TreeCell(tree_shape[1] - FEATURES, width, activation, feedback_input)
         self.output = nn.Linear(width, num_outputs)
 
     def unrolled(self, x: Tensor) -> list[TreeLevel]:

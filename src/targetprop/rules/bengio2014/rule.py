@@ -47,6 +47,7 @@ from ...core.rule import ForwardLoss, ForwardRecord, Rule
 from ...core.settings import check, setting
 from ...core.targets import PROPAGATION_RULES
 from .recurrent import Section5
+from .trees import Section5Tree
 from .supervised import Algorithm5
 
 Tensor = torch.Tensor
@@ -54,11 +55,12 @@ Tensor = torch.Tensor
 __all__ = ["Bengio2014"]
 
 # The settings of each kind of network: the conditional top auto-encoder's
-# (mlp:), and §5's (rnn:); the rest are read on both.
+# (mlp:), and §5's (rnn:, the first two on tree: too); the rest are read on all.
 _CONDITIONAL_ONLY = ("alpha", "credit_assignment", "label_hide", "corrupt_encoder_input", "top_input_noise",
                      "discriminant", "discriminant_step", "top_hidden", "top_width", "unlabelled_step",
                      "layer_backprop")
 _RECURRENT_ONLY = ("state_target_step", "state_gating", "long_loop_stride", "stream_window", "encoder_credit")
+_SEQUENCE_ONLY = ("long_loop_stride", "stream_window", "encoder_credit", "recirculation_weight")  # not on trees
 
 
 @dataclass(kw_only=True)
@@ -135,10 +137,10 @@ class Bengio2014(Rule):
     unlabelled_step: float = setting(1.0, "u of an unlabelled example's target h + u(ĥ − h) (Algorithm 5: 1)")
     layer_backprop: bool = setting(False, "each layer's reconstruction error also trains its encoder (§6); "
                                    "true by default when the run trains on unlabelled examples")
-    state_target_step: float = setting(0.1, "recurrent nets (§5): η of the top target "
-                                       "ŝ_T = s_T − η ∂ℓ/∂s_T")
-    state_gating: bool = setting(True, "recurrent nets (§5): multiply each ŝ_t step by act′(s_t) before it "
-                                 "goes back a step (a learned inverse's 1/act′ compounds over steps)")
+    state_target_step: float = setting(0.1, "recurrent and tree nets (§5): η of the top target "
+                                       "ŝ_T = s_T − η ∂ℓ/∂s_T (a tree's: at its root)")
+    state_gating: bool = setting(True, "recurrent and tree nets (§5): multiply each ŝ_t step by act′(s_t) "
+                                 "before it goes back a step (a learned inverse's 1/act′ compounds over steps)")
     long_loop_stride: int = setting(0, "recurrent nets (§5): k > 0 also runs label-free long loops from "
                                     "every k-th earlier state and averages each step's targets over them")
     encoder_credit: str = setting("step", "recurrent nets (§5): what trains the encoder h_t = U x_t + b: step "
@@ -146,7 +148,7 @@ class Bengio2014(Rule):
                                   ("code", "step", "both"))
     stream_window: int = setting(0, "recurrent nets (§5): K > 0 keeps only the last K steps (the streaming "
                                  "case): earlier steps train g by running sums and get no targets")
-    network_kinds = ("conditional", "section5")
+    network_kinds = ("conditional", "section5", "section5-tree")
     uses_feedback = True
     handles_unlabelled = True
     # Unlabelled examples pulled toward their reconstruction collapse the codes
@@ -181,6 +183,8 @@ class Bengio2014(Rule):
             "section5": Section5(self.corruption, self.propagation, self.state_target_step, self.state_gating,
                                  self.long_loop_stride, self.stream_window, self.recirculation_weight,
                                  self.encoder_credit),
+            "section5-tree": Section5Tree(self.corruption, self.propagation, self.state_target_step,
+                                          self.state_gating),
         }
 
     @property
@@ -195,7 +199,13 @@ class Bengio2014(Rule):
 
     def check_network(self, net) -> None:
         super().check_network(net)
-        if net.kind == "section5":
+        if net.kind == "section5-tree":
+            if isinstance(self.corruption.sigma, tuple):
+                raise ValueError("a tree net has one representation, the node states: give corruption_sigma "
+                                 "one number or nn")
+            self._check_settings(_CONDITIONAL_ONLY + _SEQUENCE_ONLY, "the conditional top auto-encoder of mlp: "
+                                 "networks, or recurrent nets (rnn:)")
+        elif net.kind == "section5":
             if getattr(net, "every_state", False):
                 raise ValueError("bengio2014 on recurrent nets takes the label at the last state (§5: the long "
                                  "loops start from s_T's target); for a target at every step use bp, tp, dtp, "
