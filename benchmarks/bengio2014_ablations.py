@@ -22,6 +22,8 @@ VARIANTS = {
     "recirculation_weight=1": ({"recirculation_weight": 1.0},
                                "Algorithm 2's h_l target for f_l(h̃_{l-1})"),
     "top_input_noise=0": ({"top_input_noise": 0.0}, "only the top code corrupted"),
+    "layer_backprop=true": ({"layer_backprop": True}, "each layer's reconstruction error also trains its encoder "
+                            "(the default of a run with unlabelled examples)"),
 }
 
 

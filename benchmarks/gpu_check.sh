@@ -3,11 +3,13 @@
 # one): every rule trains on CUDA for two Fashion-MNIST epochs; the chain rules
 # on the conv net cnn:32-64-128, on a user's own nn.Sequential with batch norms
 # (examples/conv_net.py) and on resnet20 too; bp, dtp and ldrl on rnn:128 (the images
-# read row by row); bp and dtp on the copy problem (a target at every step);
+# read row by row); bp and dtp on the copy problem (a target at every step); bp, dtp and
+# ldrl on tree:128 (listops, depth 5: the levels of trees of many shapes);
 # bp and dtp once more under precision=bf16; a small sweep in two processes. Then the step
 # times of `targetprop bench` on the GPU: MLP (eager, compiled whole and the
 # feedback objective alone, side by side), conv net (eager, compiled and
-# bf16 side by side), resnet20 (eager and bf16) and rnn:100 on the adding problem at T = 100. Writes
+# bf16 side by side), resnet20 (eager and bf16), rnn:100 on the adding problem at T = 100 and
+# tree:128 on listops at depth 8. Writes
 # gpu_check.md and the raw results under OUT_DIR (default benchmarks/results/gpu).
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # (DEVICE, DATA and REPEATS override cuda, fashion-mnist and 300, for a dry run.)
@@ -39,6 +41,9 @@ done
 for rule in bp dtp; do  # a target at every step (the copy problem): the read-out on every state
     train "copy-$rule" --data copy --set seq_len=30 --rule "$rule" --arch rnn:64
 done
+for rule in bp dtp ldrl; do  # a tree net, level by level
+    train "tree-$rule" --data listops --set tree_depth=5 --rule "$rule" --arch tree:128
+done
 for rule in bp dtp; do
     for arch in mlp:256x5 cnn:32-64-128 resnet20; do
         train "bf16-$rule-${arch%%:*}" --data "$data" --rule "$rule" --arch "$arch" --set precision=bf16
@@ -57,6 +62,8 @@ python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,dtp
     --variants eager,compile,compile-feedback --repeats "$repeats" --json "$out/step_time_variants_cuda.json" | tee "$out/step_time_variants_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data adding --seq-len 100 --arch rnn:100 --rules bp,dtp,ldrl \
     --repeats "$repeats" --json "$out/step_time_rnn_T100_cuda.json" | tee "$out/step_time_rnn_T100_cuda.txt"
+python3 -m targetprop.cli bench --device "$device" --data listops --tree-depth 8 --arch tree:128 --rules bp,dtp,drl,ldrl \
+    --repeats "$repeats" --json "$out/step_time_tree_cuda.json" | tee "$out/step_time_tree_cuda.txt"
 python3 -m targetprop.cli bench --device "$device" --data "$data" --rules bp,tp,dtp,drl,ldrl,ddtp,fwdtp,ccl,bengio2014 \
     --repeats "$repeats" --flops \
     --json "$out/step_time_cuda.json" | tee "$out/step_time_cuda.txt"

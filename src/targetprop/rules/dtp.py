@@ -82,6 +82,8 @@ class TargetPropagation(Rule):
             raise ValueError(f"setting 'feedback_noise' must be {'>= 0' if noisy else '> 0'}")
         if self.inverse_damping < 0:
             raise ValueError("setting 'inverse_damping' must be >= 0")
+        if self.loss_average == "units" and self.local_update != "autograd":
+            raise ValueError("loss_average=units scales the local loss whose gradient local_update=autograd takes")
 
     def network_options(self, kind: str) -> dict:
         """The form of the feedback maps a network is built with. Linear g_l
