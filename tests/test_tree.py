@@ -19,7 +19,7 @@ from targetprop.core.recurrent import RecurrentNetwork
 from targetprop.core.tree import DEPTH, FEATURES, LEFT, RIGHT, TreeNetwork
 from targetprop.plotting.curves import _panel_title
 from targetprop.running.data import load_dataset
-from targetprop.running.trees import LISTOPS_TOKENS, encode_trees, listops, parse_tree
+from targetprop.running.trees import LISTOPS_TOKENS, encode_trees, listops
 
 N, T, F_IN, WIDTH, CLASSES = 6, 5, 3, 7, 4
 
