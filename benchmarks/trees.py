@@ -68,12 +68,13 @@ def table_lines(results: list[dict], depths: list[int], rules: list[str], extra:
                   for r in mine if r["angles"] and (lag is None or f"depth_{lag}" in r["angles"])]
         return f"{statistics.fmean(values):.1f}" if values else "—"
 
+    commonest = {depth: majority(depth) for depth in depths}
     for depth, rule in itertools.product(depths, rules):
         mine = [r for r in results if (r["depth"], r["rule"]) == (depth, rule)]
         per_seed = " / ".join("div" if r["diverged"] else f"{100 * r['test_accuracy']:.2f}" for r in mine)
         mean, base = means[depth, rule], means.get((depth, "bp"))
         gap = "—" if mean is None or base is None or rule == "bp" else f"{100 * (mean - base):+.2f}"
-        lines.append(f"| {depth} | {100 * majority(depth):.2f} | `{rule}` | {per_seed} | "
+        lines.append(f"| {depth} | {100 * commonest[depth]:.2f} | `{rule}` | {per_seed} | "
                      f"{'—' if mean is None else f'{100 * mean:.2f}'} | {gap} | {angle(mine, 1)} | "
                      f"{angle(mine, 2)} | {angle(mine, None)} |")
     lines += ["", "| rule | first depth more than 2 points behind BPTS |", "|---|---|"]

@@ -19,7 +19,7 @@ from .discrete import DISCRETE_UNITS, Transmit
 from .layers import Layer, TPLayer
 from .records import ForwardRecord
 
-__all__ = ["Network", "ChainNetwork", "Chain", "TPNetwork", "flat_features", "he_init", "layer_shapes"]
+__all__ = ["Network", "ChainNetwork", "Chain", "SharedCellNetwork", "detached_pass", "TPNetwork", "flat_features", "he_init", "layer_shapes"]
 
 
 @runtime_checkable
@@ -60,6 +60,50 @@ class ChainNetwork(Network, Protocol):
     def weight_groups(self) -> dict[str, list[nn.Parameter]]: ...
 
 
+def detached_pass(layers: Sequence, h: torch.Tensor, read_out, top_gradient: bool = True) -> ForwardRecord:
+    """The record of a local rule's forward pass: each of ``layers`` on its
+    detached input, so its graph stays local; the top a leaf of its own (hs
+    stays graph-free), ``read_out``'s logits from it; ``top_gradient``: the
+    leaf requires grad, so that ∂ℓ/∂h_L can be read."""
+    below = h.detach()
+    hs, outputs = [below], []
+    for layer in layers:
+        outputs.append(layer(below))
+        below = outputs[-1].detach()
+        hs.append(below)
+    top = hs[-1].detach().requires_grad_(top_gradient)
+    return ForwardRecord(hs, outputs, top, read_out(top), layers)
+
+
+class SharedCellNetwork(nn.Module):
+    """A network whose steps all share one cell, ``self.cell`` (a recurrent
+    net's time steps, a tree net's levels), under a read-out ``self.output``:
+    ``layers`` holds the cell alone, and each step of ``unrolled(x)`` binds
+    its own part of x, so x goes in as it is."""
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def read_out(self, top: torch.Tensor) -> torch.Tensor:
+        return self.output(top)
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        return [self.cell]
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        return [*self.cell.forward_parameters(), *self.output.parameters()]
+
+    def layer_forward_parameters(self) -> list[nn.Parameter]:
+        return self.cell.forward_parameters()
+
+    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
+        return self.cell.weight_groups()
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        return self.cell.feedback_parameters()
+
+
 class Chain(nn.Module):
     """A chain of layers (any :class:`Layer`: a pair of modules f, g) under a
     read-out: h_0 = x, h_l = layer_l(h_{l-1}), logits = output(h_L). Every
@@ -98,14 +142,7 @@ class Chain(nn.Module):
         """Each layer on its detached input, so its graph stays local; the
         top h_L a leaf of its own (hs stays graph-free), the logits from it;
         ``top_gradient``: the leaf requires grad, so that ∂ℓ/∂h_L can be read."""
-        below = self.as_input(x).detach()
-        hs, outputs = [below], []
-        for layer in self.layers:
-            outputs.append(layer(below))
-            below = outputs[-1].detach()
-            hs.append(below)
-        top = hs[-1].detach().requires_grad_(top_gradient)
-        return ForwardRecord(hs, outputs, top, self.read_out(top), self.layers)
+        return detached_pass(self.layers, self.as_input(x), self.read_out, top_gradient)
 
     def read(self, hs: Sequence[torch.Tensor]) -> torch.Tensor:
         """What the read-out reads of h_1..h_L: h_L."""

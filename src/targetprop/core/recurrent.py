@@ -26,6 +26,7 @@ from torch import nn
 
 from .delta import activation_derivative
 from .layers import ACTIVATIONS, make_activation
+from .networks import SharedCellNetwork
 from .records import ForwardRecord
 
 Tensor = torch.Tensor
@@ -279,7 +280,7 @@ def stacked_steps(layers, hs: list[Tensor], states: Tensor | None = None) -> lis
 CELLS = {"rnn": ElmanCell, "gru": GRUCell}
 
 
-class RecurrentNetwork(nn.Module):
+class RecurrentNetwork(SharedCellNetwork):
     """``rnn:WIDTH`` (or ``gru:WIDTH``) on sequences of shape (T, features): the cell unrolled
     over T steps and a linear read-out of s_T, or with ``every_state`` of
     every s_t (logits (N, T, outputs), for a target per step). ``layers``
@@ -319,10 +320,6 @@ class RecurrentNetwork(nn.Module):
 
     def unrolled(self, x: Tensor) -> list[TimeStep]:
         return self._steps(self.inputs(x))[0]
-
-    def as_input(self, x: Tensor) -> Tensor:
-        """x itself: each step binds its own x_t (``unrolled``)."""
-        return x
 
     def _steps(self, inputs: Tensor) -> tuple[list[TimeStep], Tensor]:
         """The T steps of a batch and their drives, (T, N, ·), in one call."""
@@ -365,20 +362,4 @@ class RecurrentNetwork(nn.Module):
         with torch.no_grad():
             nn.init.orthogonal_(self.output.weight)
             self.output.bias.zero_()
-
-    @property
-    def layers(self) -> list[RecurrentCell]:
-        return [self.cell]
-
-    def forward_parameters(self) -> list[nn.Parameter]:
-        return [*self.cell.forward_parameters(), *self.output.parameters()]
-
-    def layer_forward_parameters(self) -> list[nn.Parameter]:
-        return self.cell.forward_parameters()
-
-    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
-        return self.cell.weight_groups()
-
-    def feedback_parameters(self) -> list[nn.Parameter]:
-        return self.cell.feedback_parameters()
 

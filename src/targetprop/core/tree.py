@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ACTIVATIONS, make_activation
+from .networks import SharedCellNetwork, detached_pass
 from .records import ForwardRecord
 
 Tensor = torch.Tensor
@@ -160,7 +161,7 @@ class TreeLevel:
         return self.cell.weights()
 
 
-class TreeNetwork(nn.Module):
+class TreeNetwork(SharedCellNetwork):
     """``tree:WIDTH`` on trees encoded as (M, 3 + F) rows (module doc): the
     cell composed up every tree, level by level, and a linear read-out of the
     root. ``layers`` holds the cell alone; ``unrolled(x)`` gives the levels
@@ -218,10 +219,6 @@ class TreeNetwork(nn.Module):
             level_row[mine] = torch.arange(len(mine), device=x.device)
         return levels
 
-    def as_input(self, x: Tensor) -> Tensor:
-        """x itself: each level binds its own nodes (``unrolled``)."""
-        return x
-
     def forward(self, x: Tensor) -> Tensor:
         h = x
         for level in self.unrolled(x):
@@ -230,34 +227,8 @@ class TreeNetwork(nn.Module):
 
     def local_pass(self, x: Tensor) -> ForwardRecord:
         """Each level on its detached input; the roots a leaf of their own, the logits from them."""
-        levels = self.unrolled(x)
-        below, hs, outputs = x, [x], []
-        for level in levels:
-            outputs.append(level.f(below))
-            below = outputs[-1].detach()
-            hs.append(below)
-        top = hs[-1].detach().requires_grad_()
-        return ForwardRecord(hs, outputs, top, self.read_out(top), levels)
+        return detached_pass(self.unrolled(x), x, self.read_out)
 
     def read(self, hs) -> Tensor:
         """What the read-out reads of the levels: the roots."""
         return hs[-1]
-
-    def read_out(self, top: Tensor) -> Tensor:
-        return self.output(top)
-
-    @property
-    def layers(self) -> list[TreeCell]:
-        return [self.cell]
-
-    def forward_parameters(self) -> list[nn.Parameter]:
-        return [*self.cell.forward_parameters(), *self.output.parameters()]
-
-    def layer_forward_parameters(self) -> list[nn.Parameter]:
-        return self.cell.forward_parameters()
-
-    def weight_groups(self) -> dict[str, list[nn.Parameter]]:
-        return self.cell.weight_groups()
-
-    def feedback_parameters(self) -> list[nn.Parameter]:
-        return self.cell.feedback_parameters()

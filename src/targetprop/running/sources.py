@@ -298,8 +298,8 @@ def _generate_trees(depth: int) -> Raw:
     run, encoded as rows of nodes (:func:`.trees.encode_trees`)."""
     rng = np.random.default_rng(zlib.crc32(f"listops:{depth}".encode()))
     (train, y_train), (test, y_test) = (trees.listops(n, depth, rng) for n in GENERATED_SIZES)
-    rows = max(trees.node_count(t) for t in train + test)
-    x_train, x_test = (trees.encode_trees(t, trees.LISTOPS_TOKENS, rows) for t in (train, test))
+    encoded = trees.encode_trees(train + test, trees.LISTOPS_TOKENS)  # both padded to the largest tree
+    x_train, x_test = encoded[:len(train)], encoded[len(train):]
     raw = Raw(x_train.reshape(len(x_train), -1), y_train, x_test.reshape(len(x_test), -1), y_test,
               scale=1.0, num_classes=10, image_shape=None, tree_shape=x_train.shape[1:])
     readonly(raw.x_train, raw.y_train, raw.x_test, raw.y_test)

@@ -18,13 +18,14 @@ expressions, each encoded as rows of nodes (the encoding the tree net reads).
 from __future__ import annotations
 
 import re
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 from ..core.tree import DEPTH, FEATURES, LEFT, RIGHT
 
-__all__ = ["LISTOPS_TOKENS", "listops", "node_count", "tree_tokens", "parse_tree", "read_tree_file", "encode_trees", "evaluate_listops"]
+__all__ = ["LISTOPS_TOKENS", "listops", "tree_tokens", "parse_tree", "read_tree_file", "encode_trees", "evaluate_listops"]
 
 LISTOPS_OPERATIONS = ("MAX", "MIN")
 LISTOPS_TOKENS = (*(str(d) for d in range(10)), *LISTOPS_OPERATIONS)
@@ -132,10 +133,6 @@ def read_tree_file(path: str | Path) -> tuple[list[Tree], list[str], tuple[str, 
     return trees, labels, classes
 
 
-def node_count(tree: Tree) -> int:
-    return 1 if isinstance(tree, str) else 1 + sum(node_count(child) for child in tree[1:])
-
-
 def tree_tokens(tree: Tree) -> list[str]:
     return [tree] if isinstance(tree, str) else [tree[0], *(t for child in tree[1:] for t in tree_tokens(child))]
 
@@ -147,9 +144,9 @@ def encode_trees(trees: list[Tree], tokens: tuple[str, ...], rows: int | None = 
     index = {token: i for i, token in enumerate(tokens)}
 
     def nodes_of(tree: Tree) -> list[tuple]:
-        out, queue = [], [(tree, 0)]
+        out, queue = [], deque([(tree, 0)])
         while queue:
-            node, depth = queue.pop(0)
+            node, depth = queue.popleft()
             token, children = (node, ()) if isinstance(node, str) else (node[0], node[1:])
             links = []
             for child in children:
